@@ -1,0 +1,81 @@
+"""Database engine, schema migrations (Alembic, applied at start-up) and thread offloading.
+
+SQLModel tables live with their domain (``spaces.models``, ``moderation.models``,
+``moderation.escalation``, ``bridge.models``); this module only wires them to an engine.
+Synchronous DB work is pushed to a thread (habit 5) through :func:`run_db`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, event, text
+from sqlmodel import Session, SQLModel, create_engine
+
+T = TypeVar("T")
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def import_models() -> type[SQLModel]:
+    """Import every module that defines tables so ``SQLModel.metadata`` knows them all."""
+    import bridge.models  # noqa: F401
+    import moderation.escalation  # noqa: F401
+    import moderation.models  # noqa: F401
+    import spaces.models  # noqa: F401
+
+    return SQLModel
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, foreign keys and cross-thread use."""
+    if url.startswith("sqlite"):
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest migration (idempotent)."""
+    import_models()
+    command.upgrade(alembic_config(engine), "head")
+
+
+def ping(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+async def run_db(engine: Engine, fn: Callable[[Session], T]) -> T:
+    """Run ``fn(session)`` in a worker thread inside a transaction that commits on success."""
+
+    def _work() -> T:
+        with Session(engine, expire_on_commit=False) as session:
+            result = fn(session)
+            session.commit()
+            return result
+
+    return await asyncio.to_thread(_work)

@@ -1,0 +1,1 @@
+"""Escalation state machine."""

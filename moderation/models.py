@@ -1,0 +1,1 @@
+"""Moderation tables (verdicts, cases)."""

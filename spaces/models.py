@@ -1,0 +1,1 @@
+"""Catalogue tables (provisioned spaces and rooms)."""
