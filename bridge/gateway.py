@@ -1,0 +1,207 @@
+"""The only module that talks to matrix-nio (habit 1): converts nio's ``Response | Error`` unions
+into plain values or :class:`GatewayError`, and holds the raw HTTP client for Synapse's admin API."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    ErrorResponse,
+    JoinResponse,
+    LoginResponse,
+    RoomCreateResponse,
+    RoomGetStateResponse,
+    RoomPutStateResponse,
+    RoomRedactResponse,
+    RoomResolveAliasResponse,
+    RoomSendResponse,
+    SyncResponse,
+    UploadResponse,
+)
+
+from config.ids import EventID, RoomID, UserID
+
+log = logging.getLogger(__name__)
+
+# The bot always logs in as the same device, so restarts reuse it instead of piling up devices.
+BOT_DEVICE_ID = "HEARTH_BOT"
+
+
+class GatewayError(Exception):
+    """A homeserver request failed. ``status`` is the HTTP status where known, ``errcode`` Matrix's."""
+
+    def __init__(self, what: str, message: str, status: int | None = None, errcode: str | None = None):
+        super().__init__(f"{what}: {errcode or ''} {message}".strip())
+        self.status = status
+        self.errcode = errcode
+
+
+@dataclass
+class TimelineEvent:
+    room_id: RoomID
+    event: dict[str, Any]
+
+    @property
+    def event_id(self) -> EventID:
+        return EventID(self.event.get("event_id", ""))
+
+    @property
+    def type(self) -> str:
+        return str(self.event.get("type", ""))
+
+    @property
+    def sender(self) -> UserID:
+        return UserID(self.event.get("sender", ""))
+
+
+@dataclass
+class SyncBatch:
+    next_batch: str
+    timeline: list[TimelineEvent] = field(default_factory=list)
+    invited_rooms: list[RoomID] = field(default_factory=list)
+
+
+def _check(what: str, resp: Any, ok: type) -> Any:
+    if isinstance(resp, ok):
+        return resp
+    if isinstance(resp, ErrorResponse):
+        transport = getattr(resp, "transport_response", None)
+        status = getattr(transport, "status", None)
+        errcode = resp.status_code if isinstance(resp.status_code, str) else None
+        raise GatewayError(what, resp.message or "", status if isinstance(status, int) else None, errcode)
+    raise GatewayError(what, f"unexpected response {type(resp).__name__}")
+
+
+class NioGateway:
+    """matrix-nio client for the bot, plus Synapse admin calls with the bot's (admin) token."""
+
+    def __init__(self, homeserver_url: str, user_id: str, request_timeout: float = 60):
+        self.homeserver_url = homeserver_url
+        self.user_id = UserID(user_id)
+        self.client = AsyncClient(
+            homeserver_url,
+            user_id,
+            device_id=BOT_DEVICE_ID,
+            config=AsyncClientConfig(encryption_enabled=False, store_sync_tokens=False,
+                                     request_timeout=request_timeout, max_timeouts=1,
+                                     # never sleep inside nio on 429: the caller backs off and stays responsive
+                                     max_limit_exceeded=0),
+        )
+        self.http = httpx.AsyncClient(base_url=homeserver_url, timeout=10)
+
+    async def close(self) -> None:
+        await self.client.close()
+        await self.http.aclose()
+
+    # --- session ---
+
+    async def login(self, password: str, device_name: str = "Hearth bot") -> None:
+        resp = await self.client.login(password=password, device_name=device_name)
+        _check("login", resp, LoginResponse)
+
+    async def restore(self, access_token: str) -> bool:
+        """Reuse a saved access token; True if the homeserver still accepts it."""
+        self.client.access_token = access_token
+        r = await self.http.get("/_matrix/client/v3/account/whoami",
+                                headers={"Authorization": f"Bearer {access_token}"})
+        if r.status_code == 200 and r.json().get("user_id") == self.user_id:
+            self.client.user_id = self.user_id
+            return True
+        if r.status_code in (401, 403):
+            self.client.access_token = ""
+            return False
+        raise GatewayError("whoami", r.text[:200], r.status_code)
+
+    @property
+    def access_token(self) -> str:
+        return str(self.client.access_token or "")
+
+    @property
+    def logged_in(self) -> bool:
+        return bool(self.client.access_token)
+
+    async def reachable(self) -> bool:
+        """Whether the homeserver's client API answers at all (used by /healthz)."""
+        try:
+            r = await self.http.get("/_matrix/client/versions", timeout=3)
+            return r.status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    # --- sync ---
+
+    async def sync(self, since: str | None, timeout_ms: int, first: bool = False) -> SyncBatch:
+        sync_filter: dict[str, Any] | None = {"room": {"timeline": {"limit": 0}}} if first else None
+        resp = await self.client.sync(timeout=timeout_ms, since=since, sync_filter=sync_filter,
+                                      full_state=first or None)
+        resp = _check("sync", resp, SyncResponse)
+        batch = SyncBatch(next_batch=resp.next_batch)
+        for room_id, info in resp.rooms.join.items():
+            for ev in info.timeline.events:
+                batch.timeline.append(TimelineEvent(RoomID(room_id), dict(ev.source)))
+        batch.invited_rooms = [RoomID(r) for r in resp.rooms.invite]
+        return batch
+
+    # --- rooms ---
+
+    async def join(self, room: str) -> RoomID:
+        resp = _check(f"join {room}", await self.client.join(room), JoinResponse)
+        return RoomID(resp.room_id)
+
+    async def send(self, room_id: str, content: dict[str, Any], event_type: str = "m.room.message",
+                   txn_id: str | None = None) -> EventID:
+        resp = await self.client.room_send(room_id, event_type, content, tx_id=txn_id,
+                                           ignore_unverified_devices=True)
+        return EventID(_check(f"send to {room_id}", resp, RoomSendResponse).event_id)
+
+    async def create_room(self, **kwargs: Any) -> RoomID:
+        resp = await self.client.room_create(**kwargs)
+        return RoomID(_check("create room", resp, RoomCreateResponse).room_id)
+
+    async def put_state(self, room_id: str, event_type: str, content: dict[str, Any], state_key: str = "") -> EventID:
+        resp = await self.client.room_put_state(room_id, event_type, content, state_key=state_key)
+        return EventID(_check(f"put {event_type} in {room_id}", resp, RoomPutStateResponse).event_id)
+
+    async def get_state(self, room_id: str) -> list[dict[str, Any]]:
+        resp = await self.client.room_get_state(room_id)
+        return list(_check(f"state of {room_id}", resp, RoomGetStateResponse).events)
+
+    async def resolve_alias(self, alias: str) -> RoomID | None:
+        resp = await self.client.room_resolve_alias(alias)
+        if isinstance(resp, RoomResolveAliasResponse):
+            return RoomID(resp.room_id)
+        return None
+
+    async def redact(self, room_id: str, event_id: str, reason: str | None = None) -> EventID:
+        resp = await self.client.room_redact(room_id, event_id, reason=reason)
+        return EventID(_check(f"redact {event_id}", resp, RoomRedactResponse).event_id)
+
+    async def upload(self, data: bytes, content_type: str, filename: str) -> str:
+        import io
+
+        resp, _ = await self.client.upload(io.BytesIO(data), content_type=content_type, filename=filename,
+                                           filesize=len(data))
+        return str(_check(f"upload {filename}", resp, UploadResponse).content_uri)
+
+    # --- Synapse admin API (raw HTTP; the bot is a server admin) ---
+
+    async def admin(self, method: str, path: str, json: Any = None) -> Any:
+        r = await self.http.request(method, path, json=json,
+                                    headers={"Authorization": f"Bearer {self.client.access_token}"})
+        if r.status_code >= 400:
+            try:
+                body = r.json()
+            except ValueError:
+                body = {"error": r.text[:200]}
+            raise GatewayError(f"{method} {path}", body.get("error", ""), r.status_code, body.get("errcode"))
+        return r.json() if r.content else {}
+
+    async def exempt_from_ratelimit(self, user_id: str) -> None:
+        await self.admin("POST", f"/_synapse/admin/v1/users/{quote(user_id, safe='')}/override_ratelimit",
+                         {"messages_per_second": 0, "burst_count": 0})

@@ -1,0 +1,158 @@
+"""The bot's sync loop: logs in, long-polls /sync, hands timeline events to handlers, and saves the
+sync token in the database after each handled batch, so a restart neither replays nor misses events.
+
+Handlers are idempotent by event ID (they may see an event again only if the process died between
+handling a batch and saving its token). The ``seen_event`` ledger records each handled event and how
+many times it was delivered to the handlers, which is what the exactly-once tests assert on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from bridge.clock import Clock
+from bridge.gateway import GatewayError, NioGateway, SyncBatch, TimelineEvent
+from bridge.models import SeenEvent, SyncState
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[TimelineEvent], Awaitable[None]]
+
+
+@dataclass
+class BotStatus:
+    logged_in: bool = False
+    syncs: int = 0
+    last_sync_at: datetime | None = None
+    last_error: str | None = None
+
+
+def load_token(engine: Engine, user_id: str) -> str | None:
+    with Session(engine) as s:
+        row = s.get(SyncState, user_id)
+        return row.next_batch if row else None
+
+
+def record_batch(engine: Engine, user_id: str, batch: SyncBatch, now: datetime) -> None:
+    """Save the handled events and the new sync token in one transaction."""
+    with Session(engine) as s:
+        for ev in batch.timeline:
+            if not ev.event_id:
+                continue
+            seen = s.get(SeenEvent, ev.event_id)
+            if seen:
+                seen.times_seen += 1
+            else:
+                s.add(SeenEvent(event_id=ev.event_id, room_id=ev.room_id, sender=ev.sender,
+                                event_type=ev.type, first_seen_at=now))
+        state = s.get(SyncState, user_id)
+        if state:
+            state.next_batch, state.updated_at = batch.next_batch, now
+        else:
+            s.add(SyncState(user_id=user_id, next_batch=batch.next_batch, updated_at=now))
+        s.commit()
+
+
+class Bot:
+    """Runs the sync loop until cancelled."""
+
+    def __init__(self, gateway: NioGateway, engine: Engine, clock: Clock, password: str,
+                 handlers: Sequence[Handler] = (), sync_timeout_ms: int = 30000,
+                 on_login: Callable[[], Awaitable[None]] | None = None, session_file: Path | None = None):
+        self.gateway = gateway
+        self.engine = engine
+        self.clock = clock
+        self.password = password
+        self.handlers = list(handlers)
+        self.sync_timeout_ms = sync_timeout_ms
+        self.on_login = on_login
+        self.session_file = session_file
+        self.status = BotStatus()
+        self.synced = asyncio.Event()
+
+    async def _restore(self) -> bool:
+        """Reuse the saved access token, so restarts do not log in (and create sessions) every time."""
+        if self.session_file is None or not self.session_file.exists():
+            return False
+        try:
+            saved = json.loads(self.session_file.read_text())
+            return await self.gateway.restore(saved["access_token"])
+        except (ValueError, KeyError):
+            return False
+
+    def _save_session(self) -> None:
+        if self.session_file is None:
+            return
+        self.session_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.session_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"user_id": self.gateway.user_id, "access_token": self.gateway.access_token}))
+        tmp.chmod(0o600)
+        tmp.replace(self.session_file)
+
+    async def _login(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                if not await self._restore():
+                    await self.gateway.login(self.password)
+                    self._save_session()
+                self.status.logged_in = True
+                log.info("bot logged in as %s", self.gateway.user_id)
+                if self.on_login:
+                    await self.on_login()
+                return
+            except (TimeoutError, GatewayError, OSError) as e:
+                self.status.last_error = f"login: {e}"
+                log.warning("bot login failed (%s); retrying in %.1fs", e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15)
+
+    async def run(self) -> None:
+        await self._login()
+        user = self.gateway.user_id
+        since = await asyncio.to_thread(load_token, self.engine, user)
+        delay = 0.5
+        while True:
+            first = since is None
+            try:
+                batch = await self.gateway.sync(since, 0 if first else self.sync_timeout_ms, first=first)
+            except (TimeoutError, GatewayError, OSError) as e:
+                self.status.last_error = f"sync: {e}"
+                log.warning("sync failed (%s); retrying in %.1fs", e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15)
+                continue
+            delay = 0.5
+            if first:
+                # A fresh bot starts from now: history before it existed is not replayed.
+                batch.timeline = []
+            await self._handle(batch)
+            await asyncio.to_thread(record_batch, self.engine, user, batch, self.clock.now())
+            since = batch.next_batch
+            self.status.syncs += 1
+            self.status.last_sync_at = self.clock.now()
+            self.status.last_error = None
+            self.synced.set()
+
+    async def _handle(self, batch: SyncBatch) -> None:
+        for room_id in batch.invited_rooms:
+            try:
+                await self.gateway.join(room_id)
+            except GatewayError as e:
+                log.warning("could not accept invite to %s: %s", room_id, e)
+        for ev in batch.timeline:
+            for handler in self.handlers:
+                try:
+                    await handler(ev)
+                except Exception:
+                    # One broken handler must not stop the bot; the failure is logged with its event ID.
+                    log.exception("handler %s failed on %s", getattr(handler, "__name__", handler), ev.event_id)

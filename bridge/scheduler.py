@@ -1,0 +1,46 @@
+"""APScheduler wiring. Jobs are coroutines on the service's event loop; their deadlines live in the
+database, so jobs are rebuilt from it at start-up (the scheduler itself keeps nothing)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bridge.clock import Clock
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    """Thin owner of an ``AsyncIOScheduler`` with a heartbeat job that proves jobs really run."""
+
+    HEARTBEAT_SECONDS = 5
+
+    def __init__(self, clock: Clock):
+        self.clock = clock
+        self.aps = AsyncIOScheduler(timezone=UTC)
+        self.last_heartbeat: datetime | None = None
+
+    def start(self) -> None:
+        self.aps.add_job(self._heartbeat, "interval", seconds=self.HEARTBEAT_SECONDS, id="heartbeat",
+                         next_run_time=datetime.now(UTC), replace_existing=True, coalesce=True)
+        self.aps.start()
+
+    async def _heartbeat(self) -> None:
+        self.last_heartbeat = self.clock.now()
+
+    def shutdown(self) -> None:
+        if self.aps.running:
+            self.aps.shutdown(wait=False)
+
+    def health(self) -> dict[str, object]:
+        now = self.clock.now()
+        fresh = self.last_heartbeat is not None and (now - self.last_heartbeat).total_seconds() < 3 * self.HEARTBEAT_SECONDS
+        return {
+            "ok": bool(self.aps.running and fresh),
+            "running": self.aps.running,
+            "jobs": len(self.aps.get_jobs()) if self.aps.running else 0,
+            "last_heartbeat": self.last_heartbeat.isoformat() if self.last_heartbeat else None,
+        }

@@ -1,0 +1,38 @@
+"""The FastAPI application: health, metrics and the antispam gate (more routes plug in here)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, HTTPException
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from bridge.web.routes import gate, health
+
+if TYPE_CHECKING:
+    from bridge.service import HearthService
+
+
+def create_app(service: HearthService) -> FastAPI:
+    app = FastAPI(
+        title="Hearth",
+        summary="Peer-support spaces on Matrix: gate endpoints, staff API and dashboard.",
+        version="0.1.0",
+    )
+    app.state.service = service
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(_request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return JSONResponse({"errcode": "M_BAD_JSON", "error": "; ".join(problems)}, status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_request, exc: HTTPException) -> JSONResponse:
+        # Matrix-style bodies ({"errcode", "error"}) at the top level, as Synapse's module expects.
+        body = exc.detail if isinstance(exc.detail, dict) else {"errcode": "M_UNKNOWN", "error": str(exc.detail)}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    app.include_router(health.router)
+    app.include_router(gate.router)
+    return app

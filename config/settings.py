@@ -1,0 +1,173 @@
+"""Hearth's settings: ``config/default.toml`` < operator file < ``HEARTH_*`` environment variables.
+
+Built once at the entry point (``bridge.__main__``) and passed down; nothing reads settings at import.
+Invalid settings raise :class:`SettingsError` whose message names the key, where it came from and why.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+CONFIG_DIR = Path(__file__).resolve().parent
+DEFAULT_FILE = CONFIG_DIR / "default.toml"
+PLACEHOLDERS = frozenset({"", "change-me", "changeme", "secret", "password"})
+
+
+class SettingsError(Exception):
+    """Settings could not be loaded; the message is meant for the operator."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MatrixSettings(_Section):
+    homeserver_url: str = "http://127.0.0.1:8008"
+    server_name: str = "localhost"
+    bot_localpart: str = Field("hearth", pattern=r"^[a-z0-9._=/-]+$")
+    bot_password: SecretStr = SecretStr("CHANGE-ME")
+    bot_display_name: str = "Hearth"
+    sync_timeout_ms: int = Field(30000, ge=0, le=300_000)
+
+    @field_validator("homeserver_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @property
+    def bot_user_id(self) -> str:
+        return f"@{self.bot_localpart}:{self.server_name}"
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+
+
+class GateSettings(_Section):
+    secret: SecretStr = SecretStr("CHANGE-ME")
+    budget_ms: int = Field(250, ge=10, le=55_000)
+
+
+class StaffApiSettings(_Section):
+    token: SecretStr = SecretStr("CHANGE-ME")
+
+
+class Settings(BaseSettings):
+    """Everything Hearth's process needs, validated."""
+
+    model_config = SettingsConfigDict(env_prefix="HEARTH_", env_nested_delimiter="__", extra="forbid")
+
+    environment: Literal["development", "production"] = "production"
+    data_dir: Path = Path(".data")
+    database_url: str = ""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    matrix: MatrixSettings = MatrixSettings()
+    http: HttpSettings = HttpSettings()
+    gate: GateSettings = GateSettings()
+    staff_api: StaffApiSettings = StaffApiSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Files are merged by `load_settings` and arrive as init kwargs; the environment wins over them.
+        return env_settings, init_settings
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'hearth.db'}"
+
+    def secrets(self) -> dict[str, SecretStr]:
+        return {
+            "matrix.bot_password": self.matrix.bot_password,
+            "gate.secret": self.gate.secret,
+            "staff_api.token": self.staff_api.token,
+        }
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise SettingsError(f"{path}: settings file not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SettingsError(f"{path}: not valid TOML: {e}") from None
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _has_key(data: dict[str, Any], path: tuple[str | int, ...]) -> bool:
+    node: Any = data
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _origin(path: tuple[str | int, ...], layers: list[tuple[str, dict[str, Any]]]) -> str:
+    env_name = "HEARTH_" + "__".join(str(p) for p in path).upper()
+    if env_name in os.environ:
+        return f"environment variable {env_name}"
+    for name, data in reversed(layers):
+        if _has_key(data, path):
+            return name
+    return "defaults"
+
+
+def default_operator_file() -> Path | None:
+    """The operator file: $HEARTH_CONFIG, else .data/hearth.toml when `make up` generated it."""
+    env = os.environ.get("HEARTH_CONFIG")
+    if env:
+        return Path(env)
+    generated = Path(".data/hearth.toml")
+    return generated if generated.exists() else None
+
+
+def load_settings(operator_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from the defaults, the operator file and the environment, or raise SettingsError."""
+    layers: list[tuple[str, dict[str, Any]]] = [(str(DEFAULT_FILE), _read_toml(DEFAULT_FILE))]
+    if operator_file is not None:
+        layers.append((str(operator_file), _read_toml(operator_file)))
+    merged: dict[str, Any] = {}
+    for _name, data in layers:
+        merged = _merge(merged, data)
+    merged = _merge(merged, overrides)
+    try:
+        settings = Settings(**merged)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            loc = tuple(err["loc"])
+            key = ".".join(str(p) for p in loc)
+            problems.append(f"`{key}` (from {_origin(loc, layers)}): {err['msg']}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None
+    if settings.environment != "development":
+        weak = [k for k, v in settings.secrets().items() if v.get_secret_value().strip().lower() in PLACEHOLDERS]
+        if weak:
+            raise SettingsError(
+                "placeholder secrets are refused outside development: "
+                + ", ".join(f"`{k}` (from {_origin(tuple(k.split('.')), layers)})" for k in weak)
+                + "; run `make up` to generate them, or set them in your settings file or environment"
+            )
+    return settings

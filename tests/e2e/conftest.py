@@ -1,0 +1,74 @@
+"""A throwaway stack per database backend: a real Synapse and the real Hearth service, in a temp dir
+on free ports (never the stack `make up` runs)."""
+
+from __future__ import annotations
+
+import secrets
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from bridge import stack
+from bridge.db import make_engine
+from tests.conftest import PG_ADMIN_URL, _drop_pg_database, _fresh_pg_database, _pg_available
+from tests.e2e.matrix import User, new_user
+
+
+@dataclass
+class Stack:
+    layout: stack.StackLayout
+    database_url: str
+    engine: Engine
+    admin: User
+    _bot: User | None = None
+
+    def member(self, prefix: str = "member") -> User:
+        """A new ordinary user, exempted from rate limits (tests send faster than people do)."""
+        return new_user(self.layout, prefix, exempt_with=self.admin.token)
+
+    @property
+    def settings(self) -> dict:
+        return tomllib.loads(self.layout.hearth_toml.read_text())
+
+    def bot(self) -> User:
+        """The bot's account, through a separate device (the service keeps its own session)."""
+        if self._bot is not None:
+            return self._bot
+        token = stack.login(self.layout, self.layout.bot_localpart, self.settings["matrix"]["bot_password"],
+                            device_id="TEST_" + secrets.token_hex(3))
+        self._bot = User(self.layout.hs_url, self.layout.bot_user_id, token)
+        return self._bot
+
+    def restart_hearth(self, sig: int | None = None) -> None:
+        if sig is None:
+            stack.stop_hearth(self.layout)
+        else:
+            stack.stop_hearth(self.layout, sig=sig)
+        stack.start_hearth(self.layout)
+
+
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def hearth_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp(f"stack-{request.param}")
+    pg_name = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{root / 'hearth.db'}"
+    else:
+        if not _pg_available():
+            pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+        url, pg_name = _fresh_pg_database(PG_ADMIN_URL)
+    layout = stack.StackLayout(root=Path(root), hs_port=stack.free_port(), hearth_port=stack.free_port())
+    stack.prepare(layout, {"database_url": url, "matrix": {"sync_timeout_ms": 5000}})
+    try:
+        stack.up(layout, say=lambda _msg: None)
+        engine = make_engine(url)
+        yield Stack(layout, url, engine, new_user(layout, "testadmin", admin=True))
+        engine.dispose()
+    finally:
+        stack.down(layout, say=lambda _msg: None)
+        if pg_name:
+            _drop_pg_database(PG_ADMIN_URL, pg_name)

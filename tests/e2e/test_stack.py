@@ -1,0 +1,141 @@
+"""The running skeleton, end to end: real Synapse, real Hearth service, real database."""
+
+from __future__ import annotations
+
+import re
+import signal
+
+import httpx
+import pytest
+from sqlmodel import Session, select
+
+from bridge import stack
+from bridge.models import SeenEvent, SyncState
+from tests.e2e.matrix import wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def seen(hs, event_id: str) -> SeenEvent | None:
+    with Session(hs.engine) as s:
+        return s.get(SeenEvent, event_id)
+
+
+def gate_calls(hs, callback: str, outcome: str) -> float:
+    text = httpx.get(f"{hs.layout.hearth_url}/metrics", timeout=5).text
+    m = re.search(rf'hearth_gate_calls_total{{callback="{callback}",outcome="{outcome}"}} ([0-9.e+]+)', text)
+    return float(m.group(1)) if m else 0.0
+
+
+def test_healthz_reports_every_part(hearth_stack):
+    r = httpx.get(f"{hearth_stack.layout.hearth_url}/healthz", timeout=5)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["down"] == []
+    assert set(body["parts"]) == {"database", "homeserver", "bot", "scheduler"}
+    assert body["parts"]["bot"]["user_id"] == hearth_stack.layout.bot_user_id
+    assert body["parts"]["database"]["dialect"] == hearth_stack.engine.dialect.name
+
+
+def test_bot_receives_a_message_exactly_once_across_restarts(hearth_stack):
+    hs = hearth_stack
+    bot = hs.bot()
+    room = bot.create_room(name="e2e", preset="public_chat")
+    member = hs.member()
+    member.join(room)
+    first = member.say(room, "hello from a member")
+    wait_for(lambda: seen(hs, first), what="the bot to receive the message")
+
+    hs.restart_hearth()  # SIGTERM: clean shutdown, token saved
+    log = hs.layout.hearth_log.read_text()
+    assert "stopped cleanly" in log
+
+    second = member.say(room, "a second message after the restart")
+    wait_for(lambda: seen(hs, second), what="the restarted bot to receive a new message")
+    assert seen(hs, first).times_seen == 1, "the restart replayed an old message"
+    assert seen(hs, second).times_seen == 1
+
+
+def test_bot_misses_nothing_sent_while_it_was_down(hearth_stack):
+    hs = hearth_stack
+    bot = hs.bot()
+    room = bot.create_room(name="downtime", preset="public_chat")
+    member = hs.member()
+    member.join(room)
+    before = member.say(room, "before")
+    wait_for(lambda: seen(hs, before), what="the bot to sync")
+    stack.stop_hearth(hs.layout)
+    # Hearth is down: check_event_for_spam fails open, so the message is delivered.
+    while_down = member.say(room, "sent while Hearth was down")
+    stack.start_hearth(hs.layout)
+    row = wait_for(lambda: seen(hs, while_down), what="the message sent during downtime")
+    assert row.times_seen == 1
+
+
+def test_sync_token_is_kept_in_the_database(hearth_stack):
+    with Session(hearth_stack.engine) as s:
+        row = s.exec(select(SyncState)).one()
+    assert row.user_id == hearth_stack.layout.bot_user_id
+    assert row.next_batch
+
+
+def test_a_message_sent_through_synapse_reaches_the_gate(hearth_stack):
+    hs = hearth_stack
+    before = gate_calls(hs, "check_event_for_spam", "allow")
+    room = hs.bot().create_room(name="gate", preset="public_chat")
+    member = hs.member()
+    member.join(room)
+    member.say(room, "does this pass through the gate?")
+    assert gate_calls(hs, "check_event_for_spam", "allow") > before
+    assert gate_calls(hs, "user_may_join_room", "allow") >= 1
+
+
+@pytest.mark.parametrize("auth", [None, "Bearer wrong-secret", "Basic abc"])
+def test_gate_refuses_callers_without_the_secret(hearth_stack, auth):
+    headers = {"Authorization": auth} if auth else {}
+    r = httpx.post(f"{hearth_stack.layout.hearth_url}/_hearth/antispam/check_event_for_spam",
+                   json={"event": {}}, headers=headers, timeout=5)
+    assert r.status_code == 401
+    assert r.json()["errcode"] == "M_UNAUTHORIZED"
+
+
+def test_gate_answers_callers_with_the_secret(hearth_stack):
+    secret = hearth_stack.settings["gate"]["secret"]
+    url = f"{hearth_stack.layout.hearth_url}/_hearth/antispam"
+    auth = {"Authorization": f"Bearer {secret}"}
+    assert httpx.post(f"{url}/user_may_invite", json={"inviter": "@a:localhost", "invitee": "@b:localhost",
+                                                      "room_id": "!r:localhost"}, headers=auth).status_code == 200
+    assert httpx.post(f"{url}/no_such_callback", json={}, headers=auth).status_code == 404
+    bad = httpx.post(f"{url}/check_event_for_spam", content=b"not json", headers=auth)
+    assert bad.status_code == 400
+    assert "JSON" in bad.json()["error"]
+
+
+def test_make_up_again_is_harmless(hearth_stack):
+    layout = hearth_stack.layout
+    pids = (layout.synapse_pid.read_text(), layout.hearth_pid.read_text())
+    stack.up(layout, say=lambda _m: None)
+    assert (layout.synapse_pid.read_text(), layout.hearth_pid.read_text()) == pids
+
+
+def test_healthz_names_synapse_when_it_is_down(hearth_stack):
+    layout = hearth_stack.layout
+    stack.stop_synapse(layout)
+    try:
+        def down():
+            r = httpx.get(f"{layout.hearth_url}/healthz", timeout=10)
+            return r if r.status_code == 503 else None
+
+        r = wait_for(down, timeout=30, what="/healthz to report the homeserver down")
+        assert "homeserver" in r.json()["down"]
+        assert "database" not in r.json()["down"]
+    finally:
+        stack.start_synapse(layout)
+    wait_for(lambda: httpx.get(f"{layout.hearth_url}/healthz", timeout=10).status_code == 200, timeout=60,
+             what="/healthz to recover")
+
+
+def test_sigkill_then_restart_recovers(hearth_stack):
+    hs = hearth_stack
+    hs.restart_hearth(sig=signal.SIGKILL)
+    assert httpx.get(f"{hs.layout.hearth_url}/healthz", timeout=5).status_code == 200

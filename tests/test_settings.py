@@ -1,0 +1,64 @@
+import pytest
+
+from config.settings import SettingsError, load_settings
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "operator.toml"
+    p.write_text(text)
+    return p
+
+
+GOOD = """
+[matrix]
+bot_password = "a-real-generated-password"
+[gate]
+secret = "a-real-generated-secret"
+[staff_api]
+token = "a-real-generated-token"
+"""
+
+
+def test_operator_file_overrides_defaults_and_env_overrides_file(tmp_path, monkeypatch):
+    path = _write(tmp_path, GOOD + "\n[http]\nport = 9090\n")
+    assert load_settings(path).http.port == 9090
+    monkeypatch.setenv("HEARTH_HTTP__PORT", "9191")
+    assert load_settings(path).http.port == 9191
+
+
+def test_invalid_value_names_key_file_and_reason(tmp_path):
+    path = _write(tmp_path, GOOD.replace('secret = "a-real-generated-secret"', 'secret = "x"\nbudget_ms = "soon"'))
+    with pytest.raises(SettingsError) as e:
+        load_settings(path)
+    msg = str(e.value)
+    assert "gate.budget_ms" in msg
+    assert str(path) in msg
+    assert "integer" in msg
+
+
+def test_unknown_key_is_refused(tmp_path):
+    path = _write(tmp_path, GOOD + "\n[http]\nprot = 1\n")
+    with pytest.raises(SettingsError, match=r"http\.prot"):
+        load_settings(path)
+
+
+def test_env_value_error_names_the_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("HEARTH_HTTP__PORT", "99999")
+    with pytest.raises(SettingsError, match="HEARTH_HTTP__PORT"):
+        load_settings(_write(tmp_path, GOOD))
+
+
+def test_placeholder_secrets_refused_outside_development(tmp_path):
+    with pytest.raises(SettingsError, match=r"gate\.secret.*operator\.toml"):
+        load_settings(_write(tmp_path, GOOD.replace("a-real-generated-secret", "CHANGE-ME")))
+    with pytest.raises(SettingsError, match=r"staff_api\.token.*default\.toml"):
+        load_settings(_write(tmp_path, GOOD.replace('token = "a-real-generated-token"', "")))
+    dev = load_settings(_write(tmp_path, 'environment = "development"\n'))
+    assert dev.gate.secret.get_secret_value() == "CHANGE-ME"
+
+
+def test_broken_toml_names_the_file(tmp_path):
+    path = _write(tmp_path, "[matrix\n")
+    with pytest.raises(SettingsError, match="not valid TOML") as e:
+        load_settings(path)
+    assert str(path) in str(e.value)
