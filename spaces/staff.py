@@ -1,0 +1,183 @@
+"""Staff roster and on-call rota (``config/staff.toml``): load, validate, and ask who is on call.
+
+Pure: :func:`on_call` takes ``now`` (an aware datetime) from the caller; nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import unicodedata
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from config.ids import UserID
+
+DEFAULT_STAFF_FILE = Path(__file__).resolve().parent.parent / "config" / "staff.toml"
+
+USER_ID_PATTERN = r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(?::[0-9]{1,5})?$"
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+MatrixUser = Annotated[str, Field(pattern=USER_ID_PATTERN, max_length=255)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StaffMember(_Strict):
+    """A moderator or clinician."""
+
+    user_id: MatrixUser
+    display_name: Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class Shift(_Strict):
+    """Clinicians on call on ``days`` from ``start`` (inclusive) to ``end`` (exclusive), local hours."""
+
+    days: list[Weekday] = Field(min_length=1)
+    start: int = Field(ge=0, le=23)
+    end: int = Field(ge=1, le=24)
+    clinicians: list[MatrixUser] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Shift:
+        if self.start == self.end:
+            raise ValueError("a shift cannot start and end at the same hour")
+        return self
+
+    def covers(self, weekday: Weekday, hour: int) -> bool:
+        """Whether this shift covers ``hour`` (0-23) on ``weekday`` in the rota's time zone."""
+        if self.start < self.end:
+            return weekday in self.days and self.start <= hour < self.end
+        # Overnight: the part before midnight belongs to the listed day, the rest to the next one.
+        if weekday in self.days and hour >= self.start:
+            return True
+        previous = WEEKDAYS[(WEEKDAYS.index(weekday) - 1) % 7]
+        return previous in self.days and hour < self.end
+
+
+class Rota(_Strict):
+    """The on-call rota: shifts read in ``timezone``, with a fallback when no shift applies."""
+
+    timezone: str
+    fallback: list[MatrixUser] = Field(min_length=1)
+    shifts: list[Shift] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The rota's time zone."""
+        return ZoneInfo(self.timezone)
+
+
+class Acknowledge(_Strict):
+    """Reactions that count as acknowledging an alert."""
+
+    reactions: list[Annotated[str, Field(min_length=1, max_length=16)]] = Field(min_length=1)
+
+    def accepts(self, key: str) -> bool:
+        """Whether a reaction key acknowledges (compared after NFC normalisation, ignoring VS-16)."""
+
+        def norm(s: str) -> str:
+            return unicodedata.normalize("NFC", s).replace("\ufe0f", "")
+
+        return norm(key) in {norm(r) for r in self.reactions}
+
+
+class Staff(_Strict):
+    """Everyone with a staff role, the rota and the acknowledgement reactions."""
+
+    moderators: list[StaffMember] = Field(default_factory=list)
+    clinicians: list[StaffMember] = Field(min_length=1)
+    rota: Rota
+    acknowledge: Acknowledge
+
+    @model_validator(mode="after")
+    def _rota_names_clinicians(self) -> Staff:
+        clinicians = {c.user_id for c in self.clinicians}
+        everyone = [m.user_id for m in self.moderators] + [c.user_id for c in self.clinicians]
+        dupes = sorted({u for u in everyone if everyone.count(u) > 1})
+        if dupes:
+            raise ValueError(f"staff listed more than once: {dupes}")
+        for i, shift in enumerate(self.rota.shifts):
+            unknown = [u for u in shift.clinicians if u not in clinicians]
+            if unknown:
+                raise ValueError(f"rota.shifts[{i}] names people who are not clinicians: {unknown}")
+        unknown = [u for u in self.rota.fallback if u not in clinicians]
+        if unknown:
+            raise ValueError(f"rota.fallback names people who are not clinicians: {unknown}")
+        return self
+
+    @property
+    def moderator_ids(self) -> list[UserID]:
+        """Moderators' user IDs in file order."""
+        return [UserID(m.user_id) for m in self.moderators]
+
+    @property
+    def clinician_ids(self) -> list[UserID]:
+        """Clinicians' user IDs in file order."""
+        return [UserID(c.user_id) for c in self.clinicians]
+
+    @property
+    def all_ids(self) -> list[UserID]:
+        """Every staff user ID (moderators then clinicians)."""
+        return self.moderator_ids + self.clinician_ids
+
+
+class StaffError(ValueError):
+    """``staff.toml`` is invalid; the message names the file, the key path and the reason."""
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def load_staff(path: Path = DEFAULT_STAFF_FILE) -> Staff:
+    """Read and validate ``staff.toml``; raises :class:`StaffError` naming file, key and reason."""
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise StaffError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise StaffError(f"{path}: cannot read file: {exc.strerror}") from None
+    try:
+        return Staff.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise StaffError(f"{path}: {_loc(tuple(err['loc']))}: {err['msg']}") from None
+
+
+def on_call(rota: Rota, now: datetime) -> list[UserID]:
+    """Clinicians on call at ``now`` (aware datetime), in rota order, without duplicates.
+
+    When no shift covers ``now`` the rota's fallback is returned, so the list is never empty.
+    """
+    if now.tzinfo is None or now.tzinfo.utcoffset(now) is None:
+        raise ValueError("on_call needs an aware datetime")
+    local = now.astimezone(rota.zone)
+    weekday = WEEKDAYS[local.weekday()]
+    seen: list[UserID] = []
+    for shift in rota.shifts:
+        if shift.covers(weekday, local.hour):
+            for user in shift.clinicians:
+                if user not in seen:
+                    seen.append(UserID(user))
+    return seen or [UserID(u) for u in rota.fallback]

@@ -1,0 +1,390 @@
+"""Support-space themes: load and validate ``config/spaces/*.toml``.
+
+A theme describes one Matrix space (a support community such as "Anxiety & panic") and its rooms.
+Loading is all-or-nothing: if any file is invalid, :func:`load_themes` raises :class:`ThemeError`
+naming the file, the key path (for example ``rooms[2].scene.capacity``) and the reason, and returns
+nothing, so provisioning never runs on half a catalogue.
+
+Moderation profiles
+-------------------
+Each room names one of a small, fixed set of moderation profiles. The moderation package maps a
+profile to its policy table; the names and their intent are fixed here so themes cannot drift:
+
+``support``
+    The default for peer conversation. Abuse aimed at others is blocked before delivery; casual
+    profanity, grief, anger and talk about one's own history pass; crisis signals escalate.
+``peer-strict``
+    For rooms where members are most exposed (trauma, recovery, facilitated groups): as ``support``
+    plus graphic detail (self-harm method, substance use specifics, trauma detail) is held for review,
+    and links or media from new members are held.
+``quiet``
+    For low-traffic, low-stimulation rooms: as ``support`` with tighter flood and mention limits and
+    no media from new members, so the room stays calm.
+``announcements``
+    For read-only rooms (the welcome room): only staff and the bot post; anything else is refused.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from config.ids import RoomAlias
+
+DEFAULT_THEMES_DIR = Path(__file__).resolve().parent.parent / "config" / "spaces"
+
+SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+
+MODERATION_PROFILES: dict[str, str] = {
+    "support": "Peer conversation: abuse at others blocked, crisis escalated, ordinary hard talk passes.",
+    "peer-strict": "Exposed rooms: as support, plus graphic detail and new members' links held for review.",
+    "quiet": "Low-stimulation rooms: as support, with tighter flood/mention limits and no new-member media.",
+    "announcements": "Read-only rooms: only staff and the bot post.",
+}
+
+PRESETS: tuple[str, ...] = (
+    "calm-beach",
+    "forest-clearing",
+    "fireside-circle",
+    "garden",
+    "rehab-gym",
+    "quiet-library",
+)
+
+REQUIRED_ROOM_KINDS: tuple[str, ...] = ("welcome", "check-in", "discussion", "group-session", "quiet")
+
+Slug = Annotated[str, Field(pattern=SLUG_PATTERN, min_length=1, max_length=40)]
+ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+LongText = Annotated[str, Field(min_length=1, max_length=4000)]
+
+Preset = Literal["calm-beach", "forest-clearing", "fireside-circle", "garden", "rehab-gym", "quiet-library"]
+RoomKind = Literal["welcome", "check-in", "discussion", "group-session", "practice", "quiet", "resources"]
+ModerationProfile = Literal["support", "peer-strict", "quiet", "announcements"]
+JoinRule = Literal["restricted", "knock", "knock_restricted"]
+HistoryVisibility = Literal["shared", "joined", "invited"]
+RoomVersion = Literal["10", "11", "12"]
+Purpose = Literal[
+    "orientation",
+    "check-in",
+    "discussion",
+    "group-session",
+    "quiet-reflection",
+    "graded-exposure",
+    "resources",
+]
+LayoutKind = Literal["circle", "semicircle", "rows", "scattered", "pairs", "stations"]
+ComfortRating = Literal["comfortable", "moderate", "intense"]
+ReferenceSpace = Literal["viewer", "local", "local-floor", "bounded-floor", "unbounded"]
+Locomotion = Literal["teleport", "smooth", "snap-turn"]
+FacilitationMode = Literal["self-guided", "peer-led", "moderator-hosted", "clinician-facilitated"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CrisisResource(_Strict):
+    """A way to reach urgent help, shown in every room's facilitation notice."""
+
+    label: ShortText
+    contact: ShortText
+    region: ShortText = "international"
+    url: str | None = Field(default=None, pattern=r"^https://")
+
+
+class ThemeFacilitation(_Strict):
+    """Theme-wide facilitation text: the not-therapy notice and crisis resources."""
+
+    not_therapy_notice: LongText
+    crisis_resources: list[CrisisResource] = Field(min_length=1)
+
+
+class RoomFacilitation(_Strict):
+    """How a room is held: self-guided, peer-led, hosted by a moderator or facilitated by a clinician."""
+
+    mode: FacilitationMode = "peer-led"
+    note: str | None = Field(default=None, max_length=500)
+
+
+class SpawnGroup(_Strict):
+    """A named set of arrival points (e.g. ``arrivals``, ``facilitator``)."""
+
+    id: Slug
+    label: ShortText
+    points: int = Field(default=2, ge=1, le=8)
+
+
+def _default_spawn_groups() -> list[SpawnGroup]:
+    return [SpawnGroup(id="arrivals", label="Arrivals", points=2)]
+
+
+class Layout(_Strict):
+    """How seats are arranged; positions are computed from ``kind`` and ``seats``."""
+
+    kind: LayoutKind = "circle"
+    seats: int = Field(ge=1, le=64)
+    spawn_groups: list[SpawnGroup] = Field(default_factory=_default_spawn_groups, min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_groups(self) -> Layout:
+        ids = [g.id for g in self.spawn_groups]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"spawn group ids must be unique, got {ids}")
+        return self
+
+
+def _default_locomotion() -> list[Locomotion]:
+    return ["teleport", "snap-turn"]
+
+
+class Comfort(_Strict):
+    """Comfort settings for immersive clients; defaults are the gentlest sensible choice."""
+
+    rating: ComfortRating = "comfortable"
+    seated_mode: bool = True
+    webxr_reference_space: ReferenceSpace = "local-floor"
+    locomotion_allowed: list[Locomotion] = Field(default_factory=_default_locomotion)
+    vignette: bool = True
+    flashing: Literal["none"] = "none"
+    ambient_audio_mutable: Literal[True] = True
+    mono_audio: bool = True
+    captions: bool = True
+    session_length_minutes: int = Field(default=60, ge=5, le=240)
+    break_reminder_minutes: int = Field(default=20, ge=5, le=120)
+    safe_place_room: Slug | None = None
+
+    @model_validator(mode="after")
+    def _break_within_session(self) -> Comfort:
+        if self.break_reminder_minutes > self.session_length_minutes:
+            raise ValueError(
+                f"break_reminder_minutes ({self.break_reminder_minutes}) must not exceed "
+                f"session_length_minutes ({self.session_length_minutes})"
+            )
+        if "smooth" in self.locomotion_allowed and not self.vignette:
+            raise ValueError("smooth locomotion needs vignette = true (reduces motion sickness)")
+        return self
+
+
+class ExposureLevel(_Strict):
+    """One step of a graded-exposure ladder."""
+
+    id: Slug
+    label: ShortText
+    description: LongText
+
+
+class Exposure(_Strict):
+    """A graded-exposure ladder; members choose the level and can always leave."""
+
+    stimulus: ShortText
+    levels: list[ExposureLevel] = Field(min_length=2, max_length=8)
+    default_level: Slug
+    exit_always_available: Literal[True] = True
+
+    @model_validator(mode="after")
+    def _default_is_a_level(self) -> Exposure:
+        ids = [lv.id for lv in self.levels]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"exposure level ids must be unique, got {ids}")
+        if self.default_level not in ids:
+            raise ValueError(f"default_level {self.default_level!r} is not one of the levels {ids}")
+        if self.default_level != ids[0]:
+            raise ValueError("default_level must be the first (gentlest) level: nobody starts mid-ladder")
+        return self
+
+
+class Scene(_Strict):
+    """The 3D scene a room is rendered as."""
+
+    preset: Preset
+    purpose: Purpose
+    description: LongText
+    capacity: int = Field(ge=2, le=200)
+    layout: Layout
+    comfort: Comfort = Field(default_factory=Comfort)
+    exposure: Exposure | None = None
+    content_warnings: list[ShortText] = Field(default_factory=list)
+    facilitation: RoomFacilitation = Field(default_factory=RoomFacilitation)
+
+    @model_validator(mode="after")
+    def _exposure_matches_purpose(self) -> Scene:
+        if (self.exposure is not None) != (self.purpose == "graded-exposure"):
+            raise ValueError("exposure must be given exactly when purpose is 'graded-exposure'")
+        return self
+
+
+class Room(_Strict):
+    """One room of a support space."""
+
+    slug: Slug
+    kind: RoomKind
+    name: ShortText
+    topic: Annotated[str, Field(min_length=1, max_length=500)]
+    join_rule: JoinRule = "restricted"
+    history_visibility: HistoryVisibility = "shared"
+    members_may_post: bool = True
+    moderation_profile: ModerationProfile = "support"
+    suggested: bool = False
+    scene: Scene
+
+
+class Theme(_Strict):
+    """A support space and its rooms, as written in one ``config/spaces/<slug>.toml`` file."""
+
+    slug: Slug
+    name: ShortText
+    description: LongText
+    audience: LongText
+    guidelines: LongText
+    version: int = Field(ge=1)
+    room_version: RoomVersion = "10"
+    facilitation: ThemeFacilitation
+    rooms: list[Room] = Field(min_length=len(REQUIRED_ROOM_KINDS))
+
+    def room(self, slug: str) -> Room:
+        """The room with this slug (``KeyError`` if the theme has none)."""
+        for room in self.rooms:
+            if room.slug == slug:
+                return room
+        raise KeyError(slug)
+
+    def room_of_kind(self, kind: str) -> Room:
+        """The first room of this kind (``KeyError`` if the theme has none)."""
+        for room in self.rooms:
+            if room.kind == kind:
+                return room
+        raise KeyError(kind)
+
+    def safe_place_for(self, room: Room) -> Room:
+        """The room a member can step out to from ``room``: explicit, else the quiet room.
+
+        The quiet room's own safe place defaults to the welcome room.
+        """
+        if room.scene.comfort.safe_place_room is not None:
+            return self.room(room.scene.comfort.safe_place_room)
+        quiet = self.room_of_kind("quiet")
+        return self.room_of_kind("welcome") if quiet.slug == room.slug else quiet
+
+
+class ThemeError(ValueError):
+    """A theme file is invalid; the message names the file, the key path and the reason."""
+
+    def __init__(self, file: Path | str, key: str, reason: str) -> None:
+        self.file = str(file)
+        self.key = key
+        self.reason = reason
+        where = f"{self.file}: {key}" if key else self.file
+        super().__init__(f"{where}: {reason}")
+
+
+def _key_path(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("literal", "function-after", "function-before") or part.startswith("literal["):
+            continue
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _cross_checks(theme: Theme) -> list[tuple[str, str]]:
+    """Rules spanning several rooms; returns (key path, reason) pairs."""
+    problems: list[tuple[str, str]] = []
+    slugs = [r.slug for r in theme.rooms]
+    for i, slug in enumerate(slugs):
+        if slugs.index(slug) != i:
+            problems.append((f"rooms[{i}].slug", f"duplicate room slug {slug!r}"))
+    kinds = {r.kind for r in theme.rooms}
+    for kind in REQUIRED_ROOM_KINDS:
+        if kind not in kinds:
+            problems.append(("rooms", f"every space needs a {kind!r} room (rooms with kind = {kind!r})"))
+    for i, room in enumerate(theme.rooms):
+        if room.kind == "welcome":
+            if room.members_may_post:
+                problems.append((f"rooms[{i}].members_may_post", "the welcome room is read-only for members"))
+            if room.join_rule != "restricted":
+                problems.append(
+                    (f"rooms[{i}].join_rule", "the welcome room must be open to all space members")
+                )
+        safe = room.scene.comfort.safe_place_room
+        if safe is not None:
+            if safe not in slugs:
+                problems.append(
+                    (f"rooms[{i}].scene.comfort.safe_place_room", f"no room with slug {safe!r} in this theme")
+                )
+            elif safe == room.slug:
+                problems.append(
+                    (f"rooms[{i}].scene.comfort.safe_place_room", "a room cannot be its own safe place")
+                )
+        if room.scene.capacity < room.scene.layout.seats and room.scene.layout.kind != "scattered":
+            problems.append(
+                (
+                    f"rooms[{i}].scene.layout.seats",
+                    f"{room.scene.layout.seats} seats for a capacity of {room.scene.capacity}",
+                )
+            )
+    return problems
+
+
+def parse_theme(data: dict[str, Any], file: Path | str = "<theme>") -> Theme:
+    """Validate one theme's decoded TOML; raises :class:`ThemeError` on the first problem."""
+    try:
+        theme = Theme.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ThemeError(file, _key_path(err["loc"]), err["msg"]) from None
+    problems = _cross_checks(theme)
+    if problems:
+        key, reason = problems[0]
+        raise ThemeError(file, key, reason)
+    return theme
+
+
+def load_theme(path: Path) -> Theme:
+    """Read and validate one theme file; the slug must match the file name."""
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ThemeError(path, "", f"not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ThemeError(path, "", f"cannot read file: {exc.strerror}") from None
+    theme = parse_theme(data, path)
+    if theme.slug != path.stem:
+        raise ThemeError(path, "slug", f"slug {theme.slug!r} must match the file name {path.stem!r}")
+    return theme
+
+
+def load_themes(directory: Path = DEFAULT_THEMES_DIR) -> list[Theme]:
+    """Load every ``*.toml`` theme in ``directory`` (sorted by slug); all or nothing.
+
+    Raises :class:`ThemeError` if any file is invalid or the directory holds no themes.
+    """
+    files = sorted(directory.glob("*.toml"))
+    if not files:
+        raise ThemeError(directory, "", "no theme files (*.toml) found")
+    themes = [load_theme(f) for f in files]
+    return sorted(themes, key=lambda t: t.slug)
+
+
+def space_alias(theme: Theme, server_name: str) -> RoomAlias:
+    """The space's alias: ``#<theme-slug>:<server>``."""
+    return RoomAlias(f"#{theme.slug}:{server_name}")
+
+
+def room_alias(theme: Theme, room: Room, server_name: str) -> RoomAlias:
+    """A room's alias: ``#<theme-slug>-<room-slug>:<server>``."""
+    return RoomAlias(f"#{theme.slug}-{room.slug}:{server_name}")
+
+
+def iter_rooms(themes: Iterable[Theme]) -> Iterable[tuple[Theme, Room]]:
+    """Every (theme, room) pair in catalogue order."""
+    for theme in themes:
+        for room in theme.rooms:
+            yield theme, room
