@@ -1,0 +1,168 @@
+"""Rules detector: per-profile regex word lists with allow-lists, loaded from ``rules.toml``.
+
+Patterns run on the normalised text; evidence spans are mapped back to the original text. A list
+reports at most one signal per message (``rules.<name>``) carrying every hit as evidence, the first
+rule that fired and the list's configured action hint (block / flag / escalate). The policy decides.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from moderation.errors import ConfigError, line_of
+from moderation.types import ScreenItem, Signal, Span
+
+ACTIONS = ("block", "flag", "escalate")
+DEFAULT_RULES = Path(__file__).resolve().parents[2] / "config" / "moderation" / "rules.toml"
+
+
+@dataclass(frozen=True)
+class RuleList:
+    """One named word list: patterns, allow-list, where it applies and the action it suggests."""
+
+    name: str
+    action: str
+    profiles: frozenset[str]
+    spaces: frozenset[str]
+    patterns: tuple[re.Pattern[str], ...]
+    allow: tuple[re.Pattern[str], ...]
+
+    def applies(self, profile: str, space: str | None) -> bool:
+        if "*" not in self.profiles and profile not in self.profiles:
+            return False
+        return not self.spaces or (space is not None and space in self.spaces)
+
+    def hits(self, text: str) -> list[tuple[int, int, int]]:
+        """``(start, end, pattern index)`` of every hit in ``text`` not covered by an allow match."""
+        allowed = [m.span() for a in self.allow for m in a.finditer(text)]
+        found = []
+        for i, pat in enumerate(self.patterns):
+            for m in pat.finditer(text):
+                s, e = m.span()
+                if e == s:
+                    continue
+                if any(a_s < e and s < a_e for a_s, a_e in allowed):
+                    continue
+                found.append((s, e, i))
+        return sorted(found)
+
+
+def _compile(
+    raw: object, *, file: Path, text: str, where: str, list_line: int | None
+) -> tuple[re.Pattern[str], ...]:
+    if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
+        raise ConfigError(file, f"{where} must be a list of strings", line=list_line)
+    out = []
+    for pattern in raw:
+        try:
+            out.append(re.compile(pattern))
+        except re.error as exc:
+            line = line_of(text, pattern, after=list_line or 0) or list_line
+            raise ConfigError(file, f"{where}: bad regex {pattern!r}: {exc}", line=line) from exc
+    return tuple(out)
+
+
+def load_rules(path: Path | str = DEFAULT_RULES) -> list[RuleList]:
+    """Parse and compile ``rules.toml``; a bad regex or entry raises :class:`ConfigError` naming
+    the file, the line and the reason."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+    except OSError as exc:
+        raise ConfigError(file, f"cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, f"not valid TOML: {exc}", line=getattr(exc, "lineno", None)) from exc
+    lists = data.get("list")
+    if not isinstance(lists, list) or not lists:
+        raise ConfigError(file, "expected one or more [[list]] tables")
+    out: list[RuleList] = []
+    seen: set[str] = set()
+    search_from = 0
+    for entry in lists:
+        name = entry.get("name")
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise ConfigError(file, f"list name {name!r} must be lower_snake_case", line=None)
+        list_line = line_of(text, f'"{name}"', after=search_from)
+        search_from = list_line or search_from
+        if name in seen:
+            raise ConfigError(file, f"duplicate list {name!r}", line=list_line)
+        seen.add(name)
+        action = entry.get("action")
+        if action not in ACTIONS:
+            raise ConfigError(file, f"list {name!r}: action must be one of {ACTIONS}", line=list_line)
+        profiles = entry.get("profiles", ["*"])
+        spaces = entry.get("spaces", [])
+        if not isinstance(profiles, list) or not isinstance(spaces, list):
+            raise ConfigError(file, f"list {name!r}: profiles and spaces must be lists", line=list_line)
+        out.append(
+            RuleList(
+                name=name,
+                action=action,
+                profiles=frozenset(map(str, profiles)),
+                spaces=frozenset(map(str, spaces)),
+                patterns=_compile(
+                    entry.get("patterns"),
+                    file=file,
+                    text=text,
+                    where=f"list {name!r} patterns",
+                    list_line=list_line,
+                ),
+                allow=_compile(
+                    entry.get("allow", []),
+                    file=file,
+                    text=text,
+                    where=f"list {name!r} allow",
+                    list_line=list_line,
+                ),
+            )
+        )
+    return out
+
+
+class RulesDetector:
+    """Regex word lists with allow-lists. Signals: ``detector="rules"``, ``label="rules.<list>"``."""
+
+    name = "rules"
+
+    def __init__(self, lists: Sequence[RuleList]):
+        self.lists = list(lists)
+
+    @classmethod
+    def from_file(cls, path: Path | str = DEFAULT_RULES) -> RulesDetector:
+        return cls(load_rules(path))
+
+    def detect(self, batch: Sequence[ScreenItem]) -> list[list[Signal]]:
+        return [self._one(item) for item in batch]
+
+    def _one(self, item: ScreenItem) -> list[Signal]:
+        signals = []
+        msg, norm = item.message, item.norm
+        for rl in self.lists:
+            if not rl.applies(msg.profile, msg.space):
+                continue
+            hits = rl.hits(norm.text)
+            if not hits:
+                continue
+            merged: list[list[int]] = []
+            for s, e, _ in hits:  # sorted by start: merge overlapping hits into one span
+                if merged and s < merged[-1][1]:
+                    merged[-1][1] = max(merged[-1][1], e)
+                else:
+                    merged.append([s, e])
+            spans: list[Span] = [norm.to_original(s, e) for s, e in merged]
+            signals.append(
+                Signal(
+                    detector="rules",
+                    label=f"rules.{rl.name}",
+                    score=1.0,
+                    evidence=tuple(spans),
+                    rule=f"{rl.name}[{hits[0][2]}]",
+                    action=rl.action,
+                )
+            )
+        return signals

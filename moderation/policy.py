@@ -1,0 +1,269 @@
+"""Policy: the one table that turns detector signals into dispositions, per moderation profile.
+
+Loaded from ``config/policy.toml``; the hard rules that follow from the people Hearth serves are
+checked at load (a config breaking them is refused with :class:`ConfigError`) and again when deciding:
+crisis signals never block; abuse aimed at others blocks; casual profanity passes in support rooms;
+a failed detector sends the message to human review and the gate follows the profile's fail policy.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from moderation.detectors.behaviour import BehaviourLimits
+from moderation.errors import ConfigError
+from moderation.types import Disposition, Message, Signal
+
+DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "config" / "policy.toml"
+PROFILES = ("support", "peer-strict", "quiet", "staff")
+KINDS = ("allow", "block", "redact", "warn", "mute", "escalate", "send_resources", "flag")
+CRISIS_KINDS = ("escalate", "send_resources", "flag", "allow")
+MUST_BLOCK = (
+    "toxicity.insult",
+    "toxicity.threat",
+    "toxicity.identity_attack",
+    "toxicity.severe_toxicity",
+    "rules.incitement",
+)
+PROFANITY = ("toxicity.obscene", "toxicity.toxicity")
+TIER_RANK = {"none": 0, "moderate": 1, "high": 2, "imminent": 3}
+_ORDER = {
+    k: i for i, k in enumerate(("block", "redact", "mute", "warn", "escalate", "send_resources", "flag"))
+}
+# label prefixes whose blocks protect OTHER people, kept even when the sender is in crisis
+_PROTECTS_OTHERS = (
+    "toxicity.insult",
+    "toxicity.threat",
+    "toxicity.identity_attack",
+    "toxicity.severe_toxicity",
+    "rules.incitement",
+    "rules.method_instruction",
+    "rules.abuse",
+    "rules.dehumanising",
+)
+
+
+@dataclass(frozen=True)
+class LabelRule:
+    threshold: float
+    actions: tuple[str, ...]
+    message: str | None = None
+    mute_minutes: int | None = None
+
+
+@dataclass(frozen=True)
+class CrisisRule:
+    min_tier: str = "moderate"
+    actions: tuple[str, ...] = ("escalate", "send_resources")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    fail_policy: str
+    labels: Mapping[str, LabelRule]
+    crisis: CrisisRule
+    description: str = ""
+
+
+@dataclass
+class Policy:
+    """Signals -> dispositions. ``decide`` is pure and cheap; build once with :meth:`from_file`."""
+
+    profiles: dict[str, Profile]
+    messages: dict[str, str]
+    behaviour: BehaviourLimits = field(default_factory=BehaviourLimits)
+    default_profile: str = "support"
+
+    @classmethod
+    def from_file(cls, path: Path | str = DEFAULT_POLICY) -> Policy:
+        return load_policy(path)
+
+    def profile(self, name: str | None) -> Profile:
+        """The named profile, or the default one for unknown names (a room is never unscreened)."""
+        return self.profiles.get(name or "", self.profiles[self.default_profile])
+
+    def decide(
+        self, message: Message, signals: Sequence[Signal], errors: Mapping[str, str] | None = None
+    ) -> list[Disposition]:
+        """Dispositions for one message, most severe first; ``[allow]`` when nothing fires."""
+        prof = self.profile(message.profile)
+        errors = errors or {}
+        out: list[Disposition] = []
+        crisis = [s for s in signals if s.detector == "crisis" and s.tier and s.tier != "none"]
+        top = max(crisis, key=lambda s: (TIER_RANK.get(s.tier or "none", 0), s.score), default=None)
+        if top is not None and TIER_RANK.get(top.tier or "none", 0) >= TIER_RANK[prof.crisis.min_tier]:
+            for kind in prof.crisis.actions:
+                if kind == "escalate":
+                    out.append(Disposition("escalate", top.label, tier=top.tier, category=top.category))
+                elif kind != "allow":
+                    out.append(Disposition(kind, top.label))
+        for sig in signals:
+            if sig.detector == "crisis":
+                continue
+            rule = prof.labels.get(sig.label) or _fallback(sig)
+            if rule is None or sig.score < rule.threshold:
+                continue
+            for kind in rule.actions:
+                if kind == "allow":
+                    continue
+                if kind == "block" and crisis and not sig.label.startswith(_PROTECTS_OTHERS):
+                    out.append(Disposition("flag", f"{sig.label} (not blocked: crisis)"))
+                    continue
+                if kind == "escalate":
+                    out.append(
+                        Disposition("escalate", sig.label, tier=sig.tier or "high", category="plan_or_means")
+                    )
+                    continue
+                text = self.messages.get(rule.message or "") if kind in ("block", "warn", "mute") else None
+                out.append(
+                    Disposition(
+                        kind,
+                        sig.rule and f"{sig.label}:{sig.rule}" or sig.label,
+                        message=text,
+                        mute_minutes=rule.mute_minutes if kind == "mute" else None,
+                    )
+                )
+        for detector, err in sorted(errors.items()):
+            out.append(Disposition("flag", f"detector_failed:{detector}:{err}"))
+        if errors and prof.fail_policy == "block" and "crisis" not in errors and not crisis:
+            out.append(Disposition("block", "fail_policy", message=self.messages.get("detector_failure")))
+        return _tidy(out)
+
+
+def _fallback(sig: Signal) -> LabelRule | None:
+    """Rules signals not named in the profile follow their list's action hint."""
+    if sig.detector != "rules" or sig.action is None:
+        return None
+    actions = {"block": ("block",), "flag": ("flag",), "escalate": ("escalate", "send_resources", "flag")}
+    return LabelRule(
+        0.0, actions.get(sig.action, ("flag",)), message="abuse" if sig.action == "block" else None
+    )
+
+
+def _tidy(out: list[Disposition]) -> list[Disposition]:
+    """One of each kind (the first block, the highest escalation, the longest mute), flags by reason."""
+    if not out:
+        return [Disposition("allow")]
+    keep: dict[tuple[str, str], Disposition] = {}
+    for d in out:
+        key = (d.kind, d.reason if d.kind == "flag" else "")
+        cur = keep.get(key)
+        if cur is None:
+            keep[key] = d
+        elif d.kind == "escalate" and TIER_RANK.get(d.tier or "none", 0) > TIER_RANK.get(
+            cur.tier or "none", 0
+        ):
+            keep[key] = d
+        elif d.kind == "mute" and (d.mute_minutes or 0) > (cur.mute_minutes or 0):
+            keep[key] = d
+    return sorted(keep.values(), key=lambda d: _ORDER.get(d.kind, 99))
+
+
+def _label_rule(raw: Any, file: Path, key: str, messages: Mapping[str, str]) -> LabelRule:
+    if not isinstance(raw, dict):
+        raise ConfigError(file, 'must be a table like { threshold = 0.8, actions = ["block"] }', key=key)
+    unknown = set(raw) - {"threshold", "actions", "message", "mute_minutes"}
+    if unknown:
+        raise ConfigError(file, f"unknown fields {sorted(unknown)}", key=key)
+    threshold = raw.get("threshold", 0.5)
+    if not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+        raise ConfigError(file, "threshold must be a number from 0 to 1", key=f"{key}.threshold")
+    actions = raw.get("actions")
+    if not isinstance(actions, list) or not actions or any(a not in KINDS for a in actions):
+        raise ConfigError(file, f"actions must be a non-empty list of {KINDS}", key=f"{key}.actions")
+    message = raw.get("message")
+    if message is not None and message not in messages:
+        raise ConfigError(file, f"message {message!r} is not a key of [messages]", key=f"{key}.message")
+    mute = raw.get("mute_minutes")
+    if "mute" in actions and (not isinstance(mute, int) or mute <= 0):
+        raise ConfigError(file, "a mute needs mute_minutes (a positive integer)", key=f"{key}.mute_minutes")
+    return LabelRule(float(threshold), tuple(actions), message, mute)
+
+
+def load_policy(path: Path | str = DEFAULT_POLICY) -> Policy:
+    """Parse and validate ``policy.toml``; errors name the file, the key and the reason."""
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(file, f"cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, f"not valid TOML: {exc}", line=getattr(exc, "lineno", None)) from exc
+    messages = data.get("messages", {})
+    if not isinstance(messages, dict) or not all(isinstance(v, str) and v.strip() for v in messages.values()):
+        raise ConfigError(file, "must map names to non-empty texts", key="messages")
+    raw_profiles = data.get("profiles")
+    if not isinstance(raw_profiles, dict) or not raw_profiles:
+        raise ConfigError(file, "no profiles", key="profiles")
+    missing = [p for p in PROFILES if p not in raw_profiles]
+    if missing:
+        raise ConfigError(file, f"missing profiles {missing}", key="profiles")
+
+    profiles: dict[str, Profile] = {}
+
+    def build(name: str, chain: tuple[str, ...] = ()) -> Profile:
+        if name in profiles:
+            return profiles[name]
+        key = f"profiles.{name}"
+        raw = raw_profiles.get(name)
+        if not isinstance(raw, dict):
+            raise ConfigError(file, "no such profile", key=key)
+        if name in chain:
+            raise ConfigError(file, f"extends loop {' -> '.join((*chain, name))}", key=f"{key}.extends")
+        base = build(raw["extends"], (*chain, name)) if "extends" in raw else None
+        labels: dict[str, LabelRule] = dict(base.labels) if base else {}
+        for label, rule in raw.get("labels", {}).items():
+            labels[label] = _label_rule(rule, file, f"{key}.labels.{label}", messages)
+        fail = raw.get("fail_policy", base.fail_policy if base else None)
+        if fail not in ("allow", "block"):
+            raise ConfigError(file, "fail_policy must be 'allow' or 'block'", key=f"{key}.fail_policy")
+        crisis = base.crisis if base else CrisisRule()
+        if "crisis" in raw:
+            c = raw["crisis"]
+            acts = tuple(c.get("actions", ()))
+            if any(a not in CRISIS_KINDS for a in acts) or not acts:
+                raise ConfigError(
+                    file,
+                    f"crisis signals never block, redact, warn or mute: actions must be from {CRISIS_KINDS}",
+                    key=f"{key}.crisis.actions",
+                )
+            if c.get("min_tier", "moderate") not in ("moderate", "high", "imminent"):
+                raise ConfigError(
+                    file, "min_tier must be moderate, high or imminent", key=f"{key}.crisis.min_tier"
+                )
+            crisis = CrisisRule(c.get("min_tier", "moderate"), acts)
+        for label, rule in labels.items():
+            if label.startswith("crisis."):
+                raise ConfigError(
+                    file, "crisis labels are set by the profile's crisis entry", key=f"{key}.labels.{label}"
+                )
+            if label in MUST_BLOCK and "block" not in rule.actions:
+                raise ConfigError(
+                    file, "abuse aimed at others must block", key=f"{key}.labels.{label}.actions"
+                )
+            if name == "support" and label in PROFANITY and "block" in rule.actions:
+                raise ConfigError(
+                    file, "casual profanity must pass in support rooms", key=f"{key}.labels.{label}.actions"
+                )
+        absent = [lbl for lbl in MUST_BLOCK if lbl not in labels]
+        if absent:
+            raise ConfigError(file, f"abuse aimed at others must block: add {absent}", key=f"{key}.labels")
+        profiles[name] = Profile(name, fail, labels, crisis, str(raw.get("description", "")))
+        return profiles[name]
+
+    for name in raw_profiles:
+        build(name)
+    default = data.get("default_profile", "support")
+    if default not in profiles:
+        raise ConfigError(file, f"unknown profile {default!r}", key="default_profile")
+    beh = data.get("behaviour", {})
+    try:
+        limits = BehaviourLimits(**beh)
+    except TypeError as exc:
+        raise ConfigError(file, f"unknown or bad fields: {exc}", key="behaviour") from exc
+    return Policy(profiles, dict(messages), limits, default)

@@ -1,0 +1,106 @@
+from datetime import timedelta
+
+import pytest
+
+from moderation.detectors.behaviour import BehaviourDetector
+from moderation.detectors.crisis import HashingEmbedder
+from moderation.pipeline import Pipeline
+from moderation.policy import load_policy
+from moderation.types import Signal
+from tests.moderation.factories import T0, message
+
+
+class Boom:
+    name = "toxicity"
+
+    def detect(self, batch):
+        raise RuntimeError("model exploded on: secret text")
+
+
+class WrongShape:
+    name = "toxicity"
+
+    def detect(self, batch):
+        return []
+
+
+class FakeToxicity:
+    name = "toxicity"
+
+    def __init__(self, scores):
+        self.scores = scores
+
+    def detect(self, batch):
+        return [
+            [Signal("toxicity", f"toxicity.{k}", v) for k, v in self.scores.get(it.message.body, {}).items()]
+            for it in batch
+        ]
+
+
+@pytest.fixture(scope="module")
+def base():
+    return Pipeline.from_config(crisis_examples=False)
+
+
+def with_tox(base, tox):
+    """The base detectors with a fresh behaviour store (messages here share a sender and time)."""
+    fresh = [d if d.name != "behaviour" else BehaviourDetector(base.policy.behaviour) for d in base.detectors]
+    return Pipeline([*fresh, tox], base.policy)
+
+
+@pytest.mark.parametrize("bad", [Boom(), WrongShape()])
+def test_detector_failure_is_flagged_never_silently_allowed(base, bad):
+    pipe = with_tox(base, bad)
+    [v] = pipe.screen([message("hello there")])
+    assert set(v.errors) == {"toxicity"}
+    assert "secret" not in v.errors["toxicity"]
+    assert [d.kind for d in v.dispositions] == ["flag"]
+    [v] = pipe.screen([message("hello there", profile="peer-strict")])
+    assert v.blocked
+
+
+def test_skip_counts_as_failure(base):
+    [v] = base.screen([message("hi")], skip={"crisis"})
+    assert v.errors == {"crisis": "skipped"}
+    assert v.of_kind("flag")
+
+
+def test_batch_end_to_end(base):
+    pipe = with_tox(
+        base, FakeToxicity({"you absolute waste": {"insult": 0.97}, "this is shit": {"obscene": 0.95}})
+    )
+    msgs = [
+        message("go k1ll urself"),
+        message("I have the pills ready and I'm going to take them all tonight"),
+        message("this is shit"),
+        message("you absolute waste"),
+        message("my brother died by suicide last year"),
+        message(
+            "check https://spam.example", sender="@new:localhost", sender_joined_at=T0 - timedelta(minutes=1)
+        ),
+    ]
+    vs = pipe.screen(msgs)
+    assert [v.event_id for v in vs] == [m.event_id for m in msgs]
+    assert vs[0].blocked
+    assert vs[0].of_kind("block")[0].reason.startswith("rules.incitement")
+    assert not vs[1].blocked
+    assert vs[1].of_kind("escalate")[0].tier == "imminent"
+    assert vs[1].of_kind("send_resources")
+    assert [d.kind for d in vs[2].dispositions] == ["allow"]
+    assert vs[3].blocked
+    assert [d.kind for d in vs[4].dispositions] == ["allow"]
+    assert vs[5].blocked
+    for v in vs:
+        assert {"normalize", "rules", "crisis", "behaviour", "toxicity", "policy", "total"} <= set(v.timings)
+
+
+def test_duplicate_detector_names_refused():
+    policy = load_policy()
+    with pytest.raises(ValueError, match="unique"):
+        Pipeline([Boom(), Boom()], policy)
+
+
+def test_from_config_with_injected_embedder():
+    pipe = Pipeline.from_config(embedder=HashingEmbedder(2**9))
+    [v] = pipe.screen([message("I'm standing on the bridge now")])
+    assert v.of_kind("escalate")[0].tier == "imminent"

@@ -1,0 +1,144 @@
+import re
+from pathlib import Path
+
+import pytest
+
+from moderation.errors import ConfigError
+from moderation.policy import DEFAULT_POLICY, load_policy
+from moderation.types import Signal
+from tests.moderation.factories import message
+
+
+@pytest.fixture(scope="module")
+def policy():
+    return load_policy()
+
+
+def tox(label, score):
+    return Signal(detector="toxicity", label=f"toxicity.{label}", score=score)
+
+
+def crisis(tier, category="plan_or_means"):
+    return Signal(detector="crisis", label=f"crisis.{category}", score=0.9, tier=tier, category=category)
+
+
+def kinds(ds):
+    return [d.kind for d in ds]
+
+
+@pytest.mark.parametrize("profile", ["support", "peer-strict", "quiet", "staff"])
+@pytest.mark.parametrize("tier", ["moderate", "high", "imminent"])
+def test_crisis_never_blocks(policy, profile, tier):
+    ds = policy.decide(message("x", profile=profile), [crisis(tier), tox("obscene", 0.99)])
+    assert "block" not in kinds(ds)
+    assert "mute" not in kinds(ds)
+    assert "redact" not in kinds(ds)
+
+
+def test_crisis_escalates_with_resources_in_support(policy):
+    ds = policy.decide(message("x"), [crisis("imminent"), crisis("moderate", "ideation")])
+    assert kinds(ds) == ["escalate", "send_resources"]
+    assert ds[0].tier == "imminent"
+    assert ds[0].category == "plan_or_means"
+
+
+@pytest.mark.parametrize("profile", ["support", "peer-strict", "quiet", "staff"])
+@pytest.mark.parametrize("label", ["insult", "threat", "identity_attack", "severe_toxicity"])
+def test_abuse_aimed_at_others_blocks_everywhere(policy, profile, label):
+    ds = policy.decide(message("x", profile=profile), [tox(label, 0.95)])
+    assert ds[0].kind == "block"
+    assert ds[0].message
+
+
+def test_incitement_blocks_even_when_sender_is_in_crisis(policy):
+    inc = Signal(detector="rules", label="rules.incitement", score=1.0, rule="incitement[0]", action="block")
+    ds = policy.decide(message("x"), [inc, crisis("high", "ideation")])
+    assert kinds(ds) == ["block", "escalate", "send_resources"]
+    assert "hurt themselves" in (ds[0].message or "")
+
+
+def test_casual_profanity_passes_in_support(policy):
+    ds = policy.decide(message("x"), [tox("obscene", 0.99), tox("toxicity", 0.9)])
+    assert kinds(ds) == ["allow"]
+
+
+def test_behaviour_block_dropped_for_a_person_in_crisis(policy):
+    rep = Signal(detector="behaviour", label="behaviour.repeat", score=1.0)
+    ds = policy.decide(message("x"), [rep, crisis("high", "ideation")])
+    assert "block" not in kinds(ds)
+    assert "flag" in kinds(ds)
+
+
+def test_failed_detector_flags_and_follows_fail_policy(policy):
+    ds = policy.decide(message("x"), [], {"toxicity": "TimeoutError"})
+    assert kinds(ds) == ["flag"]  # support fails open, but a human reviews
+    ds = policy.decide(message("x", profile="peer-strict"), [], {"toxicity": "TimeoutError"})
+    assert kinds(ds) == ["block", "flag"]
+    # never blocked for a failure when the crisis detector failed or found risk
+    ds = policy.decide(message("x", profile="peer-strict"), [], {"crisis": "RuntimeError"})
+    assert "block" not in kinds(ds)
+    ds = policy.decide(
+        message("x", profile="peer-strict"), [crisis("moderate", "ideation")], {"toxicity": "E"}
+    )
+    assert "block" not in kinds(ds)
+
+
+def test_unknown_profile_uses_default(policy):
+    ds = policy.decide(message("x", profile="nonsense"), [tox("insult", 0.99)])
+    assert ds[0].kind == "block"
+
+
+def test_mute_carries_expiry(policy):
+    flood = Signal(detector="behaviour", label="behaviour.flood", score=1.0)
+    [d] = policy.decide(message("x"), [flood])
+    assert d.kind == "mute"
+    assert d.mute_minutes == 10
+
+
+def _broken(tmp_path: Path, old: str, new: str) -> Path:
+    text = DEFAULT_POLICY.read_text()
+    assert old in text
+    p = tmp_path / "policy.toml"
+    p.write_text(text.replace(old, new, 1))
+    return p
+
+
+def test_crisis_block_refused(tmp_path):
+    p = _broken(
+        tmp_path,
+        'crisis = { min_tier = "moderate", actions = ["escalate", "send_resources"] }',
+        'crisis = { min_tier = "moderate", actions = ["block"] }',
+    )
+    with pytest.raises(ConfigError) as err:
+        load_policy(p)
+    assert err.value.key == "profiles.support.crisis.actions"
+    assert str(p) in str(err.value)
+
+
+def test_abuse_not_blocking_refused(tmp_path):
+    p = _broken(
+        tmp_path,
+        '"toxicity.insult" = { threshold = 0.80, actions = ["block"], message = "abuse" }',
+        '"toxicity.insult" = { threshold = 0.80, actions = ["warn"], message = "abuse" }',
+    )
+    with pytest.raises(ConfigError, match=re.escape("profiles.support.labels.toxicity.insult.actions")):
+        load_policy(p)
+
+
+def test_profanity_block_in_support_refused(tmp_path):
+    p = _broken(
+        tmp_path,
+        '"toxicity.obscene" = { actions = ["allow"] }',
+        '"toxicity.obscene" = { actions = ["block"] }',
+    )
+    with pytest.raises(ConfigError, match="profanity"):
+        load_policy(p)
+
+
+def test_bad_fail_policy_and_threshold_refused(tmp_path):
+    p = _broken(tmp_path, 'fail_policy = "block"', 'fail_policy = "maybe"')
+    with pytest.raises(ConfigError, match="fail_policy"):
+        load_policy(p)
+    p = _broken(tmp_path, "threshold = 0.80", "threshold = 8")
+    with pytest.raises(ConfigError, match="threshold"):
+        load_policy(p)

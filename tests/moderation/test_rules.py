@@ -1,0 +1,149 @@
+import pytest
+
+from moderation.detectors.rules import RulesDetector, load_rules
+from moderation.errors import ConfigError
+from tests.moderation.factories import item
+
+
+@pytest.fixture(scope="module")
+def rules():
+    return RulesDetector.from_file()
+
+
+def labels(det, text, **kw):
+    return [s.label for s in det.detect([item(text, **kw)])[0]]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "kys",
+        "just kys already",
+        "k y s",
+        "k.y.s",
+        "K-Y-S",
+        "k\u200by\u200bs",
+        "go kill yourself",
+        "go k1ll urself",
+        "you should kill yourself",
+        "Kill yourself.",
+        "you should just die",
+        "go die",
+        "why don't you jump off a bridge",
+        "do everyone a favour and die",
+        "Кys",  # Cyrillic k
+    ],
+)
+def test_incitement_blocks_with_obfuscations(rules, text):
+    assert "rules.incitement" in labels(rules, text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "he told me to kys every day",
+        "my ex told me to go kill myself",
+        'she said "kys" and laughed',
+        "people who tell you to kill yourself are wrong",
+        "don't kill yourself over this exam",
+        "I want to kill myself",  # the writer's own pain: crisis, not rules
+        "I just die inside every time",
+        "keys, skys and kyiv",
+    ],
+)
+def test_quotes_counter_speech_and_own_pain_do_not_fire(rules, text):
+    assert labels(rules, text) == []
+
+
+def test_method_instructions_and_requests(rules):
+    assert labels(rules, "the lethal dose is about 20") == ["rules.method_instruction"]
+    assert labels(rules, "take 40 of them and you'll never wake up") == ["rules.method_instruction"]
+    assert labels(rules, "how many pills would it take to die") == ["rules.method_request"]
+    assert labels(rules, "what's the lethal dose of paracetamol") == ["rules.method_request"]
+    sig = rules.detect([item("what's the lethal dose of paracetamol")])[0][0]
+    assert sig.action == "escalate"  # asking is a person at risk: escalated, never blocked
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("you're a worthless piece of shit", "rules.abuse"),
+        ("fuck you", "rules.abuse"),
+        ("all addicts are just animals", "rules.dehumanising"),
+        ("nobody would miss you", "rules.cruelty"),
+    ],
+)
+def test_abuse_aimed_at_others(rules, text, label):
+    assert label in labels(rules, text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'my dad used to say "you\'re a worthless piece of shit"',
+        "I'm such an idiot",
+        "you're not an idiot",
+        "fuck you anxiety",
+        "this is fucking hard",
+        "my intrusive thoughts should die",
+        "you think nobody would miss you, but we would",
+    ],
+)
+def test_profanity_self_talk_and_quotes_pass(rules, text):
+    assert labels(rules, text) == []
+
+
+def test_evidence_maps_to_original(rules):
+    text = "lol G0 K1LL urself now"
+    sig = rules.detect([item(text)])[0][0]
+    span = sig.evidence[0]
+    assert text[span.start : span.end] == "G0 K1LL urself"
+    assert sig.rule
+    assert sig.rule.startswith("incitement[")
+
+
+def test_profiles_and_spaces(tmp_path):
+    cfg = tmp_path / "rules.toml"
+    cfg.write_text(
+        """
+[[list]]
+name = "grief_only"
+action = "flag"
+profiles = ["quiet"]
+spaces = ["grief"]
+patterns = ['\\bbanana\\b']
+"""
+    )
+    det = RulesDetector.from_file(cfg)
+    assert labels(det, "banana", profile="quiet", space="grief") == ["rules.grief_only"]
+    assert labels(det, "banana", profile="support", space="grief") == []
+    assert labels(det, "banana", profile="quiet", space="anxiety") == []
+
+
+def test_bad_regex_refused_with_file_line_and_reason(tmp_path):
+    cfg = tmp_path / "rules.toml"
+    cfg.write_text(
+        """# comment
+[[list]]
+name = "ok"
+action = "block"
+patterns = [
+  '\\bfine\\b',
+  '(unclosed',
+]
+"""
+    )
+    with pytest.raises(ConfigError) as err:
+        load_rules(cfg)
+    assert err.value.file == str(cfg)
+    assert err.value.line == 7
+    assert "missing )" in err.value.reason or "unterminated" in err.value.reason
+    assert str(cfg) in str(err.value)
+    assert ":7" in str(err.value)
+
+
+def test_bad_action_refused(tmp_path):
+    cfg = tmp_path / "rules.toml"
+    cfg.write_text('[[list]]\nname = "x"\naction = "nuke"\npatterns = ["a"]\n')
+    with pytest.raises(ConfigError, match="action"):
+        load_rules(cfg)
