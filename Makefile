@@ -18,6 +18,8 @@ install: $(STAMP)
 
 up: install
 	$(BIN)/hearth stack up
+	@# Provision the themed spaces (plan/apply; a no-op when nothing changed).
+	$(BIN)/hearth --config .data/hearth.toml spaces apply
 
 down:
 	@if [ -x $(BIN)/hearth ]; then $(BIN)/hearth stack down; else echo "nothing to stop (no .venv)"; fi

@@ -1,4 +1,4 @@
-"""Entry point: ``hearth [--config FILE] run | stack up|down|status``."""
+"""Entry point: ``hearth [--config FILE] run | stack up|down|status | spaces plan|apply``."""
 
 from __future__ import annotations
 
@@ -50,12 +50,37 @@ def cmd_stack(args: argparse.Namespace) -> int:
             for name, url in (("synapse", f"{layout.hs_url}/_matrix/client/versions"), ("hearth", f"{layout.hearth_url}/healthz")):
                 try:
                     r = httpx.get(url, timeout=3)
-                    print(f"{name}: {r.status_code} {r.text[:400] if name == 'hearth' else ''}")
+                    detail = r.text[:400] if name == "hearth" else ""  # /healthz JSON, never message content
+                    print(f"{name}: {r.status_code} {detail}")
                 except httpx.HTTPError as e:
                     print(f"{name}: not answering ({e})")
     except stack.StackError as e:
         print(f"hearth stack {args.action}: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_spaces(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _logging("WARNING")
+    logging.getLogger("nio.responses").setLevel(logging.ERROR)  # a missing alias is an expected 404
+    from bridge.provisioning import run_spaces
+
+    themes = Path(args.themes) if args.themes else None
+    return asyncio.run(run_spaces(settings, args.action, themes))
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """Fetch an official Detoxify checkpoint where the machine is online; say how to use it."""
+    from moderation.detectors.toxicity import ToxicityWeightsError, fetch_detoxify
+
+    try:
+        path = fetch_detoxify(args.dest, args.model)
+    except ToxicityWeightsError as e:
+        print(f"hearth models fetch: {e}", file=sys.stderr)
+        return 1
+    print(f"Detoxify '{args.model}' checkpoint at {path}.\nUse it: set moderation.toxicity_checkpoint = \"{path}\" "
+          "in your settings file (or HEARTH_MODERATION__TOXICITY_CHECKPOINT) and restart Hearth.")
     return 0
 
 
@@ -68,6 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("action", choices=["up", "down", "status"])
     p.add_argument("--data-dir", default=".data")
     p.set_defaults(fn=cmd_stack)
+    p = sub.add_parser("spaces", help="provision the themed support spaces: plan (show) or apply")
+    p.add_argument("action", choices=["plan", "apply"])
+    p.add_argument("--themes", help="directory of theme files (default: config/spaces)")
+    p.set_defaults(fn=cmd_spaces)
+    p = sub.add_parser("models", help="fetch model weights (needs network; Hearth runs offline without them)")
+    p.add_argument("action", choices=["fetch"])
+    p.add_argument("--model", default="original", help="Detoxify model: original, unbiased or multilingual")
+    p.add_argument("--dest", default=".data/models", help="where to put the checkpoint")
+    p.set_defaults(fn=cmd_models)
     args = parser.parse_args(argv)
     return int(args.fn(args))
 

@@ -17,10 +17,13 @@ from nio import (
     LoginResponse,
     RoomCreateResponse,
     RoomGetStateResponse,
+    RoomInviteResponse,
+    RoomPreset,
     RoomPutStateResponse,
     RoomRedactResponse,
     RoomResolveAliasResponse,
     RoomSendResponse,
+    RoomVisibility,
     SyncResponse,
     UploadResponse,
 )
@@ -81,13 +84,14 @@ def _check(what: str, resp: Any, ok: type) -> Any:
 class NioGateway:
     """matrix-nio client for the bot, plus Synapse admin calls with the bot's (admin) token."""
 
-    def __init__(self, homeserver_url: str, user_id: str, request_timeout: float = 60):
+    def __init__(self, homeserver_url: str, user_id: str, request_timeout: float = 60,
+                 device_id: str = BOT_DEVICE_ID):
         self.homeserver_url = homeserver_url
         self.user_id = UserID(user_id)
         self.client = AsyncClient(
             homeserver_url,
             user_id,
-            device_id=BOT_DEVICE_ID,
+            device_id=device_id,
             config=AsyncClientConfig(encryption_enabled=False, store_sync_tokens=False,
                                      request_timeout=request_timeout, max_timeouts=1,
                                      # never sleep inside nio on 429: the caller backs off and stays responsive
@@ -164,6 +168,28 @@ class NioGateway:
         resp = await self.client.room_create(**kwargs)
         return RoomID(_check("create room", resp, RoomCreateResponse).room_id)
 
+    async def create_private_room(self, *, name: str | None = None, topic: str | None = None,
+                                  alias: str | None = None, is_direct: bool = False,
+                                  power_users: dict[str, int] | None = None) -> RoomID:
+        """An invite-only, unencrypted room (the bot has no E2EE), e.g. the staff room or a DM.
+
+        Nobody is invited here: callers invite one by one, so one unknown user cannot fail the creation.
+        """
+        override = {"users": {self.user_id: 100, **(power_users or {})}} if power_users else None
+        resp = await self.client.room_create(
+            visibility=RoomVisibility.private, alias=alias, name=name, topic=topic, is_direct=is_direct,
+            preset=RoomPreset.private_chat,
+            power_level_override=override,
+        )
+        return RoomID(_check("create room", resp, RoomCreateResponse).room_id)
+
+    async def create_room_with(self, body: dict[str, Any]) -> RoomID:
+        """``POST /createRoom`` with a complete body (creation_content, initial_state, ...) as given."""
+        resp = await self._client_api("POST", "/_matrix/client/v3/createRoom", "create room", json=body)
+        if not resp or "room_id" not in resp:
+            raise GatewayError("create room", "no room_id in the answer")
+        return RoomID(resp["room_id"])
+
     async def put_state(self, room_id: str, event_type: str, content: dict[str, Any], state_key: str = "") -> EventID:
         resp = await self.client.room_put_state(room_id, event_type, content, state_key=state_key)
         return EventID(_check(f"put {event_type} in {room_id}", resp, RoomPutStateResponse).event_id)
@@ -177,6 +203,43 @@ class NioGateway:
         if isinstance(resp, RoomResolveAliasResponse):
             return RoomID(resp.room_id)
         return None
+
+    async def invite(self, room_id: str, user_id: str) -> None:
+        resp = await self.client.room_invite(room_id, user_id)
+        _check(f"invite {user_id} to {room_id}", resp, RoomInviteResponse)
+
+    async def _client_api(self, method: str, path: str, what: str, json: Any = None) -> Any:
+        """A client-server call with the bot's token for what nio does not cover; 404 -> None."""
+        r = await self.http.request(method, path, json=json,
+                                    headers={"Authorization": f"Bearer {self.client.access_token}"})
+        if r.status_code == 404:
+            return None
+        if r.status_code >= 400:
+            try:
+                body = r.json()
+            except ValueError:
+                body = {"error": r.text[:200]}
+            raise GatewayError(what, body.get("error", ""), r.status_code, body.get("errcode"))
+        return r.json() if r.content else {}
+
+    async def get_state_event(self, room_id: str, event_type: str, state_key: str = "") -> dict[str, Any] | None:
+        """The content of one state event, or None if the room has none (or the bot cannot see it)."""
+        path = f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/state/{quote(event_type, safe='')}/{quote(state_key, safe='')}"
+        try:
+            return await self._client_api("GET", path, f"state {event_type} of {room_id}")
+        except GatewayError as e:
+            if e.status == 403:
+                return None
+            raise
+
+    async def get_account_data(self, event_type: str) -> dict[str, Any] | None:
+        """The bot's global account data of ``event_type`` (e.g. ``m.direct``), or None."""
+        path = f"/_matrix/client/v3/user/{quote(self.user_id, safe='')}/account_data/{quote(event_type, safe='')}"
+        return await self._client_api("GET", path, f"get account data {event_type}")
+
+    async def set_account_data(self, event_type: str, content: dict[str, Any]) -> None:
+        path = f"/_matrix/client/v3/user/{quote(self.user_id, safe='')}/account_data/{quote(event_type, safe='')}"
+        await self._client_api("PUT", path, f"set account data {event_type}", json=content)
 
     async def redact(self, room_id: str, event_id: str, reason: str | None = None) -> EventID:
         resp = await self.client.room_redact(room_id, event_id, reason=reason)

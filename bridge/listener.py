@@ -67,12 +67,14 @@ class Bot:
 
     def __init__(self, gateway: NioGateway, engine: Engine, clock: Clock, password: str,
                  handlers: Sequence[Handler] = (), sync_timeout_ms: int = 30000,
-                 on_login: Callable[[], Awaitable[None]] | None = None, session_file: Path | None = None):
+                 on_login: Callable[[], Awaitable[None]] | None = None, session_file: Path | None = None,
+                 concurrent_handlers: Sequence[Handler] = ()):
         self.gateway = gateway
         self.engine = engine
         self.clock = clock
         self.password = password
         self.handlers = list(handlers)
+        self.concurrent_handlers = list(concurrent_handlers)
         self.sync_timeout_ms = sync_timeout_ms
         self.on_login = on_login
         self.session_file = session_file
@@ -149,10 +151,18 @@ class Bot:
                 await self.gateway.join(room_id)
             except GatewayError as e:
                 log.warning("could not accept invite to %s: %s", room_id, e)
+        # Concurrent handlers see every event of the batch at once (the screening pipeline batches
+        # them into one inference); ordered handlers (staff commands) then see them one by one.
+        for handler in self.concurrent_handlers:
+            await asyncio.gather(*(self._call(handler, ev) for ev in batch.timeline))
         for ev in batch.timeline:
             for handler in self.handlers:
-                try:
-                    await handler(ev)
-                except Exception:
-                    # One broken handler must not stop the bot; the failure is logged with its event ID.
-                    log.exception("handler %s failed on %s", getattr(handler, "__name__", handler), ev.event_id)
+                await self._call(handler, ev)
+
+    @staticmethod
+    async def _call(handler: Handler, ev: TimelineEvent) -> None:
+        try:
+            await handler(ev)
+        except Exception:
+            # One broken handler must not stop the bot; the failure is logged with its event ID.
+            log.exception("handler %s failed on %s", getattr(handler, "__name__", handler), ev.event_id)

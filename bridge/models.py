@@ -28,3 +28,25 @@ class SeenEvent(SQLModel, table=True):
     event_type: str = Field(max_length=255)
     first_seen_at: datetime
     times_seen: int = 1
+
+
+class RoomMember(SQLModel, table=True):
+    """When a member joined a room, as the bot saw it: the behaviour detector's new-member trust period."""
+
+    __tablename__ = "room_member"
+
+    room_id: str = Field(primary_key=True, max_length=255)
+    user_id: str = Field(primary_key=True, max_length=255)
+    joined_at: datetime
+
+
+class Mute(SQLModel, table=True):
+    """A member muted in a room until ``until`` (their power level was lowered; restored on expiry)."""
+
+    __tablename__ = "mute"
+
+    room_id: str = Field(primary_key=True, max_length=255)
+    user_id: str = Field(primary_key=True, max_length=255)
+    previous_level: int | None = None
+    until: datetime = Field(index=True)
+    reason: str = Field(default="", max_length=255)

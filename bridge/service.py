@@ -12,21 +12,28 @@ import contextlib
 import logging
 import signal
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import uvicorn
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from bridge import db
+from bridge.actions import Actions
+from bridge.capacity import capacity_check
 from bridge.clock import SystemClock
+from bridge.escalations import EscalationDesk
 from bridge.gate import Gate
 from bridge.gateway import NioGateway, TimelineEvent
 from bridge.listener import Bot
 from bridge.metrics import Metrics
 from bridge.scheduler import Scheduler
+from bridge.screening import Screening, invite_check, load_pipeline
 from bridge.tasks import TaskGroup
 from bridge.web.app import create_app
 from config.settings import Settings
+from moderation import store
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +58,35 @@ class HearthService:
         self.gateway = NioGateway(settings.matrix.homeserver_url, settings.matrix.bot_user_id)
         self.scheduler = Scheduler(self.clock)
         self.gate = Gate()
+        self.gate.add_check("user_may_join_room", capacity_check(settings, self.engine, self.gateway))
+        # Crisis escalation (issue 5): the moderation pipeline calls `self.desk.raise_for(...)`.
+        self.desk = EscalationDesk(settings, self.engine, self.gateway, self.scheduler, self.clock, self.tasks)
+        # Moderation (issue 4): the pipeline at the gate, and after-delivery actions by the bot.
+        self.screening = Screening(
+            self.engine, self.clock, self.metrics, settings.matrix.bot_user_id, settings.gate.budget_ms,
+            lambda: load_pipeline(settings), max_batch=settings.moderation.max_batch,
+        )
+        self.actions = Actions(
+            self.engine, self.gateway, self.clock, dm_room=self.desk.dm_room, raise_escalation=self.desk.raise_for,
+            resources=self.desk.resources,
+            flag_retention=timedelta(days=settings.moderation.flag_retention_days),
+            notify_staff=self.desk.staff_notice,
+        )
+        self.screening.after_delivery = self.actions.carry_out
+        self.screening.on_crisis = lambda message, verdict: self.tasks.create(
+            self.actions.escalate(message, verdict), name=f"escalate-{message.event_id}")
+        self.gate.add_check("check_event_for_spam", self.screening.gate_check)
+        self.gate.add_check("user_may_invite", invite_check(settings, self.desk.everyone))
         self.bot = Bot(
             self.gateway, self.engine, self.clock, settings.matrix.bot_password.get_secret_value(),
-            handlers=[self._count_event], sync_timeout_ms=settings.matrix.sync_timeout_ms,
+            handlers=[self._count_event, self.desk.handle_event], concurrent_handlers=[self.screening.on_event],
+            sync_timeout_ms=settings.matrix.sync_timeout_ms,
             on_login=self._after_login, session_file=settings.data_dir / "bot_session.json",
         )
 
     async def _after_login(self) -> None:
         await self.gateway.exempt_from_ratelimit(self.gateway.user_id)
+        self.desk.logged_in.set()
 
     async def _count_event(self, ev: TimelineEvent) -> None:
         self.metrics.events_handled.labels(type=ev.type).inc()
@@ -84,6 +112,11 @@ class HearthService:
             "last_error": st.last_error,
         }
         parts["scheduler"] = self.scheduler.health()
+        parts["moderation"] = self.screening.health()
+        try:
+            parts["escalation"] = await asyncio.wait_for(self.desk.health(), 3)
+        except Exception as e:  # the outbox could not be read: escalations would not go out
+            parts["escalation"] = {"ok": False, "error": f"{type(e).__name__}: {e}"}
         return parts
 
     async def run(self) -> None:
@@ -97,6 +130,12 @@ class HearthService:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._request_stop, server, sig)
         self.scheduler.start()
+        self.desk.start()
+        self.tasks.create(self.screening.start(), name="screening-start")
+        self.scheduler.aps.add_job(self.actions.unmute_due, "interval", seconds=30, id="unmute",
+                                   replace_existing=True, coalesce=True, max_instances=1)
+        self.scheduler.aps.add_job(self._purge, "interval", hours=1, id="retention", next_run_time=self.clock.now(),
+                                   replace_existing=True, coalesce=True, max_instances=1)
         self.tasks.create(self.bot.run(), name="bot-sync")
         try:
             await server.serve()
@@ -107,8 +146,20 @@ class HearthService:
         log.info("received %s; shutting down", sig.name)
         server.should_exit = True
 
+    async def _purge(self) -> None:
+        """Retention: flagged message text past its purge date is deleted."""
+        now = self.clock.now()
+
+        def purge(session: Session) -> int:
+            return store.purge_expired(session, now)
+        purged = await db.run_db(self.engine, purge)
+        if purged:
+            log.info("retention: purged %d flagged messages", purged)
+
     async def stop(self) -> None:
+        await self.screening.close()
         await self.tasks.close()
+        await self.desk.close()
         self.scheduler.shutdown()
         await self.gateway.close()
         self.engine.dispose()

@@ -127,10 +127,11 @@ def dump_toml(data: dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def prepare(layout: StackLayout, overrides: dict[str, object] | None = None) -> None:
+def prepare(layout: StackLayout, overrides: dict[str, object] | None = None, gate_enabled: bool = True) -> None:
     """Generate secrets (once), Hearth's settings file (once) and Synapse's config (every time).
 
     ``overrides`` are merged into a newly generated settings file (tests use it for the database URL).
+    ``gate_enabled=False`` leaves the antispam module out (only to measure what the gate adds).
     """
     layout.synapse_dir.mkdir(parents=True, exist_ok=True)
     layout.hearth_log.parent.mkdir(parents=True, exist_ok=True)
@@ -167,6 +168,7 @@ def prepare(layout: StackLayout, overrides: dict[str, object] | None = None) -> 
         "data_dir": str(layout.synapse_dir.resolve()),
         "gate_url": f"http://127.0.0.1:{hearth['http']['port']}/_hearth/antispam",
         "gate_secret": hearth["gate"]["secret"],
+        "gate_enabled": gate_enabled,
     }
     _write_private(layout.homeserver_yaml, env.get_template("homeserver.yaml.j2").render(**values))
     (layout.synapse_dir / "log.config").write_text(env.get_template("log.config.j2").render(**values))

@@ -11,7 +11,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 CONFIG_DIR = Path(__file__).resolve().parent
@@ -61,6 +69,47 @@ class StaffApiSettings(_Section):
     token: SecretStr = SecretStr("CHANGE-ME")
 
 
+class ModerationSettings(_Section):
+    """The screening pipeline: where its tables live and which toxicity scorer to load."""
+
+    config_dir: Path = CONFIG_DIR  # policy.toml and moderation/{rules,crisis,crisis_examples}.toml
+    toxicity_checkpoint: str = ""  # a Detoxify checkpoint (.ckpt); empty: the offline MiniLM scorer
+    quantize: bool = True  # int8 dynamic quantisation of the Detoxify model
+    crisis_learned: bool = True  # the learned crisis component beside the explainable rules
+    max_batch: int = Field(32, ge=1, le=256)
+    flag_retention_days: int = Field(30, ge=1, le=365)  # flagged message text is purged after this
+    allow_member_invites: bool = False  # members may invite other members (staff always may)
+
+
+class EscalationBridgeSettings(_Section):
+    """Where crisis escalations go (the bridge side; tuning lives in ``tuning_file``)."""
+
+    staff_room_alias: str = Field("hearth-staff", pattern=r"^[a-z0-9._=/-]+$")
+    staff_file: Path | None = None  # None: config/staff.toml
+    tuning_file: Path = CONFIG_DIR / "escalation.toml"
+    resources_file: Path = CONFIG_DIR / "crisis_resources.toml"
+    webhook_url: str = ""
+    webhook_secret: SecretStr | None = None
+    sla_imminent_seconds: int | None = Field(None, gt=0)
+    sla_high_seconds: int | None = Field(None, gt=0)
+    sla_moderate_seconds: int | None = Field(None, gt=0)
+    sweep_seconds: float = Field(5.0, gt=0, le=300)
+    poll_seconds: float = Field(2.0, gt=0, le=60)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_http_url(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must be empty or start with http:// or https://")
+        return v
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> EscalationBridgeSettings:
+        if self.webhook_url and (self.webhook_secret is None or not self.webhook_secret.get_secret_value()):
+            raise ValueError("webhook_url is set, so webhook_secret is required (it signs every POST)")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything Hearth's process needs, validated."""
 
@@ -74,6 +123,8 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     gate: GateSettings = GateSettings()
     staff_api: StaffApiSettings = StaffApiSettings()
+    moderation: ModerationSettings = ModerationSettings()
+    escalation: EscalationBridgeSettings = EscalationBridgeSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -96,7 +147,8 @@ class Settings(BaseSettings):
             "matrix.bot_password": self.matrix.bot_password,
             "gate.secret": self.gate.secret,
             "staff_api.token": self.staff_api.token,
-        }
+        } | ({"escalation.webhook_secret": self.escalation.webhook_secret}
+             if self.escalation.webhook_url and self.escalation.webhook_secret else {})
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -171,20 +171,25 @@ def ground_extent(layout: Layout) -> float:
     return math.ceil(layout_radius(layout) + 2.0 + 1.2 * len(layout.spawn_groups) + 4.0)
 
 
+def _placement_content(p: Placement, y: float = 0.0) -> dict[str, Any]:
+    """A placement as event content. Matrix events cannot carry floats (canonical JSON allows
+    integers only), so positions are integer millimetres and yaw is whole degrees in [0, 360)."""
+    return {
+        "id": p.id,
+        "position_mm": [round(v * 1000) for v in p.position(y)],
+        "yaw_degrees": round(p.yaw_degrees) % 360,
+    }
+
+
 def layout_content(layout: Layout) -> dict[str, Any]:
-    """The ``layout`` object of ``org.hearth.room.scene``."""
+    """The ``layout`` object of ``org.hearth.room.scene`` (integers only, see :func:`_placement_content`)."""
     groups: dict[str, dict[str, Any]] = {}
     for sp in spawn_placements(layout):
         group = groups.setdefault(sp.group, {"id": sp.group, "label": sp.label, "points": []})
-        group["points"].append(
-            {"id": sp.point.id, "position": sp.point.position(), "yaw_degrees": sp.point.yaw_degrees}
-        )
+        group["points"].append(_placement_content(sp.point))
     return {
         "kind": layout.kind,
-        "seats": [
-            {"id": s.id, "position": s.position(SEAT_HEIGHT), "yaw_degrees": s.yaw_degrees}
-            for s in seat_placements(layout)
-        ],
+        "seats": [_placement_content(s, SEAT_HEIGHT) for s in seat_placements(layout)],
         "spawn_groups": list(groups.values()),
     }
 

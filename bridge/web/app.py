@@ -8,7 +8,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from bridge.web.routes import gate, health
+from bridge.web.routes import directory, escalations, gate, health, schemas
 
 if TYPE_CHECKING:
     from bridge.service import HearthService
@@ -35,4 +35,7 @@ def create_app(service: HearthService) -> FastAPI:
 
     app.include_router(health.router)
     app.include_router(gate.router)
+    app.include_router(schemas.router)
+    app.include_router(directory.router)
+    app.include_router(escalations.router)
     return app

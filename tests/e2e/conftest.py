@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from bridge import stack
 from bridge.db import make_engine
 from tests.conftest import PG_ADMIN_URL, _drop_pg_database, _fresh_pg_database, _pg_available
+from tests.e2e.escalation_staff import escalation_overrides
 from tests.e2e.matrix import User, new_user
 
 
@@ -25,6 +26,7 @@ class Stack:
     engine: Engine
     admin: User
     _bot: User | None = None
+    webhook_port: int = 0
 
     def member(self, prefix: str = "member") -> User:
         """A new ordinary user, exempted from rate limits (tests send faster than people do)."""
@@ -62,13 +64,32 @@ def hearth_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
             pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
         url, pg_name = _fresh_pg_database(PG_ADMIN_URL)
     layout = stack.StackLayout(root=Path(root), hs_port=stack.free_port(), hearth_port=stack.free_port())
-    stack.prepare(layout, {"database_url": url, "matrix": {"sync_timeout_ms": 5000}})
+    webhook_port = stack.free_port()
+    stack.prepare(layout, {"database_url": url, "matrix": {"sync_timeout_ms": 5000},
+                           "escalation": escalation_overrides(Path(root), webhook_port)})
     try:
         stack.up(layout, say=lambda _msg: None)
         engine = make_engine(url)
-        yield Stack(layout, url, engine, new_user(layout, "testadmin", admin=True))
+        yield Stack(layout, url, engine, new_user(layout, "testadmin", admin=True), webhook_port=webhook_port)
         engine.dispose()
     finally:
         stack.down(layout, say=lambda _msg: None)
         if pg_name:
             _drop_pg_database(PG_ADMIN_URL, pg_name)
+
+
+def resolve_open_escalations(hs: Stack) -> None:
+    """Close every escalation a test module left open, so its SLA re-pages stop before the next
+    module (which may count the bot's events) runs on the same stack."""
+    from datetime import UTC, datetime
+
+    from sqlmodel import Session
+
+    from moderation import escalation as dom
+
+    actor = "@e2e-teardown:localhost"
+    with Session(hs.engine) as s:
+        for esc in dom.list_escalations(s, status=list(dom.ACTIVE_STATUSES), limit=1000):
+            dom.resolve(s, esc.id, actor=actor, staff=[actor], outcome="other", now=datetime.now(UTC),
+                        note="closed by the end-to-end test teardown")
+        s.commit()

@@ -32,7 +32,7 @@ def test_healthz_reports_every_part(hearth_stack):
     assert r.status_code == 200
     body = r.json()
     assert body["down"] == []
-    assert set(body["parts"]) == {"database", "homeserver", "bot", "scheduler"}
+    assert set(body["parts"]) == {"database", "homeserver", "bot", "scheduler", "moderation", "escalation"}
     assert body["parts"]["bot"]["user_id"] == hearth_stack.layout.bot_user_id
     assert body["parts"]["database"]["dialect"] == hearth_stack.engine.dialect.name
 
@@ -103,8 +103,8 @@ def test_gate_answers_callers_with_the_secret(hearth_stack):
     secret = hearth_stack.settings["gate"]["secret"]
     url = f"{hearth_stack.layout.hearth_url}/_hearth/antispam"
     auth = {"Authorization": f"Bearer {secret}"}
-    assert httpx.post(f"{url}/user_may_invite", json={"inviter": "@a:localhost", "invitee": "@b:localhost",
-                                                      "room_id": "!r:localhost"}, headers=auth).status_code == 200
+    invite = {"inviter": hearth_stack.layout.bot_user_id, "invitee": "@b:localhost", "room_id": "!r:localhost"}
+    assert httpx.post(f"{url}/user_may_invite", json=invite, headers=auth).status_code == 200
     assert httpx.post(f"{url}/no_such_callback", json={}, headers=auth).status_code == 404
     bad = httpx.post(f"{url}/check_event_for_spam", content=b"not json", headers=auth)
     assert bad.status_code == 400

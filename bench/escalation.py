@@ -1,0 +1,255 @@
+"""Crisis escalation latency: from a member sending a crisis message to the alert in the staff room.
+
+    .venv/bin/python bench/escalation.py [--data-dir .data] [--crises 30] [--rate 20] [--every 1.0]
+    .venv/bin/python bench/escalation.py --throwaway      # a fresh Synapse + Hearth in a temp dir
+
+Against a running stack (`make up` by default): registers a few members (rate-limit exempt), makes a
+public room made by the bot (or uses ``--room``), then, while background members send ordinary messages
+at ``--rate`` per second, sends ``--crises`` crisis messages (each from a different member, so each
+is its own episode, one every ``--every`` seconds). The bot's account, on a separate device, long-polls
+``/sync`` on ``#hearth-staff`` and notes when each alert arrives: an ``m.notice`` whose
+``org.hearth.escalation.event_id`` is the crisis message's ID. Prints p50/p95/p99/max of send ->
+alert (one clock: this process's monotonic clock) and how many alerts never came. Target: p99 <= 1 s.
+
+It needs the moderation pipeline to turn a message into an escalation, and the pipeline screens only
+Hearth's provisioned rooms (the catalogue), so pass ``--room`` with a provisioned support room the
+bench users can join; in a room of its own making no alert arrives and the script says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import secrets
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bridge import stack  # noqa: E402
+
+CRISIS_TEXTS = [  # invented, from config/moderation/crisis_examples.toml (imminent tier)
+    "I have everything I need and tonight is when I do it",
+    "the pills are counted out on my desk, I'm taking them after everyone's asleep",
+    "I've just taken the whole box of paracetamol",
+    "I'm on the roof and I'm going to jump",
+    "by the time anyone reads this I'll be gone",
+]
+ORDINARY_TEXTS = [
+    "morning all, slept a bit better last night",
+    "thanks for listening yesterday, it helped",
+    "anyone else find Mondays the hardest?",
+    "went for a short walk today, small win",
+    "the breathing exercise from the group session really works for me",
+]
+
+
+def q(s: str) -> str:
+    return quote(s, safe="")
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (no interpolation: with few samples p99 is the worst one)."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+class Client:
+    def __init__(self, http: httpx.AsyncClient, user_id: str, token: str):
+        self.http = http
+        self.user_id = user_id
+        self.token = token
+
+    async def call(self, method: str, path: str, body: Any = None, http_timeout: float = 30) -> dict[str, Any]:
+        r = await self.http.request(method, path, json=body, timeout=http_timeout,
+                                    headers={"Authorization": f"Bearer {self.token}"})
+        if r.status_code >= 400:
+            raise RuntimeError(f"{method} {path}: {r.status_code} {r.text[:200]}")
+        return r.json() if r.content else {}
+
+    async def send(self, room_id: str, text: str) -> str:
+        txn = secrets.token_hex(8)
+        body = {"msgtype": "m.text", "body": text}
+        data = await self.call("PUT", f"/_matrix/client/v3/rooms/{q(room_id)}/send/m.room.message/{txn}", body)
+        return str(data["event_id"])
+
+
+async def register(http: httpx.AsyncClient, layout: stack.StackLayout, prefix: str, admin_token: str | None,
+                   admin: bool = False) -> Client:
+    name = f"{prefix}{secrets.token_hex(4)}"
+    token = await asyncio.to_thread(stack.register_user, layout, name, secrets.token_hex(12), admin)
+    assert token is not None
+    user_id = f"@{name}:{layout.server_name}"
+    await asyncio.to_thread(stack.exempt_from_ratelimit, layout, admin_token or token, user_id)
+    return Client(http, user_id, token)
+
+
+class StaffRoomWatcher:
+    """Long-polls /sync as the bot (own device) and records when each alert arrives."""
+
+    def __init__(self, bot: Client, room_id: str):
+        self.bot = bot
+        self.room_id = room_id
+        self.arrived: dict[str, float] = {}  # crisis event id -> monotonic arrival time
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        flt = json.dumps({"room": {"rooms": [self.room_id], "timeline": {"limit": 50, "types": ["m.room.message"]},
+                                   "state": {"lazy_load_members": True}, "ephemeral": {"types": []}},
+                          "presence": {"types": []}, "account_data": {"types": []}})
+        first = await self.bot.call("GET", f"/_matrix/client/v3/sync?timeout=0&filter={q(flt)}")
+        since = first["next_batch"]
+        self.ready.set()
+        while True:
+            data = await self.bot.call("GET", f"/_matrix/client/v3/sync?timeout=30000&since={q(since)}&filter={q(flt)}",
+                                       http_timeout=60)
+            now = time.monotonic()
+            since = data["next_batch"]
+            room = data.get("rooms", {}).get("join", {}).get(self.room_id, {})
+            for ev in room.get("timeline", {}).get("events", []):
+                content = ev.get("content") or {}
+                summary = content.get("org.hearth.escalation")
+                if not summary or "m.relates_to" in content:
+                    continue  # edits and re-pages are not the first alert
+                self.arrived.setdefault(str(summary.get("event_id")), now)
+
+
+async def background(clients: list[Client], room_id: str, rate: float, stop: asyncio.Event,
+                     counter: list[int]) -> None:
+    """Ordinary messages at ``rate`` per second, evenly spaced (open loop: a slow send never slows the rest)."""
+    interval = 1 / rate
+    start = time.monotonic()
+    i = 0
+    pending: set[asyncio.Task[str]] = set()
+    while not stop.is_set():
+        client = clients[i % len(clients)]
+        task = asyncio.create_task(client.send(room_id, ORDINARY_TEXTS[i % len(ORDINARY_TEXTS)]))
+        pending.add(task)
+        task.add_done_callback(lambda t: (pending.discard(t), counter.__setitem__(0, counter[0] + (not t.exception()))))
+        i += 1
+        await asyncio.sleep(max(0.0, start + i * interval - time.monotonic()))
+    if pending:
+        await asyncio.wait(pending, timeout=10)
+
+
+async def bench(layout: stack.StackLayout, args: argparse.Namespace) -> int:
+    settings = tomllib.loads(layout.hearth_toml.read_text())
+    async with httpx.AsyncClient(base_url=layout.hs_url) as http:
+        r = await http.get(f"{layout.hearth_url}/healthz", timeout=5)
+        print(f"hearth /healthz: {r.status_code}")
+        admin = await register(http, layout, "benchadmin", None, admin=True)
+        bot_token = await asyncio.to_thread(stack.login, layout, layout.bot_localpart,
+                                            settings["matrix"]["bot_password"], "BENCH_" + secrets.token_hex(3))
+        bot = Client(http, layout.bot_user_id, bot_token)
+        alias = f"#{settings.get('escalation', {}).get('staff_room_alias', 'hearth-staff')}:{layout.server_name}"
+        staff_room = str((await bot.call("GET", f"/_matrix/client/v3/directory/room/{q(alias)}"))["room_id"])
+
+        owner = await register(http, layout, "benchowner", admin.token)
+        parents: list[str] = []
+        if args.room:
+            target = args.room
+            if target.startswith("#"):
+                target = str((await bot.call("GET", f"/_matrix/client/v3/directory/room/{q(target)}"))["room_id"])
+            # A provisioned room is restricted to its space's members: join the space first.
+            state = await bot.call("GET", f"/_matrix/client/v3/rooms/{q(target)}/state")
+            parents = [e["state_key"] for e in state if e.get("type") == "m.space.parent" and e.get("content")]
+            for parent in parents:
+                await owner.call("POST", f"/_matrix/client/v3/join/{q(parent)}", {})
+            room_id = str((await owner.call("POST", f"/_matrix/client/v3/join/{q(target)}", {}))["room_id"])
+        else:
+            # The bot creates it (members may not invite the bot: Hearth's invite policy refuses that).
+            room_id = str((await bot.call("POST", "/_matrix/client/v3/createRoom",
+                                          {"name": "bench check-in", "preset": "public_chat"}))["room_id"])
+            await owner.call("POST", f"/_matrix/client/v3/join/{q(room_id)}", {})
+        talkers = [await register(http, layout, "benchtalk", admin.token) for _ in range(4)]
+        crisis = [await register(http, layout, "benchcrisis", admin.token) for _ in range(args.crises)]
+        for c in [*talkers, *crisis]:
+            for parent in parents:
+                await c.call("POST", f"/_matrix/client/v3/join/{q(parent)}", {})
+            await c.call("POST", f"/_matrix/client/v3/join/{q(room_id)}", {})
+        for _ in range(100):  # the bot accepts its invite on its next sync
+            members = await owner.call("GET", f"/_matrix/client/v3/rooms/{q(room_id)}/joined_members")
+            if layout.bot_user_id in members.get("joined", {}):
+                break
+            await asyncio.sleep(0.2)
+        else:
+            print("the bot did not join the bench room", file=sys.stderr)
+            return 1
+        print(f"room {room_id}; staff room {staff_room}; {len(crisis)} crisis members, {len(talkers)} talkers")
+
+        watcher = StaffRoomWatcher(bot, staff_room)
+        watch = asyncio.create_task(watcher.run())
+        await watcher.ready.wait()
+        stop = asyncio.Event()
+        sent_ok = [0]
+        load = asyncio.create_task(background(talkers, room_id, args.rate, stop, sent_ok))
+        load_started = time.monotonic()
+        await asyncio.sleep(args.warmup)
+
+        sent_at: dict[str, float] = {}
+        for i, member in enumerate(crisis):
+            t0 = time.monotonic()
+            event_id = await member.send(room_id, CRISIS_TEXTS[i % len(CRISIS_TEXTS)])
+            sent_at[event_id] = t0
+            await asyncio.sleep(max(0.0, t0 + args.every - time.monotonic()))
+        for _ in range(int(args.timeout * 10)):
+            if all(e in watcher.arrived for e in sent_at):
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await load
+        load_seconds = time.monotonic() - load_started
+        watch.cancel()
+
+    latencies = [watcher.arrived[e] - t for e, t in sent_at.items() if e in watcher.arrived]
+    missing = len(sent_at) - len(latencies)
+    print(f"background load: {sent_ok[0]} ordinary messages in {load_seconds:.1f} s "
+          f"({sent_ok[0] / load_seconds:.1f}/s, target {args.rate:g}/s)")
+    if not latencies:
+        print(f"no alert arrived for any of {len(sent_at)} crisis messages within {args.timeout:g} s: the "
+              "pipeline screens only Hearth's provisioned rooms, so pass --room <a provisioned support room "
+              "the bench users can join>; and is the pipeline wired to EscalationDesk.raise_for?")
+        return 2
+    print(f"send -> alert in the staff room, n={len(latencies)}, missing={missing}:")
+    print("  " + "  ".join(f"p{p} {percentile(latencies, p) * 1000:.0f} ms" for p in (50, 95, 99))
+          + f"  max {max(latencies) * 1000:.0f} ms")
+    met = percentile(latencies, 99) <= 1.0 and missing == 0
+    print(f"target p99 <= 1 s with every alert delivered: {'met' if met else 'NOT met'}")
+    return 0 if met else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", default=".data", help="the stack to use (default: the `make up` one)")
+    parser.add_argument("--throwaway", action="store_true", help="start a fresh stack in a temp dir instead")
+    parser.add_argument("--room", help="an existing room (ID or alias) to post in, e.g. a provisioned support room")
+    parser.add_argument("--crises", type=int, default=30)
+    parser.add_argument("--rate", type=float, default=20.0, help="background ordinary messages per second")
+    parser.add_argument("--every", type=float, default=1.0, help="seconds between crisis messages")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of background load before measuring")
+    parser.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the last alerts")
+    args = parser.parse_args()
+    if not args.throwaway:
+        return asyncio.run(bench(stack.StackLayout(Path(args.data_dir).resolve()), args))
+    with tempfile.TemporaryDirectory(prefix="hearth-bench-") as tmp:
+        layout = stack.StackLayout(Path(tmp), hs_port=stack.free_port(), hearth_port=stack.free_port())
+        stack.prepare(layout)
+        try:
+            stack.up(layout, say=print)
+            return asyncio.run(bench(layout, args))
+        finally:
+            stack.down(layout, say=print)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""After-delivery dispositions: what the bot does once a screened message is in the room.
+
+``block`` here means the gate let the message through (budget passed, fail-open, a federated event),
+so the bot redacts it and tells the sender kindly why. ``escalate`` goes to the escalation desk,
+which also sends the person crisis resources once per episode; ``send_resources`` alone sends them
+directly. ``mute`` lowers the member's power level in that room and restores it on expiry (the expiry
+lives in the database; a scheduler sweep restores due mutes, so a restart keeps every timer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from bridge.clock import Clock
+from bridge.gateway import GatewayError, NioGateway
+from bridge.models import Mute
+from config.ids import RoomID
+from moderation import escalation as dom
+from moderation import store
+from moderation.resources import CrisisResources
+from moderation.types import Message, Verdict
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BLOCK_TEXT = (
+    "A message you sent was removed because it breaks this space's guidelines. "
+    "You're still welcome here; a moderator can help if you think this was a mistake."
+)
+DEFAULT_WARN_TEXT = "A gentle reminder: please keep messages kind. This is a space where people come for support."
+MUTE_LEVEL = -1
+
+
+class Actions:
+    """Carries out a verdict's after-delivery dispositions for one delivered message."""
+
+    def __init__(self, engine: Engine, gateway: NioGateway, clock: Clock, *,
+                 dm_room: Callable[[str], Awaitable[RoomID]],
+                 raise_escalation: Callable[..., Awaitable[Any]],
+                 resources: CrisisResources, flag_retention: timedelta,
+                 notify_staff: Callable[[str], Awaitable[None]] | None = None):
+        self.engine = engine
+        self.gateway = gateway
+        self.clock = clock
+        self.dm_room = dm_room
+        self.raise_escalation = raise_escalation
+        self.resources = resources
+        self.flag_retention = flag_retention
+        self.notify_staff = notify_staff
+        self._mute_lock = asyncio.Lock()
+
+    async def carry_out(self, message: Message, verdict: Verdict, *, delivered_unscreened: bool) -> None:
+        kinds = {d.kind for d in verdict.dispositions}
+        # Safety first: the person in crisis reaches a clinician before anything else happens.
+        # (Usually already raised at the gate; raising again for the same event changes nothing.)
+        await self.escalate(message, verdict)
+        if "send_resources" in kinds and "escalate" not in kinds:
+            await self._dm(message.sender, dom.member_resources_content(None, self.resources))
+        if "block" in kinds and delivered_unscreened:
+            await self._redact(message, "removed by Hearth's moderation after delivery")
+            block = verdict.of_kind("block")[0]
+            await self._dm(message.sender, _notice(block.message or DEFAULT_BLOCK_TEXT))
+        elif "redact" in kinds:
+            await self._redact(message, "removed by Hearth's moderation")
+        if "warn" in kinds:
+            warn = verdict.of_kind("warn")[0]
+            await self._dm(message.sender, _notice(warn.message or DEFAULT_WARN_TEXT))
+        for d in verdict.of_kind("mute")[:1]:
+            await self.mute(message.room_id, message.sender, minutes=d.mute_minutes or 10, reason=d.reason)
+            if d.message:
+                await self._dm(message.sender, _notice(d.message))
+        flags = verdict.of_kind("flag")
+        if flags:
+            reason = "; ".join(d.reason for d in flags)
+            await asyncio.to_thread(self._flag, message, reason)
+            if self.notify_staff is not None:
+                await self.notify_staff(
+                    f"A message in {message.room_id} was flagged for review ({reason}). Event {message.event_id}."
+                )
+
+    async def escalate(self, message: Message, verdict: Verdict) -> None:
+        """Raise (or merge into) the sender's escalation for a verdict with an ``escalate`` disposition."""
+        for d in verdict.of_kind("escalate")[:1]:
+            await self.raise_escalation(message, d.tier or "high", d.category or "ideation", verdict.signals,
+                                        excerpt=message.body)
+
+    def _flag(self, message: Message, reason: str) -> None:
+        with Session(self.engine) as s:
+            store.flag(s, message, reason, now=self.clock.now(), retention=self.flag_retention)
+            s.commit()
+
+    async def _redact(self, message: Message, reason: str) -> None:
+        try:
+            await self.gateway.redact(message.room_id, message.event_id, reason=reason)
+        except GatewayError as e:
+            log.error("could not redact %s: %s", message.event_id, e)
+            raise
+
+    async def _dm(self, user: str, content: dict[str, Any]) -> None:
+        room = await self.dm_room(user)
+        await self.gateway.send(room, content)
+
+    # --- mutes ---
+
+    async def mute(self, room_id: str, user_id: str, *, minutes: int, reason: str) -> None:
+        """Lower ``user_id``'s power level below what posting needs, until ``now + minutes``."""
+        until = self.clock.now() + timedelta(minutes=minutes)
+        async with self._mute_lock:
+            pl = await self.gateway.get_state_event(room_id, "m.room.power_levels") or {}
+            users = dict(pl.get("users") or {})
+            previous = users.get(user_id)
+
+            def record() -> bool:
+                with Session(self.engine) as s:
+                    row = s.get(Mute, (room_id, user_id))
+                    if row is not None:
+                        row.until = max(store._utc(row.until), until)
+                        s.commit()
+                        return False
+                    s.add(Mute(room_id=room_id, user_id=user_id, previous_level=previous, until=until,
+                               reason=reason[:255]))
+                    s.commit()
+                    return True
+            if await asyncio.to_thread(record):
+                users[user_id] = MUTE_LEVEL
+                await self.gateway.put_state(room_id, "m.room.power_levels", {**pl, "users": users})
+                log.info("muted %s in %s for %d minutes", user_id, room_id, minutes)
+
+    async def unmute_due(self) -> int:
+        """Restore every mute whose time is up (a scheduler job); returns how many."""
+        now = self.clock.now()
+
+        def due() -> list[Mute]:
+            with Session(self.engine) as s:
+                return list(s.exec(select(Mute).where(col(Mute.until) <= now)))
+        restored = 0
+        for m in await asyncio.to_thread(due):
+            async with self._mute_lock:
+                pl = await self.gateway.get_state_event(m.room_id, "m.room.power_levels") or {}
+                users = dict(pl.get("users") or {})
+                if users.get(m.user_id) == MUTE_LEVEL:
+                    if m.previous_level is None:
+                        users.pop(m.user_id, None)
+                    else:
+                        users[m.user_id] = m.previous_level
+                    await self.gateway.put_state(m.room_id, "m.room.power_levels", {**pl, "users": users})
+
+                def forget(row: Mute = m) -> None:
+                    with Session(self.engine) as s:
+                        found = s.get(Mute, (row.room_id, row.user_id))
+                        if found is not None:
+                            s.delete(found)
+                            s.commit()
+                await asyncio.to_thread(forget)
+                restored += 1
+        return restored
+
+
+def _notice(text: str) -> dict[str, Any]:
+    return {"msgtype": "m.notice", "body": text}

@@ -1,0 +1,332 @@
+"""Screening: the moderation pipeline at the gate (before delivery) and after delivery.
+
+At the gate, ``check_event_for_spam`` for an ``m.room.message`` in one of Hearth's rooms is screened
+through a micro-batcher (model inference batched across concurrent requests, off the event loop)
+within the gate's budget. The decision is stored, keyed by event ID, before the gate answers, so the
+bot never screens the same event twice. Past the budget the gate allows and stores nothing: the bot
+re-screens the delivered message and redacts it if the full verdict blocks.
+
+After delivery the bot carries out what cannot happen at the gate: warn the sender privately, mute
+with expiry, send crisis resources, raise an escalation, flag for human review, redact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from bridge.batcher import BatcherClosed, MicroBatcher
+from bridge.clock import Clock
+from bridge.gate import Answer, Check, reject
+from bridge.gateway import TimelineEvent
+from bridge.metrics import Metrics
+from bridge.models import RoomMember
+from config.ids import EventID, RoomID, UserID
+from config.settings import Settings
+from moderation import store
+from moderation.detectors.toxicity import OfflineEmbeddingScorer, load_toxicity_detector
+from moderation.models import ModerationDecision
+from moderation.pipeline import Pipeline
+from moderation.types import Disposition, Message, Signal, Span, Verdict
+from spaces.models import ProvisionedRoom
+
+log = logging.getLogger(__name__)
+
+MEDIA_TYPES = frozenset({"m.image", "m.file", "m.video", "m.audio"})
+PILL = re.compile(r"https://matrix\.to/#/@")
+ROOM_CACHE_SECONDS = 30.0
+DISPOSITION_FIELDS = frozenset(f.name for f in fields(Disposition))
+
+
+@dataclass(frozen=True)
+class RoomInfo:
+    room_id: RoomID
+    space: str
+    profile: str
+
+
+class RoomDirectory:
+    """Which rooms are Hearth's, with their moderation profile; cached, reloaded from the catalogue."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._rooms: dict[str, RoomInfo] = {}
+        self._loaded_at = -1e9
+        self._lock = asyncio.Lock()
+
+    def _load(self) -> dict[str, RoomInfo]:
+        with Session(self.engine) as s:
+            rows = s.exec(select(ProvisionedRoom)).all()
+        return {r.room_id: RoomInfo(RoomID(r.room_id), r.space_slug, r.profile) for r in rows}
+
+    async def get(self, room_id: str) -> RoomInfo | None:
+        loop = asyncio.get_running_loop()
+        if room_id not in self._rooms or loop.time() - self._loaded_at > ROOM_CACHE_SECONDS:
+            async with self._lock:
+                if room_id not in self._rooms or loop.time() - self._loaded_at > ROOM_CACHE_SECONDS:
+                    self._rooms = await asyncio.to_thread(self._load)
+                    self._loaded_at = loop.time()
+        return self._rooms.get(room_id)
+
+    def invalidate(self) -> None:
+        self._loaded_at = -1e9
+
+
+def mention_count(content: dict[str, Any]) -> int:
+    mentions = content.get("m.mentions")
+    ids = mentions.get("user_ids") if isinstance(mentions, dict) else None
+    if isinstance(ids, list):
+        return len(ids)
+    formatted = content.get("formatted_body")
+    return len(PILL.findall(formatted)) if isinstance(formatted, str) else 0
+
+
+def message_from_event(event: dict[str, Any], room: RoomInfo, sent_at: datetime,
+                       joined_at: datetime | None) -> Message | None:
+    """The pipeline's view of a Matrix message event, or None if it carries nothing to screen."""
+    content = event.get("content")
+    if event.get("type") != "m.room.message" or not isinstance(content, dict):
+        return None
+    relates = content.get("m.relates_to")
+    if isinstance(relates, dict) and relates.get("rel_type") == "m.replace" and isinstance(content.get("m.new_content"), dict):
+        content = {**content, **content["m.new_content"]}  # an edit is screened as its new text
+    body = content.get("body")
+    if not isinstance(body, str):
+        return None
+    formatted = content.get("formatted_body") if content.get("format") == "org.matrix.custom.html" else None
+    msgtype = str(content.get("msgtype", "m.text"))
+    return Message(
+        event_id=EventID(str(event.get("event_id", ""))),
+        room_id=room.room_id,
+        sender=UserID(str(event.get("sender", ""))),
+        body=body,
+        sent_at=sent_at,
+        formatted_body=formatted if isinstance(formatted, str) else None,
+        msgtype=msgtype,
+        profile=room.profile,
+        space=room.space,
+        sender_joined_at=joined_at,
+        mentions=mention_count(content),
+        has_media=msgtype in MEDIA_TYPES,
+    )
+
+
+# (message, verdict, delivered_unscreened): the last is True when the gate let it through unscreened.
+AfterDelivery = Callable[..., Awaitable[None]]
+
+
+def load_pipeline(settings: Settings) -> tuple[Pipeline, str]:
+    """Build the full pipeline from settings (slow: loads model weights; call it in a thread)."""
+    cfg = settings.moderation
+    detector, description = load_toxicity_detector(cfg.toxicity_checkpoint or None, log, quantize=cfg.quantize)
+    # The offline scorer embeds with all-MiniLM-L6-v2, as the crisis detector does: share one model
+    # (and its embedding cache), so each message is embedded once.
+    shared = detector.scorer if isinstance(detector.scorer, OfflineEmbeddingScorer) else None
+    pipeline = Pipeline.from_config(cfg.config_dir, extra=[detector], crisis_examples=cfg.crisis_learned,
+                                    embedder=shared)
+    return pipeline, description
+
+
+def invite_check(settings: Settings, staff: frozenset[str]) -> Check:
+    """``user_may_invite``: the bot and staff may always invite; members only if the policy allows,
+    so newcomers get no unsolicited private messages from strangers."""
+    bot = settings.matrix.bot_user_id
+    allow_members = settings.moderation.allow_member_invites
+
+    async def check(payload: dict[str, Any]) -> Answer | None:
+        inviter = payload.get("inviter")
+        if inviter == bot or inviter in staff or allow_members:
+            return None
+        return reject("Members can't invite other members here, so nobody gets messages they didn't ask for. "
+                      "You can talk in the group rooms, or ask a moderator to help you connect.", "invite_policy")
+    return check
+
+
+class Screening:
+    """Owns the pipeline (loaded off the loop at start-up) and its batcher."""
+
+    def __init__(self, engine: Engine, clock: Clock, metrics: Metrics, bot_user: str, budget_ms: int,
+                 load_pipeline: Callable[[], tuple[Pipeline, str]], max_batch: int = 32, max_wait_ms: float = 4.0):
+        self.engine = engine
+        self.clock = clock
+        self.metrics = metrics
+        self.bot_user = bot_user
+        self.budget = budget_ms / 1000
+        self._load_pipeline = load_pipeline
+        self.rooms = RoomDirectory(engine)
+        self.pipeline: Pipeline | None = None
+        self.description = "loading"
+        self.load_error: str | None = None
+        self.ready = asyncio.Event()
+        self.batcher: MicroBatcher[Message, Verdict] = MicroBatcher(
+            self._screen_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, name="screening")
+        self.after_delivery: AfterDelivery | None = None
+        # Called (as a kept background task) when the gate's verdict escalates: the clinician is
+        # alerted without waiting for the message to come back through the bot's sync.
+        self.on_crisis: Callable[[Message, Verdict], object] | None = None
+
+    # --- life cycle ---
+
+    async def start(self) -> None:
+        """Load the pipeline in a thread (model weights take seconds), then start batching."""
+        try:
+            self.pipeline, self.description = await asyncio.to_thread(self._load_pipeline)
+        except Exception as e:  # the service keeps running (fail-open at the gate, health says why)
+            self.load_error = f"{type(e).__name__}: {e}"
+            log.exception("moderation pipeline failed to load")
+            return
+        await self.batcher.start()
+        self.ready.set()
+        log.info("moderation pipeline ready: %s", self.description)
+
+    async def close(self) -> None:
+        await self.batcher.close()
+
+    def health(self) -> dict[str, Any]:
+        return {"ok": self.ready.is_set(), "toxicity": self.description, "error": self.load_error,
+                "batches": self.batcher.batches, "messages": self.batcher.items}
+
+    def _screen_batch(self, messages: list[Message]) -> list[Verdict]:
+        assert self.pipeline is not None
+        return self.pipeline.screen(messages)
+
+    # --- shared ---
+
+    async def _joined_at(self, room_id: str, user_id: str) -> datetime | None:
+        def q() -> datetime | None:
+            with Session(self.engine) as s:
+                row = s.get(RoomMember, (room_id, user_id))
+                return row.joined_at if row else None
+        joined = await asyncio.to_thread(q)
+        return store._utc(joined) if joined else None
+
+    async def _message(self, event: dict[str, Any]) -> Message | None:
+        if event.get("sender") == self.bot_user or event.get("type") != "m.room.message":
+            return None
+        room = await self.rooms.get(str(event.get("room_id", "")))
+        if room is None:
+            return None  # not one of Hearth's rooms
+        joined = await self._joined_at(room.room_id, str(event.get("sender", "")))
+        return message_from_event(event, room, self.clock.now(), joined)
+
+    async def _save(self, message: Message, verdict: Verdict, source: str) -> None:
+        now = self.clock.now()
+
+        def write() -> None:
+            with Session(self.engine) as s:
+                store.save_decision(s, message, verdict, now=now, source=source)
+                s.commit()
+        await asyncio.to_thread(write)
+
+    def _observe(self, verdict: Verdict, where: str) -> None:
+        for stage, seconds in verdict.timings.items():
+            self.metrics.stage_seconds.labels(stage=stage).observe(seconds)
+        kinds = {d.kind for d in verdict.dispositions}
+        for kind in kinds:
+            self.metrics.verdicts.labels(where=where, disposition=kind).inc()
+
+    # --- before delivery ---
+
+    async def gate_check(self, payload: dict[str, Any]) -> Answer | None:
+        """``check_event_for_spam``: screen within the budget; None lets the event through."""
+        event = payload.get("event")
+        if not isinstance(event, dict):
+            return None
+        message = await self._message(event)
+        if message is None:
+            return None
+        if not self.ready.is_set():
+            self.metrics.gate_fallbacks.labels(reason="not_ready").inc()
+            return None  # fail open; the bot screens it after delivery once the pipeline is ready
+        try:
+            verdict = await asyncio.wait_for(self.batcher.submit(message), self.budget)
+        except TimeoutError:
+            self.metrics.gate_fallbacks.labels(reason="budget").inc()
+            log.warning("gate budget passed for %s; allowing, the bot will re-screen it", message.event_id)
+            return None
+        except (BatcherClosed, Exception) as e:  # the pipeline itself failed: re-screen after delivery
+            self.metrics.gate_fallbacks.labels(reason="error").inc()
+            log.error("gate screening failed for %s: %s", message.event_id, type(e).__name__)
+            return None
+        await self._save(message, verdict, "gate")
+        self._observe(verdict, "gate")
+        if self.on_crisis is not None and verdict.of_kind("escalate"):
+            self.on_crisis(message, verdict)
+        block = verdict.of_kind("block")
+        if block:
+            d = block[0]
+            return reject(d.message or "Your message wasn't sent because it breaks this space's guidelines.",
+                          d.reason)
+        return None
+
+    # --- after delivery ---
+
+    async def on_event(self, ev: TimelineEvent) -> None:
+        """Bot handler: record joins; carry out (or first decide) what happens to delivered messages."""
+        event = {**ev.event, "room_id": ev.room_id}
+        if ev.type == "m.room.member":
+            await self._record_membership(event)
+            return
+        message = await self._message(event)
+        if message is None:
+            return
+
+        def load() -> ModerationDecision | None:
+            with Session(self.engine) as s:
+                return store.get_decision(s, message.event_id)
+        decision = await asyncio.to_thread(load)
+        if decision is not None and decision.acted_at is not None:
+            return  # already carried out (a replayed sync after a crash)
+        if decision is None:
+            await self.ready.wait()
+            verdict = await self.batcher.submit(message)
+            await self._save(message, verdict, "rescreen")
+            self._observe(verdict, "rescreen")
+        else:
+            verdict = verdict_from_decision(decision)
+        if self.after_delivery is not None:
+            await self.after_delivery(message, verdict, delivered_unscreened=decision is None)
+        now = self.clock.now()
+
+        def done() -> None:
+            with Session(self.engine) as s:
+                store.mark_acted(s, message.event_id, now=now)
+                s.commit()
+        await asyncio.to_thread(done)
+
+    async def _record_membership(self, event: dict[str, Any]) -> None:
+        content = event.get("content") or {}
+        user = str(event.get("state_key", ""))
+        ts = event.get("origin_server_ts")
+        joined_at = self.clock.now() if not isinstance(ts, int) else datetime.fromtimestamp(ts / 1000, self.clock.now().tzinfo)
+        membership = content.get("membership") if isinstance(content, dict) else None
+
+        def write() -> None:
+            with Session(self.engine) as s:
+                row = s.get(RoomMember, (event["room_id"], user))
+                if membership == "join" and row is None:
+                    s.add(RoomMember(room_id=event["room_id"], user_id=user, joined_at=joined_at))
+                elif membership in ("leave", "ban") and row is not None:
+                    s.delete(row)
+                s.commit()
+        await asyncio.to_thread(write)
+
+
+def verdict_from_decision(row: ModerationDecision) -> Verdict:
+    """The stored decision as a Verdict again (signals without evidence text; none is stored)."""
+    dispositions = [Disposition(**{k: v for k, v in d.items() if k in DISPOSITION_FIELDS}) for d in row.dispositions]
+    signals = [
+        Signal(detector=s["detector"], label=s["label"], score=float(s["score"]), rule=s.get("rule"),
+               tier=s.get("tier"), category=s.get("category"), action=s.get("action"),
+               evidence=tuple(Span(a, b) for a, b in s.get("spans", [])))
+        for s in row.signals
+    ]
+    return Verdict(EventID(row.event_id), dispositions, signals, dict(row.timings), dict(row.errors))

@@ -1,0 +1,174 @@
+"""Staff API for crisis escalations: list, read with audit trail and evidence, acknowledge, resolve, note.
+
+Every call needs the static staff bearer token (``staff_api.token``) and names the acting person in an
+``X-Hearth-Actor`` header (or an ``actor`` body field), who must be listed in the staff file: reading
+and notes for any staff member, acknowledging and resolving for clinicians only. Errors are 4xx with
+a Matrix-style body ``{"errcode", "error"}`` whose ``error`` is a sentence fit to show a clinician.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from bridge.escalations import EscalationDesk, NotPermitted
+from bridge.web.deps import require_bearer
+from moderation.escalation import (
+    Escalation,
+    EscalationAudit,
+    EscalationNotFound,
+    EscalationTrail,
+    IllegalTransition,
+    NotStaff,
+    escalation_summary,
+)
+
+router = APIRouter(prefix="/api/escalations", tags=["escalations"])
+
+StatusName = Literal["open", "repaged", "acknowledged", "resolved"]
+SeverityName = Literal["imminent", "high", "moderate"]
+
+
+class ActorBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    actor: str | None = Field(None, description="Matrix user ID of the acting staff member (or X-Hearth-Actor)")
+    note: str | None = Field(None, max_length=4000)
+
+
+class ResolveBody(ActorBody):
+    outcome: str = Field(description="contacted, referred_emergency, false_alarm, no_response, "
+                                     "handed_to_other_service or other")
+
+
+class NoteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    actor: str | None = None
+    text: str = Field(min_length=1, max_length=4000)
+
+
+def _desk(request: Request) -> EscalationDesk:
+    require_bearer(request, request.app.state.service.settings.staff_api.token.get_secret_value(),
+                   "staff API token")
+    desk: EscalationDesk = request.app.state.service.desk
+    return desk
+
+
+def _error(status: int, errcode: str, error: str, **extra: Any) -> HTTPException:
+    return HTTPException(status, {"errcode": errcode, "error": error, **extra})
+
+
+def _actor(header: str | None, body: str | None, desk: EscalationDesk) -> str:
+    if header and body and header != body:
+        raise _error(400, "M_INVALID_PARAM", "X-Hearth-Actor and the body's actor name different people.")
+    actor = (header or body or "").strip()
+    if not actor:
+        raise _error(403, "M_FORBIDDEN", "Name the acting staff member in the X-Hearth-Actor header.")
+    try:
+        desk.require_staff(actor)
+    except NotStaff as e:
+        raise _error(403, "M_FORBIDDEN", str(e)) from None
+    return actor
+
+
+def _translate(e: Exception) -> HTTPException:
+    if isinstance(e, EscalationNotFound):
+        return _error(404, "M_NOT_FOUND", str(e))
+    if isinstance(e, NotPermitted | NotStaff):
+        return _error(403, "M_FORBIDDEN", str(e))
+    if isinstance(e, IllegalTransition):
+        return _error(409, "HEARTH_ILLEGAL_TRANSITION", e.reason, from_status=e.from_status, to_status=e.to_status)
+    return _error(422, "M_INVALID_PARAM", str(e))
+
+
+def _escalation(esc: Escalation) -> dict[str, Any]:
+    return escalation_summary(esc, detailed=True) | {
+        "excerpt": esc.excerpt,
+        "latest_event_id": esc.latest_event_id,
+        "alert_event_id": esc.alert_event_id,
+        "locale": esc.locale,
+        "updated_at": esc.updated_at.isoformat(),
+    }
+
+
+def _audit(a: EscalationAudit) -> dict[str, Any]:
+    return {"transition": a.transition, "from_status": a.from_status, "to_status": a.to_status,
+            "actor": a.actor, "note": a.note, "at": a.at.isoformat()}
+
+
+def _trail(t: EscalationTrail) -> dict[str, Any]:
+    return _escalation(t.escalation) | {
+        "evidence": [{"event_id": e.event_id, "severity": e.severity, "category": e.category,
+                      "signals": e.signals, "at": e.created_at.isoformat()} for e in t.evidence],
+        "audit": [_audit(a) for a in t.audit],
+        "notifications": [{"kind": n.kind, "status": n.status, "attempts": n.attempts,
+                           "created_at": n.created_at.isoformat(),
+                           "sent_at": n.sent_at.isoformat() if n.sent_at else None,
+                           "event_id": n.result_event_id, "last_error": n.last_error} for n in t.notifications],
+    }
+
+
+@router.get("")
+async def list_escalations(
+    status: list[StatusName] | None = Query(None),
+    severity: SeverityName | None = None,
+    room_id: str | None = None,
+    limit: int = Query(50, ge=1, le=200),
+    offset: int = Query(0, ge=0),
+    x_hearth_actor: str | None = Header(None),
+    desk: EscalationDesk = Depends(_desk),
+) -> dict[str, Any]:
+    """List escalations, newest first, filtered by status (repeatable), severity and room."""
+    _actor(x_hearth_actor, None, desk)
+    rows = await desk.list_escalations(status=status, severity=severity, room_id=room_id, limit=limit,
+                                       offset=offset)
+    return {"escalations": [_escalation(e) for e in rows], "limit": limit, "offset": offset}
+
+
+@router.get("/{esc_id}")
+async def get_escalation(esc_id: str, x_hearth_actor: str | None = Header(None),
+                         desk: EscalationDesk = Depends(_desk)) -> dict[str, Any]:
+    """One escalation with its evidence, audit trail and notifications."""
+    _actor(x_hearth_actor, None, desk)
+    try:
+        return _trail(await desk.trail(esc_id))
+    except EscalationNotFound as e:
+        raise _translate(e) from None
+
+
+@router.post("/{esc_id}/acknowledge")
+async def acknowledge(esc_id: str, body: ActorBody | None = None, x_hearth_actor: str | None = Header(None),
+                      desk: EscalationDesk = Depends(_desk)) -> dict[str, Any]:
+    """Acknowledge an open or re-paged escalation (clinicians only); stops re-paging."""
+    body = body or ActorBody()
+    actor = _actor(x_hearth_actor, body.actor, desk)
+    try:
+        return _escalation(await desk.acknowledge(esc_id, actor, body.note))
+    except (NotStaff, EscalationNotFound, IllegalTransition) as e:
+        raise _translate(e) from None
+
+
+@router.post("/{esc_id}/resolve")
+async def resolve(esc_id: str, body: ResolveBody, x_hearth_actor: str | None = Header(None),
+                  desk: EscalationDesk = Depends(_desk)) -> dict[str, Any]:
+    """Resolve an escalation with an outcome (clinicians only); an unacknowledged one is acknowledged first."""
+    actor = _actor(x_hearth_actor, body.actor, desk)
+    try:
+        return _escalation(await desk.resolve(esc_id, actor, body.outcome, body.note))
+    except (NotStaff, EscalationNotFound, IllegalTransition, ValueError) as e:
+        raise _translate(e) from None
+
+
+@router.post("/{esc_id}/notes", status_code=201)
+async def add_note(esc_id: str, body: NoteBody, x_hearth_actor: str | None = Header(None),
+                   desk: EscalationDesk = Depends(_desk)) -> dict[str, Any]:
+    """Add a staff note to an escalation's audit trail (any staff member, any status)."""
+    actor = _actor(x_hearth_actor, body.actor, desk)
+    try:
+        row = await desk.add_note(esc_id, actor, body.text)
+        return _audit(row) | {"escalation_id": row.escalation_id}
+    except (NotStaff, EscalationNotFound, ValueError) as e:
+        raise _translate(e) from None

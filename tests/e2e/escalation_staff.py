@@ -1,0 +1,54 @@
+"""The staff file the end-to-end stacks run with (fixed accounts the tests register on demand)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CLINICIAN = "@escclin1:localhost"  # on call around the clock
+BACKUP = "@escclin2:localhost"  # the rota's fallback
+MODERATOR = "@escmod1:localhost"
+
+STAFF_TOML = f"""
+[[moderators]]
+user_id = "{MODERATOR}"
+display_name = "Test moderator"
+
+[[clinicians]]
+user_id = "{CLINICIAN}"
+display_name = "Test clinician on call"
+
+[[clinicians]]
+user_id = "{BACKUP}"
+display_name = "Test backup clinician"
+
+[rota]
+timezone = "UTC"
+fallback = ["{BACKUP}"]
+
+[[rota.shifts]]
+days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+start = 0
+end = 24
+clinicians = ["{CLINICIAN}"]
+
+[acknowledge]
+reactions = ["✅", "👍", "👀"]
+"""
+
+WEBHOOK_SECRET = "e2e-webhook-secret"
+IMMINENT_SLA_SECONDS = 3
+
+
+def escalation_overrides(root: Path, webhook_port: int) -> dict[str, object]:
+    """The ``[escalation]`` settings of a test stack: the staff file above, a 3 s imminent SLA, fast
+    sweeps and polls, and a webhook on a local port the webhook test listens on."""
+    staff_file = root / "staff.toml"
+    staff_file.write_text(STAFF_TOML)
+    return {
+        "staff_file": str(staff_file),
+        "sla_imminent_seconds": IMMINENT_SLA_SECONDS,
+        "sweep_seconds": 1,
+        "poll_seconds": 1,
+        "webhook_url": f"http://127.0.0.1:{webhook_port}/hooks/hearth",
+        "webhook_secret": WEBHOOK_SECRET,
+    }

@@ -1,0 +1,154 @@
+"""The moderation gate end to end: messages sent through the real Synapse, screened by the real
+Hearth service before delivery, and acted on by the bot after delivery."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from sqlmodel import Session, select
+
+from bridge import stack
+from moderation.escalation import Escalation
+from moderation.models import FlaggedMessage, ModerationDecision
+from spaces.models import ProvisionedRoom
+from tests.e2e.conftest import resolve_open_escalations
+from tests.e2e.matrix import MatrixError, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+E2E_SPACE = "e2e-moderation"
+
+
+def hearth_room(hs, profile: str = "support") -> str:
+    """A room the bot created, registered in Hearth's catalogue as one of its support rooms."""
+    room = hs.bot().create_room(name=f"moderated {profile}", preset="public_chat")
+    with Session(hs.engine) as s:
+        s.add(ProvisionedRoom(alias=f"#e2e-{secrets.token_hex(4)}:localhost", room_id=room, space_slug=E2E_SPACE,
+                              room_slug="discussion", capacity=100, profile=profile, members_may_post=True,
+                              updated_at=datetime.now(UTC)))
+        s.commit()
+    return room
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _leave_the_stack_as_found(hearth_stack):
+    """Later modules share this stack: drop the catalogue rows made here and close the escalations."""
+    yield
+    resolve_open_escalations(hearth_stack)
+    with Session(hearth_stack.engine) as s:
+        for row in s.exec(select(ProvisionedRoom).where(ProvisionedRoom.space_slug == E2E_SPACE)):
+            s.delete(row)
+        s.commit()
+
+
+def decision(hs, event_id: str) -> ModerationDecision | None:
+    with Session(hs.engine) as s:
+        return s.get(ModerationDecision, event_id)
+
+
+@pytest.fixture
+def room_and_member(hearth_stack):
+    room = hearth_room(hearth_stack)
+    member = hearth_stack.member()
+    member.join(room)
+    return room, member
+
+
+def test_abuse_aimed_at_others_is_refused_before_delivery(hearth_stack, room_and_member):
+    room, member = room_and_member
+    with pytest.raises(MatrixError) as e:
+        member.say(room, "You are a disgusting waste of space and everyone here hates you.")
+    assert e.value.status == 403
+    assert e.value.body["errcode"] == "M_FORBIDDEN"
+    assert "wasn't sent" in e.value.body["error"]
+    assert e.value.body["org.hearth.reason"].startswith(("rules.", "toxicity."))
+    bodies = [ev["content"].get("body", "") for ev in member.messages(room) if ev["type"] == "m.room.message"]
+    assert not any("waste of space" in b for b in bodies)
+
+
+@pytest.mark.parametrize("text", [
+    "Thanks everyone, I slept a bit better last night.",
+    "Honestly this week has been fucking exhausting, but I'm still here.",
+    "When I was a kid he told me to kill myself, and I believed him for years.",
+    "My brother died by suicide two years ago and the anniversary is next week.",
+    "This commute is killing me lol",
+])
+def test_ordinary_support_talk_is_delivered_and_its_decision_stored(hearth_stack, room_and_member, text):
+    room, member = room_and_member
+    event_id = member.say(room, text)
+    row = decision(hearth_stack, event_id)
+    assert row is not None
+    assert row.source == "gate"
+    assert [d["kind"] for d in row.dispositions] == ["allow"]
+    assert text not in repr(row.model_dump()), "decisions must not store message text"
+
+
+def test_crisis_is_never_blocked_and_raises_an_escalation(hearth_stack, room_and_member):
+    room, member = room_and_member
+    event_id = member.say(room, "I have the pills ready and I'm going to take them all tonight.")
+    row = decision(hearth_stack, event_id)
+    assert "escalate" in [d["kind"] for d in row.dispositions]
+
+    def escalation():
+        with Session(hearth_stack.engine) as s:
+            return s.exec(select(Escalation).where(Escalation.first_event_id == event_id)).first()
+    esc = wait_for(escalation, timeout=20, what="an escalation for the crisis message")
+    assert esc.severity == "imminent"
+    assert esc.sender == member.user_id
+
+
+def test_message_delivered_while_the_gate_was_down_is_rescreened_and_redacted(hearth_stack, room_and_member):
+    hs = hearth_stack
+    room, member = room_and_member
+    ok_before = member.say(room, "hello again")
+    wait_for(lambda: decision(hs, ok_before) and decision(hs, ok_before).acted_at, what="the bot to act")
+    stack.stop_hearth(hs.layout)
+    try:
+        # check_event_for_spam fails open while Hearth is down: the message is delivered.
+        abusive = member.say(room, "kys, nobody here wants you, you worthless idiot")
+    finally:
+        stack.start_hearth(hs.layout)
+    row = wait_for(lambda: decision(hs, abusive), timeout=60, what="the bot to re-screen the message")
+    assert row.source == "rescreen"
+
+    def redacted():
+        ev = next((e for e in member.messages(room) if e["event_id"] == abusive), None)
+        return ev is not None and not ev.get("content")
+    wait_for(redacted, timeout=30, what="the delivered abusive message to be redacted")
+
+
+def test_members_may_not_invite_members_but_staff_may(hearth_stack, room_and_member):
+    room, member = room_and_member
+    stranger = hearth_stack.member("stranger")
+    with pytest.raises(MatrixError) as e:
+        member.invite(room, stranger.user_id)
+    assert e.value.status == 403
+    assert e.value.body.get("org.hearth.reason") == "invite_policy"
+    hearth_stack.bot().invite(room, stranger.user_id)  # the bot (like staff) always may
+
+
+def test_healthz_names_the_active_toxicity_scorer(hearth_stack):
+    body = httpx.get(f"{hearth_stack.layout.hearth_url}/healthz", timeout=5).json()
+    moderation = body["parts"]["moderation"]
+    assert moderation["ok"] is True
+    assert moderation["toxicity"]
+
+
+def test_a_method_request_is_escalated_and_flagged_with_its_text_kept_until_purge(hearth_stack, room_and_member):
+    room, member = room_and_member
+    text = "what's the lethal dose of my sleeping tablets"
+    event_id = member.say(room, text)  # a person who may be in crisis: never blocked
+
+    def flagged():
+        with Session(hearth_stack.engine) as s:
+            return s.exec(select(FlaggedMessage).where(FlaggedMessage.event_id == event_id)).first()
+    row = wait_for(flagged, timeout=30, what="the message to be flagged for human review")
+    assert row.body == text  # kept because a moderator needs it ...
+    assert (row.purge_after - row.created_at).days == 30  # ... and only until the retention purge
+    kinds = [d["kind"] for d in decision(hearth_stack, event_id).dispositions]
+    assert "escalate" in kinds
+    assert "block" not in kinds

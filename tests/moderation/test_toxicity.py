@@ -1,0 +1,322 @@
+"""Toxicity detector: the real Detoxify class on a tiny generated checkpoint, and the offline scorer."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+from config.ids import EventID, RoomID, UserID
+from moderation.detectors.toxicity import (
+    LABELS,
+    OFFLINE_HEAD_META_PATH,
+    OFFLINE_HEAD_PATH,
+    DetoxifyScorer,
+    OfflineEmbeddingScorer,
+    ToxicityDetector,
+    ToxicityWeightsError,
+    bert_uncased_vocab_path,
+    calibrate,
+    check_calibration,
+    detoxify_checkpoint_dict,
+    load_toxicity_detector,
+    write_hf_folder,
+)
+from moderation.policy import load_policy
+from moderation.types import Message, NormalizedText, ScreenItem
+
+TINY_BERT = {
+    "model_type": "bert",
+    "vocab_size": 30522,
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+}
+TEXTS = ["hello there, welcome to the group", "you are a worthless piece of trash", "ok"]
+
+
+@pytest.fixture(scope="module")
+def tiny(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, Path, transformers.BertForSequenceClassification]:
+    """A tiny BERT with random weights, its local HF folder and a Detoxify checkpoint of it."""
+    root = tmp_path_factory.mktemp("tiny-detoxify")
+    hf = write_hf_folder(root / "tiny-bert", TINY_BERT, num_labels=6)
+    torch.manual_seed(7)
+    model = transformers.BertForSequenceClassification(transformers.BertConfig.from_pretrained(hf)).eval()
+    ckpt = root / "tiny.ckpt"
+    torch.save(detoxify_checkpoint_dict(model.state_dict(), model_type=str(hf)), ckpt)
+    return ckpt, hf, model
+
+
+def _source_probs(
+    model: transformers.BertForSequenceClassification, hf: Path, texts: list[str]
+) -> np.ndarray:
+    tok = transformers.BertTokenizer.from_pretrained(hf)
+    with torch.no_grad():
+        enc = tok(texts, return_tensors="pt", padding=True, truncation=True)
+        return torch.sigmoid(model(**enc).logits).numpy()
+
+
+def test_real_detoxify_loads_the_generated_checkpoint_and_its_weights(tiny) -> None:  # type: ignore[no-untyped-def]
+    from detoxify import Detoxify
+
+    ckpt, hf, model = tiny
+    detox = Detoxify("original", checkpoint=str(ckpt), device="cpu")
+    assert detox.class_names == list(LABELS)
+    got = detox.predict(TEXTS)
+    want = _source_probs(model, hf, TEXTS)
+    for j, label in enumerate(LABELS):
+        np.testing.assert_allclose(got[label], want[:, j], atol=1e-5)
+
+
+def test_scorer_verifies_weights_and_matches_the_source_model(tiny) -> None:  # type: ignore[no-untyped-def]
+    ckpt, hf, model = tiny
+    scorer = DetoxifyScorer(ckpt, quantize=False)
+    assert scorer.tensors_verified == len(model.state_dict())
+    np.testing.assert_allclose(scorer.score(TEXTS), _source_probs(model, hf, TEXTS), atol=1e-5)
+    # Random weights give scores that are not all 0.5: they really come from this model.
+    assert np.ptp(scorer.score(TEXTS)) > 1e-4
+
+
+def test_quantised_scores_stay_close_to_fp32(tiny) -> None:  # type: ignore[no-untyped-def]
+    ckpt, _, _ = tiny
+    fp32 = DetoxifyScorer(ckpt, quantize=False).score(TEXTS)
+    int8 = DetoxifyScorer(ckpt, quantize=True).score(TEXTS)
+    assert int8.shape == (len(TEXTS), 6)
+    assert np.max(np.abs(int8 - fp32)) < 0.02
+
+
+def test_checkpoint_with_wrong_key_prefix_is_refused(tiny, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ckpt, hf, model = tiny
+    bad = tmp_path / "prefixed.ckpt"
+    sd = {f"model.{k}": v for k, v in model.state_dict().items()}  # e.g. a Lightning module's state dict
+    torch.save(detoxify_checkpoint_dict(sd, model_type=str(hf)), bad)
+    with pytest.raises(ToxicityWeightsError, match=r"did not load: .* not in the checkpoint"):
+        DetoxifyScorer(bad)
+
+
+def test_checkpoint_without_detoxify_config_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "plain.ckpt"
+    torch.save({"weights": {}}, bad)
+    with pytest.raises(ToxicityWeightsError, match="not a Detoxify checkpoint"):
+        DetoxifyScorer(bad)
+    with pytest.raises(ToxicityWeightsError, match="does not exist"):
+        DetoxifyScorer(tmp_path / "missing.ckpt")
+
+
+def test_official_style_model_type_loads_offline_from_folder_beside_checkpoint(tiny, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Released checkpoints say model_type 'bert-base-uncased'; offline, a '<stem>-hf' folder serves."""
+    _, hf, model = tiny
+    ckpt = tmp_path / "official-like.ckpt"
+    torch.save(detoxify_checkpoint_dict(model.state_dict(), model_type="bert-base-uncased"), ckpt)
+    write_hf_folder(tmp_path / "official-like-hf", TINY_BERT, num_labels=6)
+    scorer = DetoxifyScorer(ckpt, quantize=False)
+    np.testing.assert_allclose(scorer.score(TEXTS), _source_probs(model, hf, TEXTS), atol=1e-5)
+
+
+def test_vocab_is_bert_base_uncased() -> None:
+    lines = bert_uncased_vocab_path().read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 30522
+    assert lines[0] == "[PAD]"
+
+
+# ------------------------------------------------------------------------------------------------
+# Offline scorer and detector
+
+
+@pytest.fixture(scope="module")
+def offline() -> OfflineEmbeddingScorer:
+    if not OFFLINE_HEAD_PATH.is_file():
+        pytest.skip("offline head not trained (bench/train_offline_scorer.py)")
+    return OfflineEmbeddingScorer()
+
+
+def test_offline_scorer_ranks_abuse_far_above_support(offline: OfflineEmbeddingScorer) -> None:
+    s = offline.score(["you are a worthless piece of trash", "thanks, I slept better last night"])
+    assert s.shape == (2, 6)
+    assert ((s >= 0) & (s <= 1)).all()
+    tox, insult = LABELS.index("toxicity"), LABELS.index("insult")
+    assert s[0, tox] > 0.5 > s[1, tox]
+    assert s[0, insult] - s[1, insult] > 0.4
+
+
+def test_offline_calibration_is_monotone_and_maps_operating_points_to_policy_thresholds(
+    offline: OfflineEmbeddingScorer,
+) -> None:
+    """The shipped knots send each blocking label's recorded operating point (chosen on the training
+    part's validation folds) to that label's threshold in config/policy.toml, and nothing else moves."""
+    cal = json.loads(OFFLINE_HEAD_META_PATH.read_text())["calibration"]
+    rules = load_policy().profiles[cal["policy"]["profile"]].labels
+    blocking = {x for x in LABELS if (r := rules.get(f"toxicity.{x}")) is not None and "block" in r.actions}
+    assert set(cal["per_label"]) == blocking == {"insult", "threat", "identity_attack", "severe_toxicity"}
+
+    grid = np.tile(np.linspace(0.0, 1.0, 2001, dtype=np.float32)[:, None], (1, len(LABELS)))
+    out = calibrate(grid, offline.cal_x, offline.cal_y)
+    assert (np.diff(out, axis=0) >= 0).all()  # monotone: ranking is never changed
+    assert (out[0] == 0).all()
+    assert (out[-1] == 1).all()
+    for k, label in enumerate(LABELS):
+        if label not in blocking:
+            np.testing.assert_allclose(out[:, k], grid[:, k], atol=1e-6)  # identity
+            continue
+        threshold = rules[f"toxicity.{label}"].threshold
+        row = cal["per_label"][label]
+        assert row["policy_threshold"] == cal["policy"]["thresholds"][label] == threshold
+        raw = float(offline.cal_x[k, 1])
+        assert raw == pytest.approx(row["raw_threshold"], abs=1e-4)
+        p = np.full((3, len(LABELS)), 0.5, dtype=np.float32)
+        p[:, k] = (raw - 1e-4, raw, raw + 1e-4)
+        mapped = calibrate(p, offline.cal_x, offline.cal_y)[:, k]
+        assert mapped[1] == pytest.approx(threshold, abs=1e-6)
+        assert mapped[0] < threshold <= mapped[2]
+
+
+def test_offline_score_is_the_calibrated_head(offline: OfflineEmbeddingScorer) -> None:
+    from moderation.detectors.toxicity import head_probabilities, mlp_probabilities
+
+    texts = ["you are a worthless piece of trash", "thanks, I slept better last night"]
+    emb = offline.embed(texts)
+    raw = (
+        mlp_probabilities(emb, **offline.params) if offline.mlp else head_probabilities(emb, **offline.params)
+    )
+    np.testing.assert_allclose(offline.score(texts), calibrate(raw, offline.cal_x, offline.cal_y), atol=1e-6)
+
+
+def test_calibration_knots_must_be_monotone() -> None:
+    ok = np.tile(np.array([0.0, 0.3, 1.0], dtype=np.float32), (len(LABELS), 1))
+    check_calibration(ok, ok)
+    bad = ok.copy()
+    bad[2, 1] = 1.2  # not increasing
+    with pytest.raises(ValueError, match="increasing"):
+        check_calibration(ok, bad)
+    with pytest.raises(ValueError, match="shape"):
+        check_calibration(ok[:3], ok[:3])
+
+
+def _item(body: str, norm: str | None = None) -> ScreenItem:
+    message = Message(
+        event_id=EventID("$e"),
+        room_id=RoomID("!r:hearth.test"),
+        sender=UserID("@a:hearth.test"),
+        body=body,
+        sent_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    text = body if norm is None else norm
+    return ScreenItem(message=message, norm=NormalizedText(body, text, tuple(range(len(text)))))
+
+
+class _FixedScorer:
+    description = "fixed"
+
+    def __init__(self) -> None:
+        self.seen: list[list[str]] = []
+
+    def score(self, texts):  # type: ignore[no-untyped-def]
+        self.seen.append(list(texts))
+        return np.tile(np.linspace(0.1, 0.6, 6, dtype=np.float32), (len(texts), 1))
+
+
+def test_detector_emits_six_labelled_signals_per_message_from_normalised_text() -> None:
+    scorer = _FixedScorer()
+    out = ToxicityDetector(scorer).detect([_item("y0u 1d10t", "you idiot"), _item("hi", "")])
+    assert scorer.seen == [["you idiot", "hi"]]  # normalised text; body when normalisation is empty
+    assert len(out) == 2
+    for signals in out:
+        assert [s.label for s in signals] == [f"toxicity.{label}" for label in LABELS]
+        assert all(s.detector == "toxicity" and 0 <= s.score <= 1 for s in signals)
+
+
+def test_detector_with_offline_scorer(offline: OfflineEmbeddingScorer) -> None:
+    out = ToxicityDetector(offline).detect(
+        [_item("you are a worthless piece of trash"), _item("good morning")]
+    )
+    assert [len(s) for s in out] == [6, 6]
+    assert out[0][0].score > out[1][0].score
+
+
+def test_loader_chooses_detoxify_when_configured_else_offline(tiny, offline, caplog) -> None:  # type: ignore[no-untyped-def]
+    ckpt, _, _ = tiny
+    log = logging.getLogger("test.toxicity")
+    with caplog.at_level(logging.INFO, logger="test.toxicity"):
+        det, desc = load_toxicity_detector(str(ckpt), log)
+        assert isinstance(det.scorer, DetoxifyScorer)
+        assert desc.startswith("detoxify tiny int8")
+        det, desc = load_toxicity_detector(None, log)
+        assert isinstance(det.scorer, OfflineEmbeddingScorer)
+        assert "not configured" in desc
+    assert any("toxicity scorer active: detoxify" in r.getMessage() for r in caplog.records)
+    assert any("toxicity scorer active: offline" in r.getMessage() for r in caplog.records)
+
+
+def test_loader_falls_back_loudly_on_a_refused_checkpoint(tmp_path: Path, offline, caplog) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.ckpt"
+    torch.save({"nope": 1}, bad)
+    with caplog.at_level(logging.ERROR):
+        det, desc = load_toxicity_detector(str(bad), logging.getLogger("test.toxicity"))
+    assert isinstance(det.scorer, OfflineEmbeddingScorer)
+    assert "refused" in desc
+    assert any("unusable" in r.getMessage() for r in caplog.records)
+
+
+def test_length_buckets_keep_input_order(tiny) -> None:  # type: ignore[no-untyped-def]
+    """Texts of very different lengths go to different sub-batches; results come back in order."""
+    ckpt, _, _ = tiny
+    scorer = DetoxifyScorer(ckpt, quantize=False, sub_batch=3)
+    texts = [("word " * n).strip() for n in (40, 1, 7, 3, 90, 2, 15, 1, 60)]
+    batched = scorer.score(texts)
+    one_by_one = np.concatenate([scorer.score([t]) for t in texts])
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+    lengths = [len(scorer.tokenizer(t)["input_ids"]) for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: lengths[i])
+    assert len(scorer._buckets(order, lengths)) >= 4
+
+
+def test_offline_embeddings_are_cached_and_serve_as_an_embedder(offline: OfflineEmbeddingScorer) -> None:
+    texts = ["a message seen by two detectors", "another one"]
+    first = offline.embed(texts)
+    assert texts[0] in offline._cache
+    again = offline.encode(texts[::-1])  # the crisis detector's Embedder protocol
+    np.testing.assert_array_equal(again, first[::-1])
+    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
+
+
+def test_fetch_detoxify_downloads_the_configured_url_and_prepares_offline_loading(
+    tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The URL comes from detoxify's own MODEL_URLS; here it points at a local file."""
+    import detoxify.detoxify
+
+    from moderation.detectors.toxicity import fetch_detoxify
+
+    _, _, model = tiny
+    src = tmp_path / "src" / "toxic_original-test.ckpt"
+    src.parent.mkdir()
+    torch.save(detoxify_checkpoint_dict(model.state_dict(), model_type="bert-base-uncased"), src)
+    monkeypatch.setitem(detoxify.detoxify.MODEL_URLS, "original", src.as_uri())
+    got = fetch_detoxify(tmp_path / "models")
+    assert got == tmp_path / "models" / "toxic_original-test.ckpt"
+    assert (tmp_path / "models" / "toxic_original-test-hf" / "config.json").is_file()
+    assert (tmp_path / "models" / "toxic_original-test-hf" / "vocab.txt").is_file()
+
+
+def test_fetch_detoxify_fails_clearly_when_unreachable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import detoxify.detoxify
+
+    from moderation.detectors.toxicity import fetch_detoxify
+
+    monkeypatch.setitem(detoxify.detoxify.MODEL_URLS, "original", (tmp_path / "nowhere.ckpt").as_uri())
+    with pytest.raises(ToxicityWeightsError, match="could not download .* offline"):
+        fetch_detoxify(tmp_path / "models")
+    assert not list((tmp_path / "models").glob("*.part"))
