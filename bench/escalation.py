@@ -124,7 +124,7 @@ class StaffRoomWatcher:
                 self.arrived.setdefault(str(summary.get("event_id")), now)
 
 
-async def background(clients: list[Client], room_id: str, rate: float, stop: asyncio.Event,
+async def background(clients: list[tuple[Client, str]], rate: float, stop: asyncio.Event,
                      counter: list[int]) -> None:
     """Ordinary messages at ``rate`` per second, evenly spaced (open loop: a slow send never slows the rest)."""
     interval = 1 / rate
@@ -132,8 +132,9 @@ async def background(clients: list[Client], room_id: str, rate: float, stop: asy
     i = 0
     pending: set[asyncio.Task[str]] = set()
     while not stop.is_set():
-        client = clients[i % len(clients)]
-        task = asyncio.create_task(client.send(room_id, ORDINARY_TEXTS[i % len(ORDINARY_TEXTS)]))
+        client, room = clients[i % len(clients)]
+        # distinct texts from many members: the behaviour detector rightly mutes floods and repeats
+        task = asyncio.create_task(client.send(room, f"{ORDINARY_TEXTS[i % len(ORDINARY_TEXTS)]} ({i})"))
         pending.add(task)
         task.add_done_callback(lambda t: (pending.discard(t), counter.__setitem__(0, counter[0] + (not t.exception()))))
         i += 1
@@ -171,12 +172,28 @@ async def bench(layout: stack.StackLayout, args: argparse.Namespace) -> int:
             room_id = str((await bot.call("POST", "/_matrix/client/v3/createRoom",
                                           {"name": "bench check-in", "preset": "public_chat"}))["room_id"])
             await owner.call("POST", f"/_matrix/client/v3/join/{q(room_id)}", {})
-        talkers = [await register(http, layout, "benchtalk", admin.token) for _ in range(4)]
         crisis = [await register(http, layout, "benchcrisis", admin.token) for _ in range(args.crises)]
-        for c in [*talkers, *crisis]:
+        for c in crisis:
             for parent in parents:
                 await c.call("POST", f"/_matrix/client/v3/join/{q(parent)}", {})
             await c.call("POST", f"/_matrix/client/v3/join/{q(room_id)}", {})
+        # Background talkers: --talkers members spread over --background rooms (each a provisioned room
+        # joined through its space), or the crisis room itself when none are given.
+        talkers: list[tuple[Client, str]] = []
+        joined: list[tuple[Client, list[str]]] = [(c, [*parents, room_id]) for c in [owner, *crisis]]
+        rooms = args.background or [args.room or room_id]
+        for i in range(args.talkers):
+            where = rooms[i % len(rooms)]
+            c = await register(http, layout, "benchtalk", admin.token)
+            if where.startswith("#"):
+                where = str((await bot.call("GET", f"/_matrix/client/v3/directory/room/{q(where)}"))["room_id"])
+            state = await bot.call("GET", f"/_matrix/client/v3/rooms/{q(where)}/state")
+            its_parents = [e["state_key"] for e in state if e.get("type") == "m.space.parent" and e.get("content")]
+            for parent in its_parents:
+                await c.call("POST", f"/_matrix/client/v3/join/{q(parent)}", {})
+            await c.call("POST", f"/_matrix/client/v3/join/{q(where)}", {})
+            talkers.append((c, where))
+            joined.append((c, [*its_parents, where]))
         for _ in range(100):  # the bot accepts its invite on its next sync
             members = await owner.call("GET", f"/_matrix/client/v3/rooms/{q(room_id)}/joined_members")
             if layout.bot_user_id in members.get("joined", {}):
@@ -192,7 +209,7 @@ async def bench(layout: stack.StackLayout, args: argparse.Namespace) -> int:
         await watcher.ready.wait()
         stop = asyncio.Event()
         sent_ok = [0]
-        load = asyncio.create_task(background(talkers, room_id, args.rate, stop, sent_ok))
+        load = asyncio.create_task(background(talkers, args.rate, stop, sent_ok))
         load_started = time.monotonic()
         await asyncio.sleep(args.warmup)
 
@@ -210,6 +227,12 @@ async def bench(layout: stack.StackLayout, args: argparse.Namespace) -> int:
         await load
         load_seconds = time.monotonic() - load_started
         watch.cancel()
+        for c, rooms_joined in joined:  # leave, so room capacity is free for the next run
+            for r in reversed(rooms_joined):
+                try:
+                    await c.call("POST", f"/_matrix/client/v3/rooms/{q(r)}/leave", {})
+                except RuntimeError:
+                    pass
 
     latencies = [watcher.arrived[e] - t for e, t in sent_at.items() if e in watcher.arrived]
     missing = len(sent_at) - len(latencies)
@@ -233,7 +256,10 @@ def main() -> int:
     parser.add_argument("--data-dir", default=".data", help="the stack to use (default: the `make up` one)")
     parser.add_argument("--throwaway", action="store_true", help="start a fresh stack in a temp dir instead")
     parser.add_argument("--room", help="an existing room (ID or alias) to post in, e.g. a provisioned support room")
-    parser.add_argument("--crises", type=int, default=30)
+    parser.add_argument("--crises", type=int, default=15)
+    parser.add_argument("--talkers", type=int, default=60, help="members sending the background load")
+    parser.add_argument("--background", action="append", default=[],
+                        help="a room (ID or alias) for background talk; repeat for several")
     parser.add_argument("--rate", type=float, default=20.0, help="background ordinary messages per second")
     parser.add_argument("--every", type=float, default=1.0, help="seconds between crisis messages")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of background load before measuring")

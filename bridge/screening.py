@@ -165,7 +165,8 @@ class Screening:
         self.pipeline: Pipeline | None = None
         self.description = "loading"
         self.load_error: str | None = None
-        self.ready = asyncio.Event()
+        self.ready = asyncio.Event()  # the pipeline is loaded and batching
+        self.loaded = asyncio.Event()  # loading has finished, successfully or not (see load_error)
         self.batcher: MicroBatcher[Message, Verdict] = MicroBatcher(
             self._screen_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, name="screening")
         self.after_delivery: AfterDelivery | None = None
@@ -179,13 +180,14 @@ class Screening:
         """Load the pipeline in a thread (model weights take seconds), then start batching."""
         try:
             self.pipeline, self.description = await asyncio.to_thread(self._load_pipeline)
+            await self.batcher.start()
+            self.ready.set()
+            log.info("moderation pipeline ready: %s", self.description)
         except Exception as e:  # the service keeps running (fail-open at the gate, health says why)
             self.load_error = f"{type(e).__name__}: {e}"
             log.exception("moderation pipeline failed to load")
-            return
-        await self.batcher.start()
-        self.ready.set()
-        log.info("moderation pipeline ready: %s", self.description)
+        finally:
+            self.loaded.set()
 
     async def close(self) -> None:
         await self.batcher.close()
@@ -246,6 +248,10 @@ class Screening:
         if not self.ready.is_set():
             self.metrics.gate_fallbacks.labels(reason="not_ready").inc()
             return None  # fail open; the bot screens it after delivery once the pipeline is ready
+        assert self.pipeline is not None
+        fast = self.pipeline.fast_crisis(message)  # regular expressions only: microseconds, on the loop
+        if fast is not None and self.on_crisis is not None:
+            self.on_crisis(message, fast)  # the clinician is alerted before the models have even run
         try:
             verdict = await asyncio.wait_for(self.batcher.submit(message), self.budget)
         except TimeoutError:
@@ -258,7 +264,7 @@ class Screening:
             return None
         await self._save(message, verdict, "gate")
         self._observe(verdict, "gate")
-        if self.on_crisis is not None and verdict.of_kind("escalate"):
+        if self.on_crisis is not None and fast is None and verdict.of_kind("escalate"):
             self.on_crisis(message, verdict)
         block = verdict.of_kind("block")
         if block:
@@ -286,7 +292,13 @@ class Screening:
         if decision is not None and decision.acted_at is not None:
             return  # already carried out (a replayed sync after a crash)
         if decision is None:
-            await self.ready.wait()
+            await self.loaded.wait()
+            if self.load_error is not None:
+                # No pipeline to screen with: a person reviews it (never silently through).
+                verdict = Verdict(message.event_id, [Disposition("flag", "pipeline_unavailable")])
+                if self.after_delivery is not None:
+                    await self.after_delivery(message, verdict, delivered_unscreened=False)
+                return
             verdict = await self.batcher.submit(message)
             await self._save(message, verdict, "rescreen")
             self._observe(verdict, "rescreen")

@@ -87,6 +87,21 @@ class Pipeline:
             v.timings["total"] = total
         return verdicts
 
+    def fast_crisis(self, message: Message) -> Verdict | None:
+        """The crisis rules alone, with the policy's crisis dispositions: a verdict that escalates,
+        or None. For the bridge's fast path; the full verdict from :meth:`screen` still follows."""
+        crisis = next((d for d in self.detectors if isinstance(d, CrisisDetector)), None)
+        if crisis is None:
+            return None
+        item = ScreenItem(message, normalize(message.body, message.formatted_body))
+        signals = crisis.detect_rules([item])[0]
+        if not signals:
+            return None
+        dispositions = self.policy.decide(message, signals, {})
+        if not any(d.kind == "escalate" for d in dispositions):
+            return None
+        return Verdict(message.event_id, dispositions, signals, {}, {})
+
     @staticmethod
     def _run(detector: Detector, items: list[ScreenItem], skip: Collection[str]) -> DetectorOutcome:
         if detector.name in skip:

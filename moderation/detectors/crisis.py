@@ -324,7 +324,14 @@ class CrisisDetector:
         return cls(config, learned)
 
     def detect(self, batch: Sequence[ScreenItem]) -> list[list[Signal]]:
-        assessments = self.assess([item.norm for item in batch])
+        return self._signals(batch, self.assess([item.norm for item in batch]))
+
+    def detect_rules(self, batch: Sequence[ScreenItem]) -> list[list[Signal]]:
+        """The explainable rules alone (regular expressions, no model): cheap enough to run before
+        the batched models, so a clinician can be alerted without waiting for them."""
+        return self._signals(batch, [self._rules(item.norm.text)[0] for item in batch])
+
+    def _signals(self, batch: Sequence[ScreenItem], assessments: Sequence[Assessment]) -> list[list[Signal]]:
         out: list[list[Signal]] = []
         for item, a in zip(batch, assessments, strict=True):
             if a.tier == "none" or a.category is None:

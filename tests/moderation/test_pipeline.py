@@ -104,3 +104,24 @@ def test_from_config_with_injected_embedder():
     pipe = Pipeline.from_config(embedder=HashingEmbedder(2**9))
     [v] = pipe.screen([message("I'm standing on the bridge now")])
     assert v.of_kind("escalate")[0].tier == "imminent"
+
+
+def test_fast_crisis_path_escalates_from_rules_alone_and_is_quiet_otherwise():
+    from datetime import UTC, datetime
+
+    from moderation.detectors.crisis import CrisisDetector
+    from moderation.pipeline import Pipeline
+    from moderation.policy import Policy
+    from moderation.types import Message
+
+    pipe = Pipeline([CrisisDetector.from_files(examples=None)], Policy.from_file())
+
+    def msg(text: str) -> Message:
+        return Message(event_id="$e", room_id="!r:l", sender="@u:l", body=text, sent_at=datetime.now(UTC))
+
+    fast = pipe.fast_crisis(msg("I've just taken the whole box of paracetamol"))
+    assert fast is not None
+    assert [d.tier for d in fast.of_kind("escalate")] == ["imminent"]
+    assert not fast.blocked
+    assert pipe.fast_crisis(msg("I'm not suicidal, just tired of this commute killing me")) is None
+    assert pipe.fast_crisis(msg("Thanks everyone, I slept a bit better last night.")) is None
