@@ -143,6 +143,19 @@ async def background(clients: list[tuple[Client, str]], rate: float, stop: async
         await asyncio.wait(pending, timeout=10)
 
 
+async def enter(bot: Client, user: Client, room: str) -> list[str]:
+    """``user`` joins ``room`` (ID or alias), through its space(s) first: a provisioned room is
+    restricted to its space's members. Returns the rooms joined, the room itself last."""
+    if room.startswith("#"):
+        room = str((await bot.call("GET", f"/_matrix/client/v3/directory/room/{q(room)}"))["room_id"])
+    state: Any = await bot.call("GET", f"/_matrix/client/v3/rooms/{q(room)}/state")
+    parents = [e["state_key"] for e in state if e.get("type") == "m.space.parent" and e.get("content")]
+    for parent in parents:
+        await user.call("POST", f"/_matrix/client/v3/join/{q(parent)}", {})
+    await user.call("POST", f"/_matrix/client/v3/join/{q(room)}", {})
+    return [*parents, room]
+
+
 async def bench(layout: stack.StackLayout, args: argparse.Namespace) -> int:
     settings = tomllib.loads(layout.hearth_toml.read_text())
     async with httpx.AsyncClient(base_url=layout.hs_url) as http:
@@ -158,15 +171,7 @@ async def bench(layout: stack.StackLayout, args: argparse.Namespace) -> int:
         owner = await register(http, layout, "benchowner", admin.token)
         parents: list[str] = []
         if args.room:
-            target = args.room
-            if target.startswith("#"):
-                target = str((await bot.call("GET", f"/_matrix/client/v3/directory/room/{q(target)}"))["room_id"])
-            # A provisioned room is restricted to its space's members: join the space first.
-            state = await bot.call("GET", f"/_matrix/client/v3/rooms/{q(target)}/state")
-            parents = [e["state_key"] for e in state if e.get("type") == "m.space.parent" and e.get("content")]
-            for parent in parents:
-                await owner.call("POST", f"/_matrix/client/v3/join/{q(parent)}", {})
-            room_id = str((await owner.call("POST", f"/_matrix/client/v3/join/{q(target)}", {}))["room_id"])
+            *parents, room_id = await enter(bot, owner, args.room)
         else:
             # The bot creates it (members may not invite the bot: Hearth's invite policy refuses that).
             room_id = str((await bot.call("POST", "/_matrix/client/v3/createRoom",
@@ -183,17 +188,10 @@ async def bench(layout: stack.StackLayout, args: argparse.Namespace) -> int:
         joined: list[tuple[Client, list[str]]] = [(c, [*parents, room_id]) for c in [owner, *crisis]]
         rooms = args.background or [args.room or room_id]
         for i in range(args.talkers):
-            where = rooms[i % len(rooms)]
             c = await register(http, layout, "benchtalk", admin.token)
-            if where.startswith("#"):
-                where = str((await bot.call("GET", f"/_matrix/client/v3/directory/room/{q(where)}"))["room_id"])
-            state = await bot.call("GET", f"/_matrix/client/v3/rooms/{q(where)}/state")
-            its_parents = [e["state_key"] for e in state if e.get("type") == "m.space.parent" and e.get("content")]
-            for parent in its_parents:
-                await c.call("POST", f"/_matrix/client/v3/join/{q(parent)}", {})
-            await c.call("POST", f"/_matrix/client/v3/join/{q(where)}", {})
-            talkers.append((c, where))
-            joined.append((c, [*its_parents, where]))
+            path = await enter(bot, c, rooms[i % len(rooms)])
+            talkers.append((c, path[-1]))
+            joined.append((c, path))
         for _ in range(100):  # the bot accepts its invite on its next sync
             members = await owner.call("GET", f"/_matrix/client/v3/rooms/{q(room_id)}/joined_members")
             if layout.bot_user_id in members.get("joined", {}):
