@@ -3,8 +3,11 @@ into plain values or :class:`GatewayError`, and holds the raw HTTP client for Sy
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -28,6 +31,7 @@ from nio import (
     UploadResponse,
 )
 
+from bridge.private_file import write_private
 from config.ids import EventID, RoomID, UserID
 
 log = logging.getLogger(__name__)
@@ -121,6 +125,22 @@ class NioGateway:
             self.client.access_token = ""
             return False
         raise GatewayError("whoami", r.text[:200], r.status_code)
+
+    async def restore_or_login(self, password: str, session_file: Path | None, device_name: str) -> None:
+        """Reuse the access token saved in ``session_file`` if the homeserver still accepts it, else
+        log in and save the new one: restarts then neither log in (and meet Synapse's login rate
+        limit) nor pile up sessions."""
+        if session_file is not None:
+            try:
+                saved = json.loads(await asyncio.to_thread(session_file.read_text))
+                if await self.restore(str(saved["access_token"])):
+                    return
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # no usable saved session: log in
+        await self.login(password, device_name=device_name)
+        if session_file is not None:
+            body = json.dumps({"user_id": self.user_id, "access_token": self.access_token})
+            await asyncio.to_thread(write_private, session_file, body)
 
     @property
     def access_token(self) -> str:

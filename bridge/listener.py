@@ -9,7 +9,6 @@ many times it was delivered to the handlers, which is what the exactly-once test
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -81,32 +80,11 @@ class Bot:
         self.status = BotStatus()
         self.synced = asyncio.Event()
 
-    async def _restore(self) -> bool:
-        """Reuse the saved access token, so restarts do not log in (and create sessions) every time."""
-        if self.session_file is None or not self.session_file.exists():
-            return False
-        try:
-            saved = json.loads(self.session_file.read_text())
-            return await self.gateway.restore(saved["access_token"])
-        except (ValueError, KeyError):
-            return False
-
-    def _save_session(self) -> None:
-        if self.session_file is None:
-            return
-        self.session_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.session_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"user_id": self.gateway.user_id, "access_token": self.gateway.access_token}))
-        tmp.chmod(0o600)
-        tmp.replace(self.session_file)
-
     async def _login(self) -> None:
         delay = 0.5
         while True:
             try:
-                if not await self._restore():
-                    await self.gateway.login(self.password)
-                    self._save_session()
+                await self.gateway.restore_or_login(self.password, self.session_file, "Hearth bot")
                 self.status.logged_in = True
                 log.info("bot logged in as %s", self.gateway.user_id)
                 if self.on_login:

@@ -549,22 +549,6 @@ class Provisioner:
 # ---------------------------------------------------------------------- session for the CLI
 
 
-def _read_token(path: Path) -> str:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return ""
-
-
-def _save_token(path: Path, token: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.touch(mode=0o600)
-    tmp.chmod(0o600)
-    tmp.write_text(token)
-    tmp.replace(path)
-
-
 async def login_gateway(
     homeserver_url: str, user_id: str, password: str, session_file: Path | None
 ) -> NioGateway:
@@ -574,12 +558,7 @@ async def login_gateway(
     """
     gateway = NioGateway(homeserver_url, user_id, device_id=PROVISION_DEVICE_ID)
     try:
-        token = await asyncio.to_thread(_read_token, session_file) if session_file is not None else ""
-        if token and await gateway.restore(token):
-            return gateway
-        await gateway.login(password, device_name="Hearth provisioning")
-        if session_file is not None:
-            await asyncio.to_thread(_save_token, session_file, gateway.access_token)
+        await gateway.restore_or_login(password, session_file, "Hearth provisioning")
     except BaseException:
         await gateway.close()
         raise
