@@ -22,9 +22,7 @@ from sqlmodel import Session, select
 
 from bridge import db
 from bridge.gate import Answer, reject
-from config.settings import Settings
 from spaces.models import ProvisionedRoom
-from spaces.staff import DEFAULT_STAFF_FILE, load_staff
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +119,3 @@ class CapacityCheck:
             members.add(user)
             return None
 
-
-def capacity_check(settings: Settings, engine: Engine, admin: AdminAPI) -> CapacityCheck:
-    """The check as the service wires it: staff from the staff file, the bot from the settings."""
-    staff = load_staff(settings.escalation.staff_file or DEFAULT_STAFF_FILE)
-    return CapacityCheck(engine, admin, bot=settings.matrix.bot_user_id, staff=staff.all_ids)

@@ -21,7 +21,7 @@ from sqlmodel import Session
 
 from bridge import db
 from bridge.actions import Actions
-from bridge.capacity import capacity_check
+from bridge.capacity import CapacityCheck
 from bridge.clock import SystemClock
 from bridge.escalations import EscalationDesk
 from bridge.gate import Gate
@@ -58,9 +58,11 @@ class HearthService:
         self.gateway = NioGateway(settings.matrix.homeserver_url, settings.matrix.bot_user_id)
         self.scheduler = Scheduler(self.clock)
         self.gate = Gate()
-        self.gate.add_check("user_may_join_room", capacity_check(settings, self.engine, self.gateway))
         # Crisis escalation (issue 5): the moderation pipeline calls `self.desk.raise_for(...)`.
+        # The desk loads the staff file; the gate's checks use the same staff list.
         self.desk = EscalationDesk(settings, self.engine, self.gateway, self.scheduler, self.clock, self.tasks)
+        self.gate.add_check("user_may_join_room", CapacityCheck(
+            self.engine, self.gateway, bot=settings.matrix.bot_user_id, staff=self.desk.everyone))
         # Moderation (issue 4): the pipeline at the gate, and after-delivery actions by the bot.
         self.screening = Screening(
             self.engine, self.clock, self.metrics, settings.matrix.bot_user_id, settings.gate.budget_ms,
