@@ -34,17 +34,26 @@ TIER_RANK = {"none": 0, "moderate": 1, "high": 2, "imminent": 3}
 _ORDER = {
     k: i for i, k in enumerate(("block", "redact", "mute", "warn", "escalate", "send_resources", "flag"))
 }
-# label prefixes whose blocks protect OTHER people, kept even when the sender is in crisis
-_PROTECTS_OTHERS = (
-    "toxicity.insult",
-    "toxicity.threat",
-    "toxicity.identity_attack",
-    "toxicity.severe_toxicity",
+# Blocks that protect OTHER people and still apply when the sender is in crisis. A person in crisis
+# is never silenced for what they say about themselves: explicit rules aimed at others (incitement,
+# method instructions, named abuse) keep blocking, but a toxicity model's threat/insult/... score on
+# a message the crisis detector reads as self-directed ("I'm on the roof and I'm going to jump",
+# "I'm worthless and want to die") is that same self-directed distress misread as aggression, so it
+# becomes a flag for human review instead. When the crisis is harm to others, the model's blocks
+# stand too.
+_RULES_PROTECTING_OTHERS = (
     "rules.incitement",
     "rules.method_instruction",
     "rules.abuse",
     "rules.dehumanising",
 )
+_MODEL_PROTECTING_OTHERS = (
+    "toxicity.insult",
+    "toxicity.threat",
+    "toxicity.identity_attack",
+    "toxicity.severe_toxicity",
+)
+_OTHER_DIRECTED_CRISIS = frozenset({"harm_to_others"})
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,9 @@ class Policy:
                     out.append(Disposition("escalate", top.label, tier=top.tier, category=top.category))
                 elif kind != "allow":
                     out.append(Disposition(kind, top.label))
+        keeps_blocks = _RULES_PROTECTING_OTHERS
+        if any(s.category in _OTHER_DIRECTED_CRISIS for s in crisis):
+            keeps_blocks = _RULES_PROTECTING_OTHERS + _MODEL_PROTECTING_OTHERS
         for sig in signals:
             if sig.detector == "crisis":
                 continue
@@ -111,7 +123,7 @@ class Policy:
             for kind in rule.actions:
                 if kind == "allow":
                     continue
-                if kind == "block" and crisis and not sig.label.startswith(_PROTECTS_OTHERS):
+                if kind == "block" and crisis and not sig.label.startswith(keeps_blocks):
                     out.append(Disposition("flag", f"{sig.label} (not blocked: crisis)"))
                     continue
                 if kind == "escalate":

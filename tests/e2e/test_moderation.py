@@ -87,9 +87,17 @@ def test_ordinary_support_talk_is_delivered_and_its_decision_stored(hearth_stack
     assert text not in repr(row.model_dump()), "decisions must not store message text"
 
 
-def test_crisis_is_never_blocked_and_raises_an_escalation(hearth_stack, room_and_member):
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I have the pills ready and I'm going to take them all tonight.",
+        # a toxicity model may read this as a threat (an earlier offline head did): the crisis reading wins
+        "I'm on the roof and I'm going to jump",
+    ],
+)
+def test_crisis_is_never_blocked_and_raises_an_escalation(hearth_stack, room_and_member, text):
     room, member = room_and_member
-    event_id = member.say(room, "I have the pills ready and I'm going to take them all tonight.")
+    event_id = member.say(room, text)
     row = decision(hearth_stack, event_id)
     assert "escalate" in [d["kind"] for d in row.dispositions]
 

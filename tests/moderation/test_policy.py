@@ -57,6 +57,23 @@ def test_incitement_blocks_even_when_sender_is_in_crisis(policy):
     assert "hurt themselves" in (ds[0].message or "")
 
 
+@pytest.mark.parametrize("label", ["insult", "threat", "identity_attack", "severe_toxicity"])
+@pytest.mark.parametrize("category", ["attempt_in_progress", "plan_or_means", "ideation", "self_harm"])
+def test_model_block_withheld_when_the_crisis_is_self_directed(policy, label, category):
+    # "I'm on the roof and I'm going to jump" scored 0.51 threat by a toxicity model: the person in
+    # crisis must not be told their message "reads as a threat"; a human reviews it instead.
+    ds = policy.decide(message("x"), [tox(label, 0.95), crisis("imminent", category)])
+    assert "block" not in kinds(ds)
+    assert kinds(ds)[:2] == ["escalate", "send_resources"]
+    assert any(d.kind == "flag" and d.reason.startswith(f"toxicity.{label}") for d in ds)
+
+
+def test_model_threat_still_blocks_when_the_crisis_is_harm_to_others(policy):
+    ds = policy.decide(message("x"), [tox("threat", 0.95), crisis("imminent", "harm_to_others")])
+    assert kinds(ds)[0] == "block"
+    assert "escalate" in kinds(ds)
+
+
 def test_casual_profanity_passes_in_support(policy):
     ds = policy.decide(message("x"), [tox("obscene", 0.99), tox("toxicity", 0.9)])
     assert kinds(ds) == ["allow"]
