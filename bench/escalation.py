@@ -134,7 +134,9 @@ async def background(clients: list[tuple[Client, str]], rate: float, stop: async
     while not stop.is_set():
         client, room = clients[i % len(clients)]
         # distinct texts from many members: the behaviour detector rightly mutes floods and repeats
-        task = asyncio.create_task(client.send(room, f"{ORDINARY_TEXTS[i % len(ORDINARY_TEXTS)]} ({i})"))
+        # each member cycles through the texts (rotated per round), so no one repeats themselves
+        text = ORDINARY_TEXTS[(i + i // len(clients)) % len(ORDINARY_TEXTS)]
+        task = asyncio.create_task(client.send(room, f"{text} ({i})"))
         pending.add(task)
         task.add_done_callback(lambda t: (pending.discard(t), counter.__setitem__(0, counter[0] + (not t.exception()))))
         i += 1
@@ -143,16 +145,18 @@ async def background(clients: list[tuple[Client, str]], rate: float, stop: async
         await asyncio.wait(pending, timeout=10)
 
 
-async def enter(bot: Client, user: Client, room: str) -> list[str]:
+async def enter(bot: Client, user: Client, room: str, joined: list[str] | None = None) -> list[str]:
     """``user`` joins ``room`` (ID or alias), through its space(s) first: a provisioned room is
-    restricted to its space's members. Returns the rooms joined, the room itself last."""
+    restricted to its space's members. Returns the rooms joined, the room itself last; each is also
+    appended to ``joined`` as soon as it is joined (so a failure halfway still leaves them)."""
+    done = joined if joined is not None else []
     if room.startswith("#"):
         room = str((await bot.call("GET", f"/_matrix/client/v3/directory/room/{q(room)}"))["room_id"])
     state: Any = await bot.call("GET", f"/_matrix/client/v3/rooms/{q(room)}/state")
     parents = [e["state_key"] for e in state if e.get("type") == "m.space.parent" and e.get("content")]
-    for parent in parents:
-        await user.call("POST", f"/_matrix/client/v3/join/{q(parent)}", {})
-    await user.call("POST", f"/_matrix/client/v3/join/{q(room)}", {})
+    for r in [*parents, room]:
+        await user.call("POST", f"/_matrix/client/v3/join/{q(r)}", {})
+        done.append(r)
     return [*parents, room]
 
 
@@ -162,9 +166,10 @@ async def bench(layout: stack.StackLayout, args: argparse.Namespace) -> int:
         r = await http.get(f"{layout.hearth_url}/healthz", timeout=5)
         print(f"hearth /healthz: {r.status_code}")
         admin = await register(http, layout, "benchadmin", None, admin=True)
-        bot_token = await asyncio.to_thread(stack.login, layout, layout.bot_localpart,
-                                            settings["matrix"]["bot_password"], "BENCH_" + secrets.token_hex(3))
-        bot = Client(http, layout.bot_user_id, bot_token)
+        # A token for the bot's account from the admin API (no password login: that is rate-limited
+        # per account, and the bot itself must not be locked out by a bench).
+        bot_login = await admin.call("POST", f"/_synapse/admin/v1/users/{q(layout.bot_user_id)}/login", {})
+        bot = Client(http, layout.bot_user_id, str(bot_login["access_token"]))
         alias = f"#{settings.get('escalation', {}).get('staff_room_alias', 'hearth-staff')}:{layout.server_name}"
         staff_room = str((await bot.call("GET", f"/_matrix/client/v3/directory/room/{q(alias)}"))["room_id"])
 
@@ -177,60 +182,73 @@ async def bench(layout: stack.StackLayout, args: argparse.Namespace) -> int:
             room_id = str((await bot.call("POST", "/_matrix/client/v3/createRoom",
                                           {"name": "bench check-in", "preset": "public_chat"}))["room_id"])
             await owner.call("POST", f"/_matrix/client/v3/join/{q(room_id)}", {})
-        crisis = [await register(http, layout, "benchcrisis", admin.token) for _ in range(args.crises)]
-        for c in crisis:
-            for parent in parents:
-                await c.call("POST", f"/_matrix/client/v3/join/{q(parent)}", {})
-            await c.call("POST", f"/_matrix/client/v3/join/{q(room_id)}", {})
-        # Background talkers: --talkers members spread over --background rooms (each a provisioned room
-        # joined through its space), or the crisis room itself when none are given.
-        talkers: list[tuple[Client, str]] = []
-        joined: list[tuple[Client, list[str]]] = [(c, [*parents, room_id]) for c in [owner, *crisis]]
-        rooms = args.background or [args.room or room_id]
-        for i in range(args.talkers):
-            c = await register(http, layout, "benchtalk", admin.token)
-            path = await enter(bot, c, rooms[i % len(rooms)])
-            talkers.append((c, path[-1]))
-            joined.append((c, path))
-        for _ in range(100):  # the bot accepts its invite on its next sync
-            members = await owner.call("GET", f"/_matrix/client/v3/rooms/{q(room_id)}/joined_members")
-            if layout.bot_user_id in members.get("joined", {}):
-                break
-            await asyncio.sleep(0.2)
-        else:
-            print("the bot did not join the bench room", file=sys.stderr)
-            return 1
-        print(f"room {room_id}; staff room {staff_room}; {len(crisis)} crisis members, {len(talkers)} talkers")
+        joined: list[tuple[Client, list[str]]] = [(owner, [*parents, room_id])]
+        try:
+            return await measure(http, layout, args, admin, bot, owner, staff_room, parents, room_id, joined)
+        finally:
+            for c, rooms_joined in joined:  # leave, so room capacity is free for the next run
+                for r in reversed(rooms_joined):
+                    try:
+                        await c.call("POST", f"/_matrix/client/v3/rooms/{q(r)}/leave", {})
+                    except RuntimeError:
+                        pass
 
-        watcher = StaffRoomWatcher(bot, staff_room)
-        watch = asyncio.create_task(watcher.run())
-        await watcher.ready.wait()
-        stop = asyncio.Event()
-        sent_ok = [0]
-        load = asyncio.create_task(background(talkers, args.rate, stop, sent_ok))
-        load_started = time.monotonic()
-        await asyncio.sleep(args.warmup)
 
-        sent_at: dict[str, float] = {}
-        for i, member in enumerate(crisis):
-            t0 = time.monotonic()
-            event_id = await member.send(room_id, CRISIS_TEXTS[i % len(CRISIS_TEXTS)])
-            sent_at[event_id] = t0
-            await asyncio.sleep(max(0.0, t0 + args.every - time.monotonic()))
-        for _ in range(int(args.timeout * 10)):
-            if all(e in watcher.arrived for e in sent_at):
-                break
-            await asyncio.sleep(0.1)
-        stop.set()
-        await load
-        load_seconds = time.monotonic() - load_started
-        watch.cancel()
-        for c, rooms_joined in joined:  # leave, so room capacity is free for the next run
-            for r in reversed(rooms_joined):
-                try:
-                    await c.call("POST", f"/_matrix/client/v3/rooms/{q(r)}/leave", {})
-                except RuntimeError:
-                    pass
+async def measure(http: httpx.AsyncClient, layout: stack.StackLayout, args: argparse.Namespace, admin: Client,
+                  bot: Client, owner: Client, staff_room: str, parents: list[str], room_id: str,
+                  joined: list[tuple[Client, list[str]]]) -> int:
+    """Join the members (recording each in ``joined`` for the caller to leave), run the load, measure."""
+    admin_token = admin.token
+    crisis = []
+    for _ in range(args.crises):
+        c = await register(http, layout, "benchcrisis", admin_token)
+        joined.append((c, []))
+        for r in [*parents, room_id]:
+            await c.call("POST", f"/_matrix/client/v3/join/{q(r)}", {})
+            joined[-1][1].append(r)
+        crisis.append(c)
+    # Background talkers: --talkers members spread over --background rooms (each a provisioned room
+    # joined through its space), or the crisis room itself when none are given.
+    talkers: list[tuple[Client, str]] = []
+    rooms = args.background or [args.room or room_id]
+    for i in range(args.talkers):
+        c = await register(http, layout, "benchtalk", admin_token)
+        joined.append((c, []))
+        path = await enter(bot, c, rooms[i % len(rooms)], joined[-1][1])
+        talkers.append((c, path[-1]))
+    for _ in range(100):  # the bot accepts its invite on its next sync
+        members = await owner.call("GET", f"/_matrix/client/v3/rooms/{q(room_id)}/joined_members")
+        if layout.bot_user_id in members.get("joined", {}):
+            break
+        await asyncio.sleep(0.2)
+    else:
+        print("the bot did not join the bench room", file=sys.stderr)
+        return 1
+    print(f"room {room_id}; staff room {staff_room}; {len(crisis)} crisis members, {len(talkers)} talkers")
+
+    watcher = StaffRoomWatcher(bot, staff_room)
+    watch = asyncio.create_task(watcher.run())
+    await watcher.ready.wait()
+    stop = asyncio.Event()
+    sent_ok = [0]
+    load = asyncio.create_task(background(talkers, args.rate, stop, sent_ok))
+    load_started = time.monotonic()
+    await asyncio.sleep(args.warmup)
+
+    sent_at: dict[str, float] = {}
+    for i, member in enumerate(crisis):
+        t0 = time.monotonic()
+        event_id = await member.send(room_id, CRISIS_TEXTS[i % len(CRISIS_TEXTS)])
+        sent_at[event_id] = t0
+        await asyncio.sleep(max(0.0, t0 + args.every - time.monotonic()))
+    for _ in range(int(args.timeout * 10)):
+        if all(e in watcher.arrived for e in sent_at):
+            break
+        await asyncio.sleep(0.1)
+    stop.set()
+    await load
+    load_seconds = time.monotonic() - load_started
+    watch.cancel()
 
     latencies = [watcher.arrived[e] - t for e, t in sent_at.items() if e in watcher.arrived]
     missing = len(sent_at) - len(latencies)

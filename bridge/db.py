@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import TypeVar
 
@@ -69,8 +70,12 @@ def ping(engine: Engine) -> None:
         conn.execute(text("SELECT 1"))
 
 
-async def run_db(engine: Engine, fn: Callable[[Session], T]) -> T:
-    """Run ``fn(session)`` in a worker thread inside a transaction that commits on success."""
+async def run_db(engine: Engine, fn: Callable[[Session], T], executor: Executor | None = None) -> T:
+    """Run ``fn(session)`` in a worker thread inside a transaction that commits on success.
+
+    ``executor``: a thread pool of the caller's own (a lane that never queues behind the default
+    pool's work); None uses the event loop's default pool.
+    """
 
     def _work() -> T:
         with Session(engine, expire_on_commit=False) as session:
@@ -78,4 +83,6 @@ async def run_db(engine: Engine, fn: Callable[[Session], T]) -> T:
             session.commit()
             return result
 
-    return await asyncio.to_thread(_work)
+    if executor is None:
+        return await asyncio.to_thread(_work)
+    return await asyncio.get_running_loop().run_in_executor(executor, _work)

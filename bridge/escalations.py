@@ -31,6 +31,7 @@ import logging
 import re
 import tomllib
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -166,6 +167,7 @@ class EscalationDesk:
         self._room_names: dict[str, str | None] = {}
         self._notifier: asyncio.Task[None] | None = None
         self._http = httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_SECONDS)
+        self._db_lane = ThreadPoolExecutor(max_workers=2, thread_name_prefix="escalation-db")
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -187,13 +189,16 @@ class EscalationDesk:
 
     async def close(self) -> None:
         await self._http.aclose()
+        self._db_lane.shutdown(wait=False, cancel_futures=True)
 
     def wake(self) -> None:
         """Tell the notifier that the outbox changed."""
         self._wake.set()
 
     async def _db(self, fn: Callable[[Session], T]) -> T:
-        return await run_db(self.engine, fn)
+        # A lane of its own: an escalation's commit never queues behind the default thread pool's
+        # screening work (decisions, the bot's ledger), which is busiest exactly when a crisis comes.
+        return await run_db(self.engine, fn, self._db_lane)
 
     # --- raising ---------------------------------------------------------------------------
 
@@ -204,22 +209,34 @@ class EscalationDesk:
         now = self.clock.now()
         paged = on_call(self.staff.rota, now)
 
-        def work(s: Session) -> tuple[Escalation, bool]:
-            return dom.raise_escalation(
+        def work(s: Session) -> tuple[Escalation, bool, list[_Work]]:
+            esc, created = dom.raise_escalation(
                 s, room_id=message.room_id, sender=message.sender, event_id=message.event_id,
                 severity=tier, category=category, signals=signals, excerpt=excerpt, space=message.space,
                 locale=locale, now=now, sla=self.tuning.sla, on_call=paged, webhook=self.webhook_enabled,
             )
+            alerts = [
+                _Work(n, esc) for n in dom.pending_notifications(s, now, escalation_id=esc.id)
+                if n.kind == NotificationKind.STAFF_ALERT.value
+            ] if created else []
+            return esc, created, alerts
 
         try:
-            esc, created = await self._db(work)
+            esc, created, alerts = await self._db(work)
         except IntegrityError:
             # A concurrent raise for the same episode committed first: this one merges into it.
-            esc, created = await self._db(work)
+            esc, created, alerts = await self._db(work)
         log.info("escalation %s %s for event %s (%s, %s)", esc.id, "opened" if created else "updated",
                  message.event_id, esc.severity, esc.category)
         self._schedule_deadline(esc.id, esc.sla_deadline)
-        self.wake()
+        if alerts and self.logged_in.is_set():
+            # The committed alert goes out now, not on the notifier's next pass; the notifier is woken
+            # when it has gone, so the person's resources (a new DM room: Synapse's heaviest request)
+            # follow it rather than compete with it. Any failure leaves it in the outbox for retry.
+            for alert in alerts:
+                self._deliver_soon(alert)
+        else:
+            self.wake()
         return esc
 
     # --- acting (reactions, commands and the API all come here) ------------------------------
@@ -373,13 +390,32 @@ class EscalationDesk:
             assert n.id is not None
             if n.id in self._inflight:
                 continue
+            self._inflight.add(n.id)
             if NotificationKind(n.kind) in STAFF_KINDS:
-                await self._deliver(work)
+                try:
+                    await self._deliver(work)
+                finally:
+                    self._inflight.discard(n.id)
                 handled += 1
             else:
-                self._inflight.add(n.id)
                 self.tasks.create(self._deliver_in_background(work), name=f"deliver-{n.txn_id}")
         return handled
+
+    def _deliver_soon(self, work: _Work) -> None:
+        """Deliver a just-committed staff alert at once, unless the notifier has already taken it."""
+        assert work.notif.id is not None
+        if work.notif.id in self._inflight:
+            return
+        self._inflight.add(work.notif.id)
+        self.tasks.create(self._deliver_then_wake(work), name=f"deliver-{work.notif.txn_id}")
+
+    async def _deliver_then_wake(self, work: _Work) -> None:
+        try:
+            await self._deliver(work)
+        finally:
+            assert work.notif.id is not None
+            self._inflight.discard(work.notif.id)
+            self.wake()
 
     async def _deliver_in_background(self, work: _Work) -> None:
         try:
@@ -419,7 +455,9 @@ class EscalationDesk:
             return
         now = self.clock.now()
         await self._db(lambda s: dom.mark_sent(s, notif_id, result_event_id=result, now=now))
-        log.info("escalation %s: %s delivered (%s)", esc.id, kind.value, result or n.txn_id)
+        since = (now - n.created_at).total_seconds() * 1000
+        log.info("escalation %s: %s delivered (%s), %.0f ms after it was committed", esc.id, kind.value,
+                 result or n.txn_id, since)
 
     def _render_args(self, esc: Escalation, room_name: str | None) -> dict[str, Any]:
         return {"room_name": room_name, "space_name": esc.space, "server_name": self.server_name,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -80,6 +81,42 @@ class RoomDirectory:
         self._loaded_at = -1e9
 
 
+class JoinTimes:
+    """When members joined Hearth's rooms (the ``room_member`` rows the bot records), cached.
+
+    The behaviour detector needs the sender's join time for every message; reading it from the
+    database on the gate's hot path costs a thread hop and a query per message. A join time does not
+    change while the member stays, so it is read once and kept (least recently used first out); the
+    bot forgets a member's entry whenever it records a membership change for them, and unknown
+    members are not cached (their join may be recorded a moment later).
+    """
+
+    def __init__(self, engine: Engine, size: int = 50_000):
+        self.engine = engine
+        self.size = size
+        self._known: OrderedDict[tuple[str, str], datetime] = OrderedDict()
+
+    def _read(self, room_id: str, user_id: str) -> datetime | None:
+        with Session(self.engine) as s:
+            row = s.get(RoomMember, (room_id, user_id))
+            return store._utc(row.joined_at) if row else None
+
+    async def get(self, room_id: str, user_id: str) -> datetime | None:
+        key = (room_id, user_id)
+        if key in self._known:
+            self._known.move_to_end(key)
+            return self._known[key]
+        joined = await asyncio.to_thread(self._read, room_id, user_id)
+        if joined is not None:
+            self._known[key] = joined
+            while len(self._known) > self.size:
+                self._known.popitem(last=False)
+        return joined
+
+    def forget(self, room_id: str, user_id: str) -> None:
+        self._known.pop((room_id, user_id), None)
+
+
 def mention_count(content: dict[str, Any]) -> int:
     mentions = content.get("m.mentions")
     ids = mentions.get("user_ids") if isinstance(mentions, dict) else None
@@ -126,7 +163,9 @@ AfterDelivery = Callable[..., Awaitable[None]]
 def load_pipeline(settings: Settings) -> tuple[Pipeline, str]:
     """Build the full pipeline from settings (slow: loads model weights; call it in a thread)."""
     cfg = settings.moderation
-    detector, description = load_toxicity_detector(cfg.toxicity_checkpoint or None, log, quantize=cfg.quantize)
+    detector, description = load_toxicity_detector(
+        cfg.toxicity_checkpoint or None, log, quantize=cfg.quantize, runtime=cfg.toxicity_runtime,
+        cache_dir=settings.effective_model_cache_dir)
     # The offline scorer embeds with all-MiniLM-L6-v2, as the crisis detector does: share one model
     # (and its embedding cache), so each message is embedded once.
     shared = detector.scorer if isinstance(detector.scorer, OfflineEmbeddingScorer) else None
@@ -162,6 +201,7 @@ class Screening:
         self.budget = budget_ms / 1000
         self._load_pipeline = load_pipeline
         self.rooms = RoomDirectory(engine)
+        self.joins = JoinTimes(engine)
         self.pipeline: Pipeline | None = None
         self.description = "loading"
         self.load_error: str | None = None
@@ -202,21 +242,13 @@ class Screening:
 
     # --- shared ---
 
-    async def _joined_at(self, room_id: str, user_id: str) -> datetime | None:
-        def q() -> datetime | None:
-            with Session(self.engine) as s:
-                row = s.get(RoomMember, (room_id, user_id))
-                return row.joined_at if row else None
-        joined = await asyncio.to_thread(q)
-        return store._utc(joined) if joined else None
-
     async def _message(self, event: dict[str, Any]) -> Message | None:
         if event.get("sender") == self.bot_user or event.get("type") != "m.room.message":
             return None
         room = await self.rooms.get(str(event.get("room_id", "")))
         if room is None:
             return None  # not one of Hearth's rooms
-        joined = await self._joined_at(room.room_id, str(event.get("sender", "")))
+        joined = await self.joins.get(room.room_id, str(event.get("sender", "")))
         return message_from_event(event, room, self.clock.now(), joined)
 
     async def _save(self, message: Message, verdict: Verdict, source: str) -> None:
@@ -330,6 +362,7 @@ class Screening:
                     s.delete(row)
                 s.commit()
         await asyncio.to_thread(write)
+        self.joins.forget(event["room_id"], user)
 
 
 def verdict_from_decision(row: ModerationDecision) -> Verdict:

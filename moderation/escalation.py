@@ -982,8 +982,10 @@ def repage(
     return out
 
 
-def pending_notifications(session: Session, now: datetime, *, limit: int = 100) -> list[Notification]:
-    """Notifications due for (re)delivery, oldest first.
+def pending_notifications(
+    session: Session, now: datetime, *, limit: int = 100, escalation_id: str | None = None
+) -> list[Notification]:
+    """Notifications due for (re)delivery, oldest first (only ``escalation_id``'s when given).
 
     A ``staff_update`` is held back until its escalation's alert has been delivered (it edits that
     event); the alert itself always renders the current status, so nothing is lost meanwhile.
@@ -1005,6 +1007,8 @@ def pending_notifications(session: Session, now: datetime, *, limit: int = 100) 
         .order_by(col(Notification.next_attempt_at), col(Notification.id))
         .limit(limit)
     )
+    if escalation_id is not None:
+        stmt = stmt.where(Notification.escalation_id == escalation_id)
     return list(session.exec(stmt).all())
 
 

@@ -111,7 +111,7 @@ class Policy:
                     out.append(Disposition("escalate", top.label, tier=top.tier, category=top.category))
                 elif kind != "allow":
                     out.append(Disposition(kind, top.label))
-        keeps_blocks = _RULES_PROTECTING_OTHERS
+        keeps_blocks: tuple[str, ...] = _RULES_PROTECTING_OTHERS
         if any(s.category in _OTHER_DIRECTED_CRISIS for s in crisis):
             keeps_blocks = _RULES_PROTECTING_OTHERS + _MODEL_PROTECTING_OTHERS
         for sig in signals:

@@ -9,6 +9,7 @@ from sqlmodel import Session
 from bridge.clock import SystemClock
 from bridge.gateway import TimelineEvent
 from bridge.metrics import Metrics
+from bridge.models import RoomMember
 from bridge.screening import Screening
 from config.ids import RoomID
 from spaces.models import ProvisionedRoom
@@ -59,3 +60,28 @@ async def test_rooms_that_are_not_hearths_are_not_screened(engine):
     assert await screening.gate_check({"event": other}) is None
     assert await screening._message(other) is None
     await screening.close()
+
+
+async def test_join_times_are_read_once_and_forgotten_on_a_membership_change(engine):
+    screening = Screening(engine, SystemClock(), Metrics(), "@hearth:localhost", 250, _broken_loader)
+    member = "@member:localhost"
+    assert await screening.joins.get(ROOM, member) is None  # unknown: not cached
+
+    def join_event(ts_ms: int, membership: str = "join") -> TimelineEvent:
+        return TimelineEvent(ROOM, {"type": "m.room.member", "state_key": member, "sender": member,
+                                    "event_id": f"$m{ts_ms}", "origin_server_ts": ts_ms,
+                                    "content": {"membership": membership}})
+
+    await screening.on_event(join_event(1_700_000_000_000))
+    first = await screening.joins.get(ROOM, member)
+    assert first == datetime.fromtimestamp(1_700_000_000, UTC)
+    with Session(engine) as s:  # behind the cache's back: the cached time is served
+        row = s.get(RoomMember, (ROOM, member))
+        row.joined_at = datetime(2020, 1, 1, tzinfo=UTC)
+        s.add(row)
+        s.commit()
+    assert await screening.joins.get(ROOM, member) == first
+    await screening.on_event(join_event(1_700_000_100_000, "leave"))  # the bot records a change
+    assert await screening.joins.get(ROOM, member) is None
+    await screening.on_event(join_event(1_700_000_200_000))
+    assert await screening.joins.get(ROOM, member) == datetime.fromtimestamp(1_700_000_200, UTC)
