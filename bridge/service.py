@@ -25,7 +25,7 @@ from bridge.capacity import CapacityCheck
 from bridge.clock import SystemClock
 from bridge.escalations import EscalationDesk
 from bridge.gate import Gate
-from bridge.gateway import NioGateway, TimelineEvent
+from bridge.gateway import GatewayError, NioGateway, TimelineEvent
 from bridge.listener import Bot
 from bridge.metrics import Metrics
 from bridge.scheduler import Scheduler
@@ -88,6 +88,10 @@ class HearthService:
 
     async def _after_login(self) -> None:
         await self.gateway.exempt_from_ratelimit(self.gateway.user_id)
+        try:
+            await self.gateway.silence_notifications()
+        except GatewayError as e:  # an optimisation: the bot works without it
+            log.warning("could not silence the bot's push notifications: %s", e)
         self.desk.logged_in.set()
 
     async def _count_event(self, ev: TimelineEvent) -> None:

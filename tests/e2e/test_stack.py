@@ -37,6 +37,19 @@ def test_healthz_reports_every_part(hearth_stack):
     assert body["parts"]["database"]["dialect"] == hearth_stack.engine.dialect.name
 
 
+def test_the_bot_asks_for_no_notifications_and_presence_is_off(hearth_stack):
+    # Push rules and presence are per-message homeserver work the bot (and, for presence, members'
+    # privacy) is better without; see bridge/gateway.py and homeserver.yaml.j2.
+    bot = hearth_stack.bot()
+    rule = bot.call("GET", "/_matrix/client/v3/pushrules/global/override/.m.rule.master/enabled")
+    assert rule == {"enabled": True}
+    member = hearth_stack.member()
+    member.call("GET", "/_matrix/client/v3/sync?timeout=0&set_presence=online")  # would show them online
+    r = httpx.get(f"{hearth_stack.layout.hs_url}/_matrix/client/v3/presence/{member.user_id}/status",
+                  headers={"Authorization": f"Bearer {bot.token}"}, timeout=10)
+    assert r.status_code == 404 or r.json().get("presence") in (None, "offline"), r.text
+
+
 def test_bot_receives_a_message_exactly_once_across_restarts(hearth_stack):
     hs = hearth_stack
     bot = hs.bot()
