@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# SYNAPSE_DATABASE=postgresql://user@host:port/dbname puts Synapse on PostgreSQL (remembered after).
 up: install
-	$(BIN)/hearth stack up
+	$(BIN)/hearth stack up $(if $(SYNAPSE_DATABASE),--synapse-database '$(SYNAPSE_DATABASE)')
 	@# Provision the themed spaces (plan/apply; a no-op when nothing changed).
 	$(BIN)/hearth --config .data/hearth.toml spaces apply
 

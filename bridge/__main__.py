@@ -41,7 +41,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
     layout = stack.StackLayout(Path(args.data_dir).resolve())
     try:
         if args.action == "up":
-            stack.up(layout)
+            stack.up(layout, synapse_database=args.synapse_database)
         elif args.action == "down":
             stack.down(layout)
         elif args.action == "status":
@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("stack", help="manage the local Synapse + Hearth processes")
     p.add_argument("action", choices=["up", "down", "status"])
     p.add_argument("--data-dir", default=".data")
+    p.add_argument("--synapse-database", metavar="URL",
+                   help="up: PostgreSQL for Synapse (postgresql://user@host:port/dbname, created as Synapse "
+                        "needs it if missing); remembered for later runs. Default: SQLite")
     p.set_defaults(fn=cmd_stack)
     p = sub.add_parser("spaces", help="provision the themed support spaces: plan (show) or apply")
     p.add_argument("action", choices=["plan", "apply"])

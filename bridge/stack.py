@@ -63,6 +63,11 @@ class StackLayout:
         return self.synapse_dir / "secrets.json"
 
     @property
+    def synapse_database_file(self) -> Path:
+        """Where Synapse's PostgreSQL URL is kept once given (absent: SQLite in synapse_dir)."""
+        return self.synapse_dir / "database.json"
+
+    @property
     def synapse_pid(self) -> Path:
         return self.synapse_dir / "synapse.pid"
 
@@ -120,13 +125,54 @@ def dump_toml(data: dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def prepare(layout: StackLayout, overrides: dict[str, object] | None = None, gate_enabled: bool = True) -> None:
+def synapse_database_args(url: str) -> dict[str, object]:
+    """Synapse's ``database.args`` for psycopg2 from ``postgresql://user[:password]@host[:port]/dbname``.
+
+    Raises :class:`StackError` naming what is wrong with the URL."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise StackError(f"the Synapse database URL must be postgresql://user@host:port/dbname, not {url!r}")
+    dbname = parts.path.lstrip("/")
+    if not dbname:
+        raise StackError(f"the Synapse database URL {url!r} names no database")
+    args: dict[str, object] = {"dbname": unquote(dbname), "host": parts.hostname or "127.0.0.1",
+                               "port": parts.port or 5432, "user": unquote(parts.username or "postgres"),
+                               "cp_min": 5, "cp_max": 10}
+    if parts.password:
+        args["password"] = unquote(parts.password)
+    return args
+
+
+def create_synapse_database(url: str) -> None:
+    """Create the database ``url`` names, as Synapse requires it (UTF8, C collation and ctype; see
+    Synapse's docs/postgres.md), unless it exists. Connects to the server's ``postgres`` database."""
+    import psycopg
+    from psycopg import sql
+
+    args = synapse_database_args(url)
+    conninfo = {k: args[k] for k in ("host", "port", "user", "password") if k in args}
+    with psycopg.connect(dbname="postgres", autocommit=True, **conninfo) as conn:  # type: ignore[arg-type]
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (args["dbname"],)).fetchone():
+            return
+        conn.execute(sql.SQL("CREATE DATABASE {} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+                     .format(sql.Identifier(str(args["dbname"]))))
+
+
+def prepare(layout: StackLayout, overrides: dict[str, object] | None = None, gate_enabled: bool = True,
+            synapse_database: str | None = None) -> None:
     """Generate secrets (once), Hearth's settings file (once) and Synapse's config (every time).
 
     ``overrides`` are merged into a newly generated settings file (tests use it for the database URL).
     ``gate_enabled=False`` leaves the antispam module out (only to measure what the gate adds).
+    ``synapse_database``: a PostgreSQL URL for Synapse (production; kept for later runs in
+    ``synapse/database.json``, mode 600). Without one ever given, Synapse uses SQLite in ``synapse/``.
     """
     layout.synapse_dir.mkdir(parents=True, exist_ok=True)
+    if synapse_database:
+        synapse_database_args(synapse_database)  # refuse a malformed URL before writing it
+        write_private(layout.synapse_database_file, json.dumps({"url": synapse_database}))
     layout.hearth_log.parent.mkdir(parents=True, exist_ok=True)
     if not layout.hearth_toml.exists():
         settings: dict[str, object] = {
@@ -162,7 +208,10 @@ def prepare(layout: StackLayout, overrides: dict[str, object] | None = None, gat
         "gate_url": f"http://127.0.0.1:{hearth['http']['port']}/_hearth/antispam",
         "gate_secret": hearth["gate"]["secret"],
         "gate_enabled": gate_enabled,
+        "postgres": None,
     }
+    if layout.synapse_database_file.exists():
+        values["postgres"] = synapse_database_args(json.loads(layout.synapse_database_file.read_text())["url"])
     write_private(layout.homeserver_yaml, env.get_template("homeserver.yaml.j2").render(**values))
     (layout.synapse_dir / "log.config").write_text(env.get_template("log.config.j2").render(**values))
     signing_key = layout.synapse_dir / f"{layout.server_name}.signing.key"
@@ -364,9 +413,16 @@ def ensure_bot(layout: StackLayout) -> None:
         exempt_from_ratelimit(layout, token, layout.bot_user_id)
 
 
-def up(layout: StackLayout, say: Callable[[str], object] = print) -> None:
+def up(layout: StackLayout, say: Callable[[str], object] = print, synapse_database: str | None = None) -> None:
     """Everything `make up` does after installing: config, Synapse, bot user, Hearth."""
-    prepare(layout)
+    if synapse_database:
+        try:
+            create_synapse_database(synapse_database)
+        except StackError:
+            raise
+        except Exception as e:  # the server is unreachable, refuses us, ...
+            raise StackError(f"cannot prepare Synapse's PostgreSQL database ({e})") from e
+    prepare(layout, synapse_database=synapse_database)
     say(f"synapse: starting on {layout.hs_url} (config {layout.homeserver_yaml})")
     start_synapse(layout)
     say(f"synapse: up; registering {layout.bot_user_id} (admin, no rate limit)")

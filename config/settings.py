@@ -75,6 +75,8 @@ class ModerationSettings(_Section):
     config_dir: Path = CONFIG_DIR  # policy.toml and moderation/{rules,crisis,crisis_examples}.toml
     toxicity_checkpoint: str = ""  # a Detoxify checkpoint (.ckpt); empty: the offline MiniLM scorer
     quantize: bool = True  # int8 dynamic quantisation of the Detoxify model
+    toxicity_runtime: Literal["onnx", "torch"] = "onnx"  # what runs Detoxify (onnx falls back to torch)
+    model_cache_dir: Path | None = None  # exported/quantised models; None: <data_dir>/model-cache
     crisis_learned: bool = True  # the learned crisis component beside the explainable rules
     max_batch: int = Field(32, ge=1, le=256)
     flag_retention_days: int = Field(30, ge=1, le=365)  # flagged message text is purged after this
@@ -141,6 +143,10 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'hearth.db'}"
+
+    @property
+    def effective_model_cache_dir(self) -> Path:
+        return self.moderation.model_cache_dir or self.data_dir / "model-cache"
 
     def secrets(self) -> dict[str, SecretStr]:
         return {

@@ -62,3 +62,15 @@ def test_broken_toml_names_the_file(tmp_path):
     with pytest.raises(SettingsError, match="not valid TOML") as e:
         load_settings(path)
     assert str(path) in str(e.value)
+
+
+def test_toxicity_runtime_and_model_cache_dir(tmp_path):
+    settings = load_settings(_write(tmp_path, GOOD))
+    assert settings.moderation.toxicity_runtime == "onnx"
+    assert settings.effective_model_cache_dir == settings.data_dir / "model-cache"
+    path = _write(tmp_path, GOOD + f'\n[moderation]\ntoxicity_runtime = "torch"\nmodel_cache_dir = "{tmp_path}/m"\n')
+    settings = load_settings(path)
+    assert settings.moderation.toxicity_runtime == "torch"
+    assert settings.effective_model_cache_dir == tmp_path / "m"
+    with pytest.raises(SettingsError, match=r"moderation\.toxicity_runtime.*operator\.toml"):
+        load_settings(_write(tmp_path, GOOD + '\n[moderation]\ntoxicity_runtime = "tensorrt"\n'))

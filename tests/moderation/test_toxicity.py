@@ -185,10 +185,9 @@ def test_offline_score_is_the_calibrated_head(offline: OfflineEmbeddingScorer) -
     from moderation.detectors.toxicity import head_probabilities, mlp_probabilities
 
     texts = ["you are a worthless piece of trash", "thanks, I slept better last night"]
-    emb = offline.embed(texts)
-    raw = (
-        mlp_probabilities(emb, **offline.params) if offline.mlp else head_probabilities(emb, **offline.params)
-    )
+    feats = offline.features(texts)
+    x = feats[:, offline.dim :] if offline.top is not None else feats  # the fine-tuned top layer's output
+    raw = mlp_probabilities(x, **offline.params) if offline.mlp else head_probabilities(x, **offline.params)
     np.testing.assert_allclose(offline.score(texts), calibrate(raw, offline.cal_x, offline.cal_y), atol=1e-6)
 
 
@@ -320,3 +319,147 @@ def test_fetch_detoxify_fails_clearly_when_unreachable(
     with pytest.raises(ToxicityWeightsError, match="could not download .* offline"):
         fetch_detoxify(tmp_path / "models")
     assert not list((tmp_path / "models").glob("*.part"))
+
+
+# ------------------------------------------------------------------------------------------------
+# ONNX Runtime
+
+
+def _count_exports(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    from moderation.detectors import toxicity
+
+    calls: list[Path] = []
+    real = toxicity._export_onnx
+
+    def counting(model, probe, out):  # type: ignore[no-untyped-def]
+        calls.append(out)
+        real(model, probe, out)
+
+    monkeypatch.setattr(toxicity, "_export_onnx", counting)
+    return calls
+
+
+def test_onnx_runtime_scores_agree_with_torch_fp32(tiny, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ckpt, hf, model = tiny
+    texts = [*TEXTS, ("word " * 70).strip(), "I miss her every day, it still hurts"]
+    want = _source_probs(model, hf, texts)
+    fp32 = DetoxifyScorer(ckpt, quantize=False, runtime="onnx", cache_dir=tmp_path)
+    assert fp32.runtime == "onnx"
+    assert fp32.model is None
+    assert fp32.session is not None
+    np.testing.assert_allclose(fp32.score(texts), want, atol=1e-4)
+    int8 = DetoxifyScorer(ckpt, quantize=True, runtime="onnx", cache_dir=tmp_path)
+    assert int8.runtime == "onnx"
+    assert "int8 on onnxruntime" in int8.description
+    got = int8.score(texts)
+    assert got.shape == (len(texts), 6)
+    assert np.max(np.abs(got - want)) < 0.02
+    assert not np.allclose(got, 0.5, atol=1e-3)  # really this model's scores, not a constant
+
+
+def test_onnx_model_is_cached_reused_and_rebuilt_when_corrupt(
+    tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    ckpt, _, _ = tiny
+    exports = _count_exports(monkeypatch)
+    first = DetoxifyScorer(ckpt, runtime="onnx", cache_dir=tmp_path / "cache")
+    assert len(exports) == 1
+    cached = first.cache_file
+    assert cached is not None
+    assert cached.parent == tmp_path / "cache"
+    assert cached.is_file()
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [cached.name]  # no temporary left over
+    want = first.score(TEXTS)
+
+    second = DetoxifyScorer(ckpt, runtime="onnx", cache_dir=tmp_path / "cache")
+    assert len(exports) == 1  # loaded from the cache, not exported again
+    assert second.cache_file == cached
+    np.testing.assert_array_equal(second.score(TEXTS), want)
+
+    cached.write_bytes(b"not an onnx model")
+    with caplog.at_level(logging.WARNING):
+        third = DetoxifyScorer(ckpt, runtime="onnx", cache_dir=tmp_path / "cache")
+    assert len(exports) == 2  # rebuilt
+    assert third.runtime == "onnx"
+    assert any("unusable" in r.getMessage() and "rebuilding" in r.getMessage() for r in caplog.records)
+    np.testing.assert_allclose(third.score(TEXTS), want, atol=1e-6)
+    assert cached.stat().st_size > 1000
+
+
+def test_onnx_cache_key_follows_the_checkpoint_file(tiny, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ckpt, hf, model = tiny
+    other = tmp_path / "tiny.ckpt"  # same stem, other weights
+    torch.manual_seed(8)
+    changed = transformers.BertForSequenceClassification(transformers.BertConfig.from_pretrained(hf)).eval()
+    torch.save(detoxify_checkpoint_dict(changed.state_dict(), model_type=str(hf)), other)
+    a = DetoxifyScorer(ckpt, runtime="onnx", cache_dir=tmp_path / "cache")
+    b = DetoxifyScorer(other, runtime="onnx", cache_dir=tmp_path / "cache")
+    assert a.cache_file != b.cache_file
+    np.testing.assert_allclose(b.score(TEXTS), _source_probs(changed, hf, TEXTS), atol=0.02)
+
+
+def test_onnx_export_that_disagrees_with_torch_falls_back_to_torch(
+    tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    """The exported graph is checked against torch: a wrong export is refused, and torch scores."""
+    import copy
+
+    from moderation.detectors import toxicity
+
+    ckpt, hf, model = tiny
+    real = toxicity._export_onnx
+
+    def wrong_export(m, probe, out):  # type: ignore[no-untyped-def]
+        other = copy.deepcopy(m)
+        with torch.no_grad():
+            other.classifier.bias += 1.0
+        real(other, probe, out)
+
+    monkeypatch.setattr(toxicity, "_export_onnx", wrong_export)
+    with caplog.at_level(logging.ERROR):
+        scorer = DetoxifyScorer(ckpt, quantize=False, runtime="onnx", cache_dir=tmp_path)
+    assert scorer.runtime == "torch"
+    assert scorer.session is None
+    assert scorer.runtime_error is not None
+    assert "does not reproduce torch's logits" in scorer.runtime_error
+    assert "ONNX Runtime failed" in scorer.description
+    assert any("using torch instead" in r.getMessage() for r in caplog.records)
+    assert not list(tmp_path.glob("*.onnx"))  # nothing wrong was cached
+    np.testing.assert_allclose(scorer.score(TEXTS), _source_probs(model, hf, TEXTS), atol=1e-5)
+
+
+def test_weights_not_loaded_are_refused_under_onnx_before_any_export(
+    tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    ckpt, hf, model = tiny
+    exports = _count_exports(monkeypatch)
+    bad = tmp_path / "prefixed.ckpt"
+    torch.save(detoxify_checkpoint_dict({f"model.{k}": v for k, v in model.state_dict().items()}, str(hf)), bad)
+    with pytest.raises(ToxicityWeightsError, match=r"did not load: .* not in the checkpoint"):
+        DetoxifyScorer(bad, runtime="onnx", cache_dir=tmp_path / "cache")
+    assert exports == []
+    assert not (tmp_path / "cache").exists()
+
+
+def test_torch_runtime_still_works_and_says_so(tiny, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ckpt, hf, model = tiny
+    scorer = DetoxifyScorer(ckpt, quantize=True, runtime="torch", cache_dir=tmp_path)
+    assert scorer.runtime == "torch"
+    assert scorer.session is None
+    assert scorer.model is not None
+    assert "int8 on torch from" in scorer.description
+    assert np.max(np.abs(scorer.score(TEXTS) - _source_probs(model, hf, TEXTS))) < 0.02
+    assert not list(tmp_path.iterdir())  # torch caches nothing
+    with pytest.raises(ValueError, match="runtime"):
+        DetoxifyScorer(ckpt, runtime="tensorrt")
+
+
+def test_loader_passes_the_runtime_through(tiny, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ckpt, _, _ = tiny
+    det, desc = load_toxicity_detector(
+        str(ckpt), logging.getLogger("test.toxicity"), runtime="onnx", cache_dir=tmp_path
+    )
+    assert isinstance(det.scorer, DetoxifyScorer)
+    assert det.scorer.runtime == "onnx"
+    assert desc.startswith("detoxify tiny int8 on onnxruntime")
+    assert len(list(tmp_path.glob("detoxify-tiny-int8-*.onnx"))) == 1
