@@ -165,8 +165,8 @@ class HearthService:
     async def stop(self) -> None:
         await self.screening.close()
         await self.tasks.close()
+        self.scheduler.shutdown()  # before the desk closes its database lane: no sweep may start after
         await self.desk.close()
-        self.scheduler.shutdown()
         await self.gateway.close()
         self.engine.dispose()
         log.info("stopped cleanly")
