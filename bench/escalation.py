@@ -106,6 +106,8 @@ class StaffRoomWatcher:
         self.bot = bot
         self.room_id = room_id
         self.arrived: dict[str, float] = {}  # crisis event id -> monotonic arrival time
+        self.arrived_wall: dict[str, float] = {}  # ... and wall-clock arrival (for the breakdown)
+        self.alert_ts: dict[str, float] = {}  # crisis event id -> the alert's origin_server_ts (s)
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
@@ -118,7 +120,7 @@ class StaffRoomWatcher:
         while True:
             data = await self.bot.call("GET", f"/_matrix/client/v3/sync?timeout=30000&since={q(since)}&filter={q(flt)}",
                                        http_timeout=60)
-            now = time.monotonic()
+            now, wall = time.monotonic(), time.time()
             since = data["next_batch"]
             room = data.get("rooms", {}).get("join", {}).get(self.room_id, {})
             for ev in room.get("timeline", {}).get("events", []):
@@ -126,7 +128,11 @@ class StaffRoomWatcher:
                 summary = content.get("org.hearth.escalation")
                 if not summary or "m.relates_to" in content:
                     continue  # edits and re-pages are not the first alert
-                self.arrived.setdefault(str(summary.get("event_id")), now)
+                crisis_id = str(summary.get("event_id"))
+                if crisis_id not in self.arrived:
+                    self.arrived[crisis_id] = now
+                    self.arrived_wall[crisis_id] = wall
+                    self.alert_ts[crisis_id] = ev["origin_server_ts"] / 1000
 
 
 async def background(clients: list[tuple[Client, str]], rate: float, stop: asyncio.Event,
@@ -263,10 +269,14 @@ async def measure(http: httpx.AsyncClient, layout: stack.StackLayout, args: argp
     await asyncio.sleep(args.warmup)
 
     sent_at: dict[str, float] = {}
+    sent_wall: dict[str, float] = {}
+    sender_of: dict[str, Client] = {}
     for i, member in enumerate(crisis):
-        t0 = time.monotonic()
+        t0, w0 = time.monotonic(), time.time()
         event_id = await member.send(room_id, CRISIS_TEXTS[i % len(CRISIS_TEXTS)])
         sent_at[event_id] = t0
+        sent_wall[event_id] = w0
+        sender_of[event_id] = member
         await asyncio.sleep(max(0.0, t0 + args.every - time.monotonic()))
     for _ in range(int(args.timeout * 10)):
         if all(e in watcher.arrived for e in sent_at):
@@ -291,7 +301,61 @@ async def measure(http: httpx.AsyncClient, layout: stack.StackLayout, args: argp
           + f"  max {max(latencies) * 1000:.0f} ms")
     met = percentile(latencies, 99) <= 1.0 and missing == 0
     print(f"target p99 <= 1 s with every alert delivered: {'met' if met else 'NOT met'}")
+    await breakdown(owner, bot, room_id, sent_wall, sender_of, watcher, args.timeout)
     return 0 if met else 1
+
+
+def spread(values: list[float]) -> str:
+    if not values:
+        return "none"
+    return (f"p50 {percentile(values, 50) * 1000:.0f} ms  p95 {percentile(values, 95) * 1000:.0f} ms  "
+            f"max {max(values) * 1000:.0f} ms")
+
+
+async def breakdown(owner: Client, bot: Client, room_id: str, sent_wall: dict[str, float],
+                    sender_of: dict[str, Client], watcher: StaffRoomWatcher, wait_s: float) -> None:
+    """Where the time goes, from the events' ``origin_server_ts`` (Synapse's clock, which is this
+    machine's wall clock): send -> the crisis event created (Synapse, before its spam check);
+    -> the alert event created (the spam check's call to Hearth, the pipeline, the commit, the bot's
+    PUT reaching Synapse); -> the alert in the watcher's sync (persisting, notifying, syncing).
+    Then send -> the person's crisis resources posted in their private room (through the bot's
+    ``m.direct``), waiting up to ``wait_s`` more seconds for the last of them."""
+    created, hearth, synced = [], [], []
+    for event_id, w0 in sent_wall.items():
+        if event_id not in watcher.alert_ts:
+            continue
+        ev = await owner.call("GET", f"/_matrix/client/v3/rooms/{q(room_id)}/event/{q(event_id)}")
+        ts = ev["origin_server_ts"] / 1000
+        created.append(ts - w0)
+        hearth.append(watcher.alert_ts[event_id] - ts)
+        synced.append(watcher.arrived_wall[event_id] - watcher.alert_ts[event_id])
+    print("where the time goes (from origin_server_ts):")
+    print(f"  send -> crisis event created in Synapse:          {spread(created)}")
+    print(f"  crisis event -> alert event created (via Hearth): {spread(hearth)}")
+    print(f"  alert created -> in the staff room's /sync:       {spread(synced)}")
+    deadline = time.monotonic() + wait_s
+    resources: dict[str, float] = {}
+    while True:
+        try:
+            direct = await bot.call("GET", f"/_matrix/client/v3/user/{q(bot.user_id)}/account_data/m.direct")
+        except RuntimeError:  # 404 until the bot's first private room
+            direct = {}
+        for event_id, w0 in sent_wall.items():
+            if event_id in resources:
+                continue
+            for dm in direct.get(sender_of[event_id].user_id, []):
+                page = await bot.call("GET", f"/_matrix/client/v3/rooms/{q(dm)}/messages?dir=b&limit=20")
+                stamps = [e["origin_server_ts"] / 1000 for e in page.get("chunk", [])
+                          if "org.hearth.resources" in (e.get("content") or {})
+                          and e["origin_server_ts"] / 1000 >= w0]
+                if stamps:
+                    resources[event_id] = min(stamps) - w0
+                    break
+        if len(resources) == len(sent_wall) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    print(f"send -> crisis resources posted to the person ({len(resources)}/{len(sent_wall)}): "
+          f"{spread(list(resources.values()))}")
 
 
 def main() -> int:

@@ -45,6 +45,7 @@ from sqlmodel import Session, col, select
 
 from bridge.clock import Clock
 from bridge.db import run_db
+from bridge.direct_rooms import DirectRooms
 from bridge.gateway import GatewayError, NioGateway, TimelineEvent
 from bridge.scheduler import Scheduler
 from bridge.tasks import TaskGroup
@@ -160,7 +161,7 @@ class EscalationDesk:
         self._wake = asyncio.Event()
         self._staff_room: RoomID | None = None
         self._staff_room_lock = asyncio.Lock()
-        self._dm_lock = asyncio.Lock()
+        self._direct = DirectRooms(gateway)
         self._sweep_lock = asyncio.Lock()
         self._inflight: set[int] = set()
         self._slots = asyncio.Semaphore(BACKGROUND_DELIVERIES)
@@ -567,27 +568,8 @@ class EscalationDesk:
     async def dm_room(self, user: str) -> RoomID:
         """The bot's 1:1 room with ``user`` (``m.direct``), created and remembered if missing; the
         member is (re-)invited if they are not in it. Also used for warnings and resources by
-        ``bridge.actions``."""
-        async with self._dm_lock:
-            direct = await self.gateway.get_account_data("m.direct") or {}
-            for candidate in direct.get(user) or []:
-                bot = await self.gateway.get_state_event(candidate, "m.room.member", self.gateway.user_id)
-                if not bot or bot.get("membership") != "join":
-                    continue
-                member = await self.gateway.get_state_event(candidate, "m.room.member", user)
-                membership = (member or {}).get("membership")
-                if membership == "ban":
-                    continue
-                if membership not in ("join", "invite"):
-                    await self.gateway.invite(candidate, user)
-                return RoomID(candidate)
-            room = await self.gateway.create_private_room(is_direct=True)
-            # Remember it before inviting, so a failed invite is retried in this room, not a new one.
-            direct = {**direct, user: [room, *(direct.get(user) or [])]}
-            await self.gateway.set_account_data("m.direct", direct)
-            await self.gateway.invite(room, user)
-            log.info("opened a private room %s for crisis resources", room)
-            return room
+        ``bridge.actions``. Different members' rooms open concurrently (``bridge.direct_rooms``)."""
+        return await self._direct.room_for(user)
 
     async def staff_notice(self, text: str) -> None:
         """A plain ``m.notice`` in the staff room (e.g. a message flagged for review). Best effort:

@@ -21,6 +21,7 @@ from nio import (
     RoomCreateResponse,
     RoomGetStateResponse,
     RoomInviteResponse,
+    RoomMessagesResponse,
     RoomPreset,
     RoomPutStateResponse,
     RoomRedactResponse,
@@ -38,6 +39,30 @@ log = logging.getLogger(__name__)
 
 # The bot always logs in as the same device, so restarts reuse it instead of piling up devices.
 BOT_DEVICE_ID = "HEARTH_BOT"
+
+# Timeline events per room per sync. When more arrived since the last sync (a burst, or the service
+# was down), the homeserver returns only the newest with ``limited`` set; the rest are fetched from
+# /messages back to the previous sync token, so no message goes unscreened and no acknowledgement
+# or staff command is missed.
+SYNC_TIMELINE_LIMIT = 50
+GAP_PAGE = 100
+GAP_MAX_PAGES = 100  # at most 10,000 events of one room per sync; beyond that, an error is logged
+
+
+def sync_filter(first: bool) -> dict[str, Any]:
+    """What the bot syncs: room timelines (and, on the first sync, the rooms' state). Not presence,
+    typing, receipts or account data, which it never reads from /sync: each is work for the
+    homeserver on every sync, and the bot syncs on every message of every Hearth room."""
+    return {
+        "presence": {"types": []},
+        "account_data": {"types": []},
+        "room": {
+            "timeline": {"limit": 0 if first else SYNC_TIMELINE_LIMIT},
+            "state": {"lazy_load_members": True},
+            "ephemeral": {"types": []},
+            "account_data": {"types": []},
+        },
+    }
 
 
 class GatewayError(Exception):
@@ -161,16 +186,38 @@ class NioGateway:
     # --- sync ---
 
     async def sync(self, since: str | None, timeout_ms: int, first: bool = False) -> SyncBatch:
-        sync_filter: dict[str, Any] | None = {"room": {"timeline": {"limit": 0}}} if first else None
-        resp = await self.client.sync(timeout=timeout_ms, since=since, sync_filter=sync_filter,
+        """Every timeline event since ``since``, oldest first per room (limited timelines filled in)."""
+        resp = await self.client.sync(timeout=timeout_ms, since=since, sync_filter=sync_filter(first),
                                       full_state=first or None)
         resp = _check("sync", resp, SyncResponse)
         batch = SyncBatch(next_batch=resp.next_batch)
         for room_id, info in resp.rooms.join.items():
+            if info.timeline.limited and since is not None and not first and info.timeline.prev_batch:
+                for event in await self._gap(room_id, info.timeline.prev_batch, since):
+                    batch.timeline.append(TimelineEvent(RoomID(room_id), event))
             for ev in info.timeline.events:
                 batch.timeline.append(TimelineEvent(RoomID(room_id), dict(ev.source)))
         batch.invited_rooms = [RoomID(r) for r in resp.rooms.invite]
         return batch
+
+    async def _gap(self, room_id: str, prev_batch: str, since: str) -> list[dict[str, Any]]:
+        """The events a limited timeline left out: from its ``prev_batch`` back to ``since``, oldest first."""
+        out: list[dict[str, Any]] = []
+        token = prev_batch
+        for _ in range(GAP_MAX_PAGES):
+            resp = _check(f"messages of {room_id}",
+                          await self.client.room_messages(room_id, start=token, end=since, limit=GAP_PAGE),
+                          RoomMessagesResponse)
+            out.extend(dict(ev.source) for ev in resp.chunk)
+            if not resp.chunk or not resp.end or resp.end == token:
+                break
+            token = resp.end
+        else:
+            log.error("sync gap in %s: more than %d events since the last sync; older ones were not fetched",
+                      room_id, len(out))
+        if out:
+            log.info("sync gap in %s: fetched %d events the sync left out", room_id, len(out))
+        return out[::-1]
 
     # --- rooms ---
 

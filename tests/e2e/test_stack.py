@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 
@@ -10,6 +11,7 @@ import pytest
 from sqlmodel import Session, select
 
 from bridge import stack
+from bridge.gateway import SYNC_TIMELINE_LIMIT, NioGateway
 from bridge.models import SeenEvent, SyncState
 from tests.e2e.matrix import wait_for
 
@@ -78,11 +80,13 @@ def test_bot_misses_nothing_sent_while_it_was_down(hearth_stack):
     before = member.say(room, "before")
     wait_for(lambda: seen(hs, before), what="the bot to sync")
     stack.stop_hearth(hs.layout)
-    # Hearth is down: check_event_for_spam fails open, so the message is delivered.
-    while_down = member.say(room, "sent while Hearth was down")
+    # Hearth is down: check_event_for_spam fails open, so the messages are delivered. More of them
+    # than one sync returns per room: the bot fills in the limited timeline and skips none.
+    while_down = [member.say(room, f"sent while Hearth was down ({i})") for i in range(SYNC_TIMELINE_LIMIT + 5)]
     stack.start_hearth(hs.layout)
-    row = wait_for(lambda: seen(hs, while_down), what="the message sent during downtime")
-    assert row.times_seen == 1
+    for event_id in while_down:
+        row = wait_for(lambda: seen(hs, event_id), what="each message sent during downtime")  # noqa: B023
+        assert row.times_seen == 1
 
 
 def test_sync_token_is_kept_in_the_database(hearth_stack):
@@ -152,3 +156,25 @@ def test_sigkill_then_restart_recovers(hearth_stack):
     hs = hearth_stack
     hs.restart_hearth(sig=signal.SIGKILL)
     assert httpx.get(f"{hs.layout.hearth_url}/healthz", timeout=5).status_code == 200
+
+
+def test_a_limited_sync_is_filled_in_so_no_event_is_skipped(hearth_stack):
+    """More messages than one sync returns per room: the gateway fetches the rest from /messages,
+    back to the previous sync token, and hands over every one, oldest first."""
+    hs = hearth_stack
+    member = hs.member("gap")
+    room = member.create_room(name="sync gap", preset="private_chat")
+
+    async def run() -> tuple[list[str], list[str]]:
+        gw = NioGateway(hs.layout.hs_url, member.user_id, device_id="GAP_TEST")
+        try:
+            assert await gw.restore(member.token)
+            first = await gw.sync(None, 0, first=True)
+            sent = [await asyncio.to_thread(member.say, room, f"message {i}") for i in range(SYNC_TIMELINE_LIMIT + 7)]
+            batch = await gw.sync(first.next_batch, 0)
+            return sent, [ev.event_id for ev in batch.timeline if ev.room_id == room and ev.type == "m.room.message"]
+        finally:
+            await gw.close()
+
+    sent, got = asyncio.run(run())
+    assert got == sent
