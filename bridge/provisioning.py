@@ -137,9 +137,10 @@ class ApplyResult:
         return "\n".join(lines)
 
 
-def managed_aliases(themes: Sequence[Theme], server_name: str) -> list[RoomAlias]:
+def managed_aliases(themes: Sequence[Theme], server_name: str,
+                    staff_room: str = STAFF_ROOM_LOCALPART) -> list[RoomAlias]:
     """Every alias the themes name, in creation order: the staff room, then each space and its rooms."""
-    out = [RoomAlias(f"#{STAFF_ROOM_LOCALPART}:{server_name}")]
+    out = [RoomAlias(f"#{staff_room}:{server_name}")]
     for theme in themes:
         out.append(space_alias(theme, server_name))
         out.extend(room_alias(theme, room, server_name) for room in theme.rooms)
@@ -191,9 +192,11 @@ class Provisioner:
         themes: Sequence[Theme],
         staff: Staff,
         server_name: str,
+        staff_room: str = STAFF_ROOM_LOCALPART,
         progress: bool = False,
     ) -> None:
         self.gateway = gateway
+        self.staff_room = staff_room
         self.engine = engine
         self.clock = clock
         self.themes = list(themes)
@@ -222,7 +225,7 @@ class Provisioner:
 
     async def observe(self) -> Observed:
         """Snapshot what the homeserver holds under every managed alias, plus orphaned tagged rooms."""
-        aliases = managed_aliases(self.themes, self.server_name)
+        aliases = managed_aliases(self.themes, self.server_name, self.staff_room)
         ids = await asyncio.gather(
             *(self._read("resolve_alias", self.gateway.resolve_alias(a)) for a in aliases)
         )
@@ -396,6 +399,7 @@ class Provisioner:
             staff=self.staff,
             server_name=self.server_name,
             media=media,
+            staff_room=self.staff_room,
         )
         return plan, observed
 
@@ -406,7 +410,7 @@ class Provisioner:
         lanes can run side by side while each keeps the plan's order. Anything that refers across
         lanes puts everything back into one lane, in plan order.
         """
-        lane_of: dict[str, str] = {f"#{STAFF_ROOM_LOCALPART}:{self.server_name}": "staff"}
+        lane_of: dict[str, str] = {f"#{self.staff_room}:{self.server_name}": "staff"}
         for theme in self.themes:
             lane_of[space_alias(theme, self.server_name)] = theme.slug
             lane_of.update({room_alias(theme, r, self.server_name): theme.slug for r in theme.rooms})
@@ -590,7 +594,7 @@ async def run_spaces(settings: Settings, action: str, themes_dir: Path | None = 
         )
         provisioner = Provisioner(
             gateway, engine, SystemClock(), themes=themes, staff=staff,
-            server_name=settings.matrix.server_name,
+            server_name=settings.matrix.server_name, staff_room=settings.escalation.staff_room_alias,
             progress=sys.stderr.isatty() if progress is None else progress,
         )
         if action == "plan":

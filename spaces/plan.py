@@ -302,11 +302,14 @@ def desired_state(
     staff: Staff,
     server_name: str,
     media: Mapping[str, SceneMedia],
+    staff_room: str = STAFF_ROOM_LOCALPART,
 ) -> list[DesiredRoom]:
     """The desired rooms, in creation order: the staff room, then each theme's space and its rooms.
 
     ``media`` maps :func:`spaces.scene.asset_key` to the uploaded GLB and preview. Room IDs come from
     ``observed`` where the room exists, else are references (see :func:`room_id_ref`).
+    ``staff_room`` is the staff room alias's localpart (``escalation.staff_room_alias``: the same room
+    the escalation desk posts alerts in).
     """
 
     def rid(alias: RoomAlias) -> str:
@@ -315,7 +318,7 @@ def desired_state(
     staff_ids = staff.all_ids
     out: list[DesiredRoom] = []
 
-    staff_alias = RoomAlias(f"#{STAFF_ROOM_LOCALPART}:{server_name}")
+    staff_alias = RoomAlias(f"#{staff_room}:{server_name}")
     out.append(
         DesiredRoom(
             alias=staff_alias,
@@ -521,6 +524,7 @@ def build_plan(
     staff: Staff,
     server_name: str,
     media: Mapping[str, SceneMedia],
+    staff_room: str = STAFF_ROOM_LOCALPART,
 ) -> Plan:
     """Compute the ordered changes that bring the homeserver to the themes' desired state.
 
@@ -528,7 +532,8 @@ def build_plan(
     then state fixes on existing rooms; then state that points at rooms created later (space
     children); then pins and invites; orphan reports last.
     """
-    desired = desired_state(themes, observed, bot=bot, staff=staff, server_name=server_name, media=media)
+    desired = desired_state(themes, observed, bot=bot, staff=staff, server_name=server_name, media=media,
+                            staff_room=staff_room)
     creates: list[Change] = []
     updates: list[Change] = []
     forward: list[Change] = []

@@ -203,3 +203,15 @@ def test_new_staff_member_is_invited_and_gets_power(themes, staff, media):
 def test_missing_media_is_an_error(themes, staff):
     with pytest.raises(PlanError, match="no uploaded scene media"):
         plan_for(themes, staff, {}, Observed())
+
+
+def test_the_staff_room_follows_the_escalation_setting(themes, staff, media):
+    """``escalation.staff_room_alias`` names one room for both provisioning and the escalation desk."""
+    plan = build_plan(themes, Observed(), bot=BOT, staff=staff, server_name=SERVER, media=media,
+                      staff_room="care-team")
+    hs = FakeHomeserver()
+    hs.apply(plan)
+    assert f"#care-team:{SERVER}" in hs.aliases
+    assert f"#hearth-staff:{SERVER}" not in hs.aliases
+    staff_room = hs.rooms[hs.aliases[f"#care-team:{SERVER}"]]
+    assert staff_room[("m.room.join_rules", "")] == {"join_rule": "invite"}
