@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import secrets
 import subprocess
 import sys
@@ -56,6 +57,48 @@ ORDINARY_TEXTS = [
 
 
 STAFF_FILE = Path(__file__).resolve().parents[1] / "config" / "staff.toml"
+
+
+class CpuShare:
+    """CPU used during the measured window, from /proc (Linux): Synapse, Hearth, this bench, and
+    everything else on the machine. A figure taken while other jobs used the cores says so."""
+
+    def __init__(self, layout: stack.StackLayout):
+        self.pids = {"Synapse": self._pid(layout.synapse_pid), "Hearth": self._pid(layout.hearth_pid),
+                     "this bench": os.getpid()}
+        self.start = self._sample()
+
+    @staticmethod
+    def _pid(path: Path) -> int | None:
+        try:
+            return int(path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _sample(self) -> tuple[float, float, dict[str, float]] | None:
+        try:
+            fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+            busy = sum(fields) - fields[3] - fields[4]  # minus idle and iowait
+            procs = {}
+            for name, pid in self.pids.items():
+                if pid is not None:
+                    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    procs[name] = int(stat[11]) + int(stat[12])  # utime + stime
+            return time.monotonic(), busy, procs
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def report(self) -> str:
+        end = self._sample()
+        if self.start is None or end is None:
+            return "CPU shares: not available (no /proc)"
+        hz = os.sysconf("SC_CLK_TCK")
+        seconds = end[0] - self.start[0]
+        used = {name: (end[2][name] - self.start[2].get(name, 0)) / hz / seconds * 100 for name in end[2]}
+        other = (end[1] - self.start[1]) / hz / seconds * 100 - sum(used.values())
+        parts = ", ".join(f"{name} {pct:.0f}%" for name, pct in used.items())
+        return (f"CPU while measuring (100% = one core; {os.cpu_count()} cores): {parts}, "
+                f"everything else {max(0.0, other):.0f}%")
 
 
 def q(s: str) -> str:
@@ -266,6 +309,7 @@ async def measure(http: httpx.AsyncClient, layout: stack.StackLayout, args: argp
     sent_ok = [0]
     load = asyncio.create_task(background(talkers, args.rate, stop, sent_ok))
     load_started = time.monotonic()
+    cpu = CpuShare(layout)
     await asyncio.sleep(args.warmup)
 
     sent_at: dict[str, float] = {}
@@ -285,12 +329,14 @@ async def measure(http: httpx.AsyncClient, layout: stack.StackLayout, args: argp
     stop.set()
     await load
     load_seconds = time.monotonic() - load_started
+    cpu_report = cpu.report()
     watch.cancel()
 
     latencies = [watcher.arrived[e] - t for e, t in sent_at.items() if e in watcher.arrived]
     missing = len(sent_at) - len(latencies)
     print(f"background load: {sent_ok[0]} ordinary messages in {load_seconds:.1f} s "
           f"({sent_ok[0] / load_seconds:.1f}/s, target {args.rate:g}/s)")
+    print(cpu_report)
     if not latencies:
         print(f"no alert arrived for any of {len(sent_at)} crisis messages within {args.timeout:g} s: the "
               "pipeline screens only Hearth's provisioned rooms, so pass --room <a provisioned support room "
