@@ -185,12 +185,15 @@ async def background(clients: list[tuple[Client, str]], rate: float, stop: async
     start = time.monotonic()
     i = 0
     pending: set[asyncio.Task[str]] = set()
+    # A tag per run: every run's texts are new to Hearth, so none is served from the embedding cache
+    # that an earlier run on a long-lived stack filled (real members do not repeat last week's words).
+    run = secrets.token_hex(3)
     while not stop.is_set():
         client, room = clients[i % len(clients)]
         # distinct texts from many members: the behaviour detector rightly mutes floods and repeats
         # each member cycles through the texts (rotated per round), so no one repeats themselves
         text = ORDINARY_TEXTS[(i + i // len(clients)) % len(ORDINARY_TEXTS)]
-        task = asyncio.create_task(client.send(room, f"{text} ({i})"))
+        task = asyncio.create_task(client.send(room, f"{text} ({run}-{i})"))
         pending.add(task)
         task.add_done_callback(lambda t: (pending.discard(t), counter.__setitem__(0, counter[0] + (not t.exception()))))
         i += 1

@@ -647,7 +647,7 @@ class OfflineEmbeddingScorer:
             raise ValueError(f"{head_path}: head expects {self.dim}-d embeddings")
         self.batch_size = batch_size
         self.cache_size = cache_size
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self.description = (
             f"offline MiniLM {'with fine-tuned top layer' if self.top is not None else 'head'} "
             "(Davidson 2017 + project-written set, calibrated to policy thresholds)"
@@ -667,17 +667,19 @@ class OfflineEmbeddingScorer:
         it: shape ``(len(texts), 384)`` or ``(len(texts), 768)``; cached per text."""
         width = self.dim * (2 if self.top is not None else 1)
         out = np.zeros((len(texts), width), dtype=np.float32)
+        # Keyed by a digest, not the text: the cache must not keep members' messages in memory.
+        keys = [hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).digest() for t in texts]
         with self._lock:
-            todo = [i for i, t in enumerate(texts) if t not in self._cache]
-            for i, t in enumerate(texts):
-                if t in self._cache:
-                    out[i] = self._cache[t]
-                    self._cache.move_to_end(t)
+            todo = [i for i, k in enumerate(keys) if k not in self._cache]
+            for i, k in enumerate(keys):
+                if k in self._cache:
+                    out[i] = self._cache[k]
+                    self._cache.move_to_end(k)
             if todo:
                 computed = self._compute([texts[i] for i in todo])
                 for i, e in zip(todo, computed, strict=True):
                     out[i] = e
-                    self._cache[texts[i]] = e
+                    self._cache[keys[i]] = e
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
         return out

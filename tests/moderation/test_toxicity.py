@@ -280,13 +280,19 @@ def test_length_buckets_keep_input_order(tiny) -> None:  # type: ignore[no-untyp
     assert len(scorer._buckets(order, lengths)) >= 4
 
 
-def test_offline_embeddings_are_cached_and_serve_as_an_embedder(offline: OfflineEmbeddingScorer) -> None:
+def test_offline_embeddings_are_cached_and_serve_as_an_embedder(
+    offline: OfflineEmbeddingScorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     texts = ["a message seen by two detectors", "another one"]
     first = offline.embed(texts)
-    assert texts[0] in offline._cache
+    # The second detector's call is served from the cache: computing again would fail here.
+    monkeypatch.setattr(offline, "_compute", lambda batch: pytest.fail(f"recomputed {len(batch)} texts"))
     again = offline.encode(texts[::-1])  # the crisis detector's Embedder protocol
     np.testing.assert_array_equal(again, first[::-1])
     np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
+    # ... and the cache holds digests, never the members' messages themselves.
+    assert all(isinstance(k, bytes) and len(k) == 16 for k in offline._cache)
+    assert not any(t.encode() in k or t in repr(k) for t in texts for k in offline._cache)
 
 
 def test_fetch_detoxify_downloads_the_configured_url_and_prepares_offline_loading(
