@@ -749,8 +749,7 @@ def calibrate(p: np.ndarray, cal_x: np.ndarray, cal_y: np.ndarray) -> np.ndarray
 
 def head_probabilities(emb: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Sigmoid of the per-label logistic heads: ``(n, d) x (6, d) -> (n, 6)`` probabilities."""
-    z = emb @ W.T + b
-    return (1.0 / (1.0 + np.exp(-np.clip(z, -40.0, 40.0)))).astype(np.float32)
+    return _sigmoid(emb @ W.T + b)
 
 
 def mlp_probabilities(
