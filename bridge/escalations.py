@@ -399,7 +399,7 @@ class EscalationDesk:
                     self._inflight.discard(n.id)
                 handled += 1
             else:
-                self.tasks.create(self._deliver_in_background(work), name=f"deliver-{n.txn_id}")
+                self.tasks.create(self._deliver_then_wake(work, in_slot=True), name=f"deliver-{n.txn_id}")
         return handled
 
     def _deliver_soon(self, work: _Work) -> None:
@@ -410,17 +410,11 @@ class EscalationDesk:
         self._inflight.add(work.notif.id)
         self.tasks.create(self._deliver_then_wake(work), name=f"deliver-{work.notif.txn_id}")
 
-    async def _deliver_then_wake(self, work: _Work) -> None:
+    async def _deliver_then_wake(self, work: _Work, *, in_slot: bool = False) -> None:
+        """Deliver ``work`` (``in_slot``: within the BACKGROUND_DELIVERIES limit, for DMs and
+        webhooks), then release it and wake the notifier."""
         try:
-            await self._deliver(work)
-        finally:
-            assert work.notif.id is not None
-            self._inflight.discard(work.notif.id)
-            self.wake()
-
-    async def _deliver_in_background(self, work: _Work) -> None:
-        try:
-            async with self._slots:
+            async with self._slots if in_slot else contextlib.nullcontext():
                 await self._deliver(work)
         finally:
             assert work.notif.id is not None
