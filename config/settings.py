@@ -75,7 +75,7 @@ class ModerationSettings(_Section):
     config_dir: Path = CONFIG_DIR  # policy.toml and moderation/{rules,crisis,crisis_examples}.toml
     toxicity_checkpoint: str = ""  # a Detoxify checkpoint (.ckpt); empty: the offline MiniLM scorer
     quantize: bool = True  # int8 dynamic quantisation of the Detoxify model
-    toxicity_runtime: Literal["onnx", "torch"] = "onnx"  # what runs Detoxify (onnx falls back to torch)
+    toxicity_runtime: Literal["onnx", "torch"] = "onnx"  # runs Detoxify/MiniLM (onnx falls back to torch)
     model_cache_dir: Path | None = None  # exported/quantised models; None: <data_dir>/model-cache
     crisis_learned: bool = True  # the learned crisis component beside the explainable rules
     max_batch: int = Field(32, ge=1, le=256)

@@ -12,7 +12,9 @@
   project-written set (hand-written and template-filled sentences about many groups); its weights
   ship in ``weights/``. It can also run a fine-tuned copy of MiniLM's top layer under the head (a
   weights file with ``top.*`` tensors), branching after the frozen lower layers so that the shared
-  sentence embeddings stay the original ones. Its outputs learn annotator vote shares,
+  sentence embeddings stay the original ones. MiniLM runs on torch or, exported once and checked
+  against torch (fp32, so the embeddings the head and the crisis detector learned on are unchanged),
+  on ONNX Runtime at about half the CPU per message. Its outputs learn annotator vote shares,
   so their raw probabilities rarely reach the thresholds that ``config/policy.toml`` sets for
   Detoxify's scale; a monotone piecewise-linear map per blocking label
   (insult, threat, identity_attack, severe_toxicity), stored with the weights, sends the operating
@@ -43,7 +45,8 @@ import tempfile
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -287,7 +290,7 @@ class DetoxifyScorer:
         if runtime == "onnx":
             try:
                 self.session, self.cache_file = onnx_session(
-                    model, self.tokenizer, path, quantize=quantize, cache_dir=cache_dir, threads=threads
+                    self._onnx_build(model, path), quantize=quantize, cache_dir=cache_dir, threads=threads
                 )
             except Exception as exc:  # screening must go on: torch, loudly
                 self.runtime_error = f"{type(exc).__name__}: {exc}"
@@ -314,6 +317,23 @@ class DetoxifyScorer:
         self.checkpoint_path = path
         self.description = f"detoxify {path.stem} {'int8' if quantize else 'fp32'} on {engine} from {path}"
         self._lock = threading.Lock()  # tokenizers are not safe to share across threads
+
+    def _onnx_build(self, model: Any, checkpoint: Path) -> OnnxBuild:
+        """The classifier's logits, keyed by the checkpoint file; tokenised as :meth:`score` does."""
+        tokenizer = self.tokenizer
+
+        def feeds(texts: Sequence[str]) -> dict[str, np.ndarray]:
+            return _onnx_feeds(tokenizer(list(texts), padding=True, truncation=True, max_length=MAX_TOKENS))
+
+        return OnnxBuild(
+            model=model,
+            forward=lambda m, **inputs: (m(**inputs).logits,),
+            feeds=feeds,
+            outputs=("logits",),
+            name=f"detoxify-{checkpoint.stem}",
+            sources=(checkpoint,),
+            config=model.config.to_dict(),
+        )
 
     @staticmethod
     def _hf_folder(
@@ -385,7 +405,7 @@ class DetoxifyScorer:
 
 
 ONNX_INPUTS: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
-ONNX_RECIPE = 1
+ONNX_RECIPE = 2
 """Version of the export + quantisation recipe below; part of the cache key, so bumping it rebuilds."""
 
 ORT_ALLOW_SPINNING = False
@@ -401,6 +421,25 @@ _PROBE_TEXTS = (
 )
 
 
+@dataclass(frozen=True)
+class OnnxBuild:
+    """One torch model to run with ONNX Runtime: how to call it, tokenise for it and key its cache.
+
+    ``forward(model, **feeds)`` returns the tensors named ``outputs`` from the graph inputs
+    :data:`ONNX_INPUTS`; it is what gets exported and what the export is checked against.
+    ``feeds(texts)`` tokenises texts into those inputs (int64 arrays). ``name`` prefixes the cached
+    file; ``sources`` (weight files) and ``config`` (the model's configuration) key it.
+    """
+
+    model: Any
+    forward: Callable[..., tuple[Any, ...]]
+    feeds: Callable[[Sequence[str]], dict[str, np.ndarray]]
+    outputs: tuple[str, ...]
+    name: str
+    sources: tuple[Path, ...]
+    config: Mapping[str, Any]
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-np.clip(x, -40.0, 40.0)))).astype(np.float32)
 
@@ -414,32 +453,40 @@ def _onnx_feeds(padded: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return feeds
 
 
-def _probe(tokenizer: Any, texts: Sequence[str]) -> dict[str, np.ndarray]:
-    return _onnx_feeds(tokenizer(list(texts), padding=True, truncation=True, max_length=MAX_TOKENS))
-
-
-def _torch_logits(model: Any, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+def _torch_outputs(build: OnnxBuild, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
     import torch
 
     with torch.inference_mode():
-        return model(**{k: torch.from_numpy(v) for k, v in feeds.items()})[0].float().numpy()
+        out = build.forward(build.model, **{k: torch.from_numpy(v) for k, v in feeds.items()})
+    return [t.float().numpy() for t in out]
 
 
-def _export_onnx(model: Any, probe: Mapping[str, np.ndarray], out: Path) -> None:
+def _export_onnx(build: OnnxBuild, probe: Mapping[str, np.ndarray], out: Path) -> None:
     """Export the fp32 torch model to ONNX (TorchScript exporter: offline, deterministic, no
-    onnxscript), with dynamic batch and sequence axes on every input and on ``logits``."""
+    onnxscript), with dynamic batch and sequence axes on every input and output."""
     import torch
 
-    axes: dict[str, dict[int, str]] = {name: {0: "batch", 1: "sequence"} for name in ONNX_INPUTS}
-    axes["logits"] = {0: "batch"}
+    class Graph(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = build.model
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> tuple[Any, ...]:
+            return build.forward(
+                self.model, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            )
+
+    axes: dict[str, dict[int, str]] = {
+        name: {0: "batch", 1: "sequence"} for name in (*ONNX_INPUTS, *build.outputs)
+    }
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice and tracer warnings
         torch.onnx.export(
-            model,
+            Graph().eval(),
             tuple(torch.from_numpy(probe[name]) for name in ONNX_INPUTS),
             str(out),
             input_names=list(ONNX_INPUTS),
-            output_names=["logits"],
+            output_names=list(build.outputs),
             dynamic_axes=axes,
             opset_version=17,
             do_constant_folding=True,
@@ -461,30 +508,37 @@ def _ort_session(path: Path, threads: int) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _run_probe(session: Any, probe: Mapping[str, np.ndarray], num_classes: int) -> np.ndarray:
-    logits = np.asarray(session.run(["logits"], dict(probe))[0])
-    if logits.shape != (len(probe["input_ids"]), num_classes) or not np.isfinite(logits).all():
-        raise ToxicityWeightsError(f"ONNX model gives logits of shape {logits.shape} or non-finite values")
-    return logits
+def _run_probe(
+    session: Any, build: OnnxBuild, probe: Mapping[str, np.ndarray], want: Sequence[np.ndarray]
+) -> list[np.ndarray]:
+    """Run ``session`` on the probe; refuse outputs of other shapes than torch's, or not finite."""
+    got = [np.asarray(x) for x in session.run(list(build.outputs), dict(probe))]
+    for name, g, w in zip(build.outputs, got, want, strict=True):
+        if g.shape != w.shape or not np.isfinite(g).all():
+            raise ToxicityWeightsError(
+                f"ONNX model gives {name} of shape {g.shape} (want {w.shape}) or non-finite values"
+            )
+    return got
 
 
-def onnx_cache_key(checkpoint: Path, model: Any, quantize: bool) -> str:
-    """SHA-256 over the checkpoint file, the model's configuration, the versions of everything that
-    builds or runs the ONNX model, the recipe version and the precision."""
+def onnx_cache_key(build: OnnxBuild, quantize: bool) -> str:
+    """SHA-256 over the source weight files, the model's configuration, the versions of everything
+    that builds or runs the ONNX model, the outputs, the recipe version and the precision."""
     import onnx
     import onnxruntime
     import torch
     import transformers
 
     digest = hashlib.sha256()
-    with checkpoint.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    config = {k: v for k, v in model.config.to_dict().items() if k != "_name_or_path"}
+    for source in build.sources:
+        with source.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
     meta = {
         "recipe": ONNX_RECIPE,
         "int8": quantize,
-        "config": config,
+        "outputs": build.outputs,
+        "config": {k: v for k, v in build.config.items() if k != "_name_or_path"},
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "onnx": onnx.__version__,
@@ -495,57 +549,56 @@ def onnx_cache_key(checkpoint: Path, model: Any, quantize: bool) -> str:
 
 
 def onnx_session(
-    model: Any,
-    tokenizer: Any,
-    checkpoint: Path,
+    build: OnnxBuild,
     *,
     quantize: bool = True,
     cache_dir: str | Path | None = None,
     threads: int | None = None,
 ) -> tuple[Any, Path | None]:
-    """An ONNX Runtime session running ``model`` (a verified fp32 torch model), and its cached file.
+    """An ONNX Runtime session running ``build.model`` (a verified fp32 torch model), and its cached file.
 
-    Reuses ``<cache_dir>/detoxify-<stem>-<int8|fp32>-<key>.onnx`` (key: :func:`onnx_cache_key`) when
-    it loads and runs; otherwise (absent, unreadable, corrupt) builds it: exports the model, refuses
-    with :class:`ToxicityWeightsError` unless the exported graph reproduces torch's logits on a probe
-    batch, quantises weights to int8 (``onnxruntime.quantization.quantize_dynamic``, QInt8) and
-    moves the file into place atomically. Without ``cache_dir`` it is built in a temporary
-    directory and not kept. ``threads``: intra-op threads, default every core this process may use.
+    Reuses ``<cache_dir>/<name>-<int8|fp32>-<key>.onnx`` (key: :func:`onnx_cache_key`) when it
+    loads and runs; otherwise (absent, unreadable, corrupt) builds it: exports the model, refuses
+    with :class:`ToxicityWeightsError` unless the exported graph reproduces torch's outputs on a
+    probe batch, quantises weights to int8 (``quantize``: ``onnxruntime.quantization.quantize_dynamic``,
+    QInt8) and moves the file into place atomically. Without ``cache_dir`` it is built in a
+    temporary directory and not kept. ``threads``: intra-op threads, default every core this
+    process may use.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     threads = threads or len(os.sched_getaffinity(0))
-    num_classes = int(model.config.num_labels)
-    check = _probe(tokenizer, _PROBE_TEXTS)
+    check = build.feeds(_PROBE_TEXTS)
+    want = _torch_outputs(build, check)
     target: Path | None = None
     if cache_dir is not None:
         cache = Path(cache_dir)
         cache.mkdir(parents=True, exist_ok=True)
-        key = onnx_cache_key(checkpoint, model, quantize)
-        target = cache / f"detoxify-{checkpoint.stem}-{'int8' if quantize else 'fp32'}-{key[:24]}.onnx"
+        key = onnx_cache_key(build, quantize)
+        target = cache / f"{build.name}-{'int8' if quantize else 'fp32'}-{key[:24]}.onnx"
         if target.is_file():
             try:
                 session = _ort_session(target, threads)
-                _run_probe(session, check, num_classes)
+                _run_probe(session, build, check, want)
                 return session, target
             except Exception as exc:
-                log.warning("toxicity: cached ONNX model %s is unusable (%s); rebuilding it", target, exc)
+                log.warning("cached ONNX model %s is unusable (%s); rebuilding it", target, exc)
     with tempfile.TemporaryDirectory(prefix=".hearth-onnx-", dir=cache_dir) as tmp:
         fp32 = Path(tmp) / "model.onnx"
-        _export_onnx(model, _probe(tokenizer, _PROBE_TEXTS[:2]), fp32)
-        want = _torch_logits(model, check)
-        got = _run_probe(_ort_session(fp32, threads), check, num_classes)
-        if not np.allclose(got, want, rtol=1e-3, atol=1e-3):
-            raise ToxicityWeightsError(
-                f"the ONNX export of {checkpoint} does not reproduce torch's logits on the probe batch "
-                f"(largest difference {float(np.max(np.abs(got - want))):.3g})"
-            )
+        _export_onnx(build, build.feeds(_PROBE_TEXTS[:2]), fp32)
+        got = _run_probe(_ort_session(fp32, threads), build, check, want)
+        for name, g, w in zip(build.outputs, got, want, strict=True):
+            if not np.allclose(g, w, rtol=1e-3, atol=1e-3):
+                raise ToxicityWeightsError(
+                    f"the ONNX export of {build.name} does not reproduce torch's {name} on the probe "
+                    f"batch (largest difference {float(np.max(np.abs(g - w))):.3g})"
+                )
         built = fp32
         if quantize:
             built = Path(tmp) / "model.int8.onnx"
             quantize_dynamic(fp32, built, weight_type=QuantType.QInt8)
         session = _ort_session(built, threads)  # reads the whole file: it may move or go after this
-        _run_probe(session, check, num_classes)
+        _run_probe(session, build, check, want)
         if target is not None:
             os.replace(built, target)  # atomic: same directory, so same filesystem
     return session, target
@@ -606,6 +659,11 @@ class OfflineEmbeddingScorer:
     the same fifth-layer states, feeds the head. Older files without ``top.*`` put the head (or
     logistic heads ``W`` (6, 384), ``b``) on the sentence embedding itself; a file without knots is
     used uncalibrated.
+
+    ``runtime`` says what runs MiniLM: ``"torch"``, or ``"onnx"``: exported in fp32 with its last
+    hidden states and its top layer's input as outputs, checked against torch and cached in
+    ``cache_dir`` (see :func:`onnx_session`). When the ONNX path fails the error is logged and torch
+    is used; :attr:`runtime` and :attr:`description` say which one is active.
     """
 
     def __init__(
@@ -614,7 +672,13 @@ class OfflineEmbeddingScorer:
         model_path: str | Path | None = None,
         batch_size: int = 32,
         cache_size: int = 2048,
+        *,
+        runtime: str = "torch",
+        cache_dir: str | Path | None = None,
+        threads: int | None = None,
     ) -> None:
+        if runtime not in RUNTIMES:
+            raise ValueError(f"offline scorer runtime {runtime!r}: one of {RUNTIMES}")
         from sentence_transformers import SentenceTransformer
 
         head = np.load(head_path, allow_pickle=False)
@@ -648,11 +712,56 @@ class OfflineEmbeddingScorer:
         self.batch_size = batch_size
         self.cache_size = cache_size
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self.session: Any = None  # ONNX Runtime's session running MiniLM, when runtime "onnx" is active
+        self.cache_file: Path | None = None
+        self.runtime_error: str | None = None
+        engine = "torch"
+        if runtime == "onnx":
+            try:
+                self.session, self.cache_file = onnx_session(
+                    self._onnx_build(Path(model_path)), quantize=False, cache_dir=cache_dir, threads=threads
+                )
+            except Exception as exc:  # screening must go on: torch, loudly
+                self.runtime_error = f"{type(exc).__name__}: {exc}"
+                log.error("toxicity: ONNX Runtime path failed for MiniLM, using torch instead: %s", exc)
+                engine = "torch (ONNX Runtime failed)"
+            else:
+                import onnxruntime
+
+                engine = f"onnxruntime {onnxruntime.__version__}"
+        self.runtime = "onnx" if self.session is not None else "torch"
         self.description = (
             f"offline MiniLM {'with fine-tuned top layer' if self.top is not None else 'head'} "
-            "(Davidson 2017 + project-written set, calibrated to policy thresholds)"
+            f"on {engine} (Davidson 2017 + project-written set, calibrated to policy thresholds)"
         )
         self._lock = threading.Lock()
+
+    def _onnx_build(self, folder: Path) -> OnnxBuild:
+        """MiniLM's (fp32) last hidden states and the input of its top layer, keyed by its weights."""
+        embedder = self.embedder
+
+        def feeds(texts: Sequence[str]) -> dict[str, np.ndarray]:
+            return _onnx_feeds(embedder.preprocess(list(texts)))
+
+        def forward(model: Any, **inputs: Any) -> tuple[Any, ...]:
+            out = model(**inputs, output_hidden_states=True)
+            return out.last_hidden_state, out.hidden_states[TOP_LAYER_INPUT]
+
+        model: Any = embedder[0].auto_model
+        return OnnxBuild(
+            model=model,
+            forward=forward,
+            feeds=feeds,
+            outputs=("last_hidden_state", "top_layer_input"),
+            name="minilm-l6-v2",
+            sources=tuple(sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))),
+            config=model.config.to_dict(),
+        )
+
+    @property
+    def width(self) -> int:
+        """Features per text: the sentence embedding, and the fine-tuned top layer's beside it."""
+        return self.dim * (2 if self.top is not None else 1)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-length MiniLM embeddings, shape ``(len(texts), 384)``.
@@ -665,8 +774,7 @@ class OfflineEmbeddingScorer:
     def features(self, texts: Sequence[str]) -> np.ndarray:
         """Per text, the sentence embedding and (with a fine-tuned top layer) the head's input beside
         it: shape ``(len(texts), 384)`` or ``(len(texts), 768)``; cached per text."""
-        width = self.dim * (2 if self.top is not None else 1)
-        out = np.zeros((len(texts), width), dtype=np.float32)
+        out = np.zeros((len(texts), self.width), dtype=np.float32)
         # Keyed by a digest, not the text: the cache must not keep members' messages in memory.
         keys = [hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).digest() for t in texts]
         with self._lock:
@@ -685,34 +793,33 @@ class OfflineEmbeddingScorer:
         return out
 
     def _compute(self, texts: list[str]) -> np.ndarray:
-        if self.top is None:
-            emb = self.embedder.encode(
-                texts,
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-            return np.asarray(emb, dtype=np.float32)
         import torch
 
-        # One pass through the frozen model; branch at the top layer: the pretrained one gives the
-        # sentence embedding (what sentence-transformers computes), the fine-tuned one the head's input.
-        out = np.zeros((len(texts), 2 * self.dim), dtype=np.float32)
+        # One pass through the frozen model per batch of similar lengths; with a fine-tuned top
+        # layer, branch there: the pretrained one gives the sentence embedding (what
+        # sentence-transformers computes), the fine-tuned one the head's input.
+        out = np.zeros((len(texts), self.width), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         model: Any = self.embedder[0].auto_model
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
                 features = self.embedder.preprocess([texts[i] for i in idx])
-                inputs = {
-                    k: features[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in features
-                }
-                result = model(**inputs, output_hidden_states=True)
-                mask = inputs["attention_mask"]
-                out[idx, : self.dim] = mean_pool(result.last_hidden_state, mask).numpy()
-                top = bert_layer(result.hidden_states[TOP_LAYER_INPUT], mask, self.top)
-                out[idx, self.dim :] = mean_pool(top, mask).numpy()
+                mask = features["attention_mask"]
+                if self.session is not None:
+                    last, below_top = (
+                        torch.from_numpy(x)
+                        for x in self.session.run(
+                            ["last_hidden_state", "top_layer_input"], _onnx_feeds(features)
+                        )
+                    )
+                else:
+                    inputs = {k: features[k] for k in ONNX_INPUTS if k in features}
+                    result = model(**inputs, output_hidden_states=True)
+                    last, below_top = result.last_hidden_state, result.hidden_states[TOP_LAYER_INPUT]
+                out[idx, : self.dim] = mean_pool(last, mask).numpy()
+                if self.top is not None:
+                    out[idx, self.dim :] = mean_pool(bert_layer(below_top, mask, self.top), mask).numpy()
         return out
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -869,12 +976,12 @@ def load_toxicity_detector(
             scorer = DetoxifyScorer(checkpoint_path, quantize=quantize, runtime=runtime, cache_dir=cache_dir)
         except Exception as exc:  # screening must go on: fall back, loudly
             log.error("toxicity: Detoxify checkpoint unusable, falling back to the offline scorer: %s", exc)
-            scorer = OfflineEmbeddingScorer()
+            scorer = OfflineEmbeddingScorer(runtime=runtime, cache_dir=cache_dir)
             description = f"{scorer.description}; Detoxify checkpoint {checkpoint_path} refused"
         else:
             description = scorer.description
     else:
-        scorer = OfflineEmbeddingScorer()
+        scorer = OfflineEmbeddingScorer(runtime=runtime, cache_dir=cache_dir)
         description = f"{scorer.description}; Detoxify weights not configured"
     log.info("toxicity scorer active: %s", description)
     return ToxicityDetector(scorer), description

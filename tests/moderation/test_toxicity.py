@@ -337,9 +337,9 @@ def _count_exports(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     calls: list[Path] = []
     real = toxicity._export_onnx
 
-    def counting(model, probe, out):  # type: ignore[no-untyped-def]
+    def counting(build, probe, out):  # type: ignore[no-untyped-def]
         calls.append(out)
-        real(model, probe, out)
+        real(build, probe, out)
 
     monkeypatch.setattr(toxicity, "_export_onnx", counting)
     return calls
@@ -409,17 +409,18 @@ def test_onnx_export_that_disagrees_with_torch_falls_back_to_torch(
 ) -> None:  # type: ignore[no-untyped-def]
     """The exported graph is checked against torch: a wrong export is refused, and torch scores."""
     import copy
+    import dataclasses
 
     from moderation.detectors import toxicity
 
     ckpt, hf, model = tiny
     real = toxicity._export_onnx
 
-    def wrong_export(m, probe, out):  # type: ignore[no-untyped-def]
-        other = copy.deepcopy(m)
+    def wrong_export(build, probe, out):  # type: ignore[no-untyped-def]
+        other = copy.deepcopy(build.model)
         with torch.no_grad():
             other.classifier.bias += 1.0
-        real(other, probe, out)
+        real(dataclasses.replace(build, model=other), probe, out)
 
     monkeypatch.setattr(toxicity, "_export_onnx", wrong_export)
     with caplog.at_level(logging.ERROR):
@@ -440,7 +441,9 @@ def test_weights_not_loaded_are_refused_under_onnx_before_any_export(
     ckpt, hf, model = tiny
     exports = _count_exports(monkeypatch)
     bad = tmp_path / "prefixed.ckpt"
-    torch.save(detoxify_checkpoint_dict({f"model.{k}": v for k, v in model.state_dict().items()}, str(hf)), bad)
+    torch.save(
+        detoxify_checkpoint_dict({f"model.{k}": v for k, v in model.state_dict().items()}, str(hf)), bad
+    )
     with pytest.raises(ToxicityWeightsError, match=r"did not load: .* not in the checkpoint"):
         DetoxifyScorer(bad, runtime="onnx", cache_dir=tmp_path / "cache")
     assert exports == []
@@ -469,3 +472,77 @@ def test_loader_passes_the_runtime_through(tiny, tmp_path: Path) -> None:  # typ
     assert det.scorer.runtime == "onnx"
     assert desc.startswith("detoxify tiny int8 on onnxruntime")
     assert len(list(tmp_path.glob("detoxify-tiny-int8-*.onnx"))) == 1
+
+
+@pytest.fixture(scope="module")
+def offline_onnx(tmp_path_factory: pytest.TempPathFactory) -> OfflineEmbeddingScorer:
+    if not OFFLINE_HEAD_PATH.is_file():
+        pytest.skip("offline head not trained (bench/train_offline_scorer.py)")
+    return OfflineEmbeddingScorer(runtime="onnx", cache_dir=tmp_path_factory.mktemp("minilm-onnx"))
+
+
+def test_offline_scorer_on_onnx_runtime_gives_the_same_embeddings_and_scores(
+    offline: OfflineEmbeddingScorer, offline_onnx: OfflineEmbeddingScorer
+) -> None:
+    """MiniLM in fp32 under ONNX Runtime: the crisis detector's examples were learned on torch's
+    embeddings and the head was trained on them, so they must be the same, padding included."""
+    texts = [*TEXTS, "  spaces around  ", ("a much longer message " * 40).strip(), "ok"]
+    assert offline_onnx.runtime == "onnx"
+    assert offline_onnx.session is not None
+    assert "on onnxruntime" in offline_onnx.description
+    assert offline_onnx.cache_file is not None
+    assert offline_onnx.cache_file.name.startswith("minilm-l6-v2-fp32-")
+    reference = offline.embedder.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    np.testing.assert_allclose(offline_onnx.embed(texts), reference, atol=1e-5)
+    np.testing.assert_allclose(offline_onnx.score(texts), offline.score(texts), atol=1e-4)
+    assert offline.runtime == "torch"
+    assert "on torch" in offline.description
+
+
+def test_offline_scorer_onnx_model_is_cached_and_reused(
+    offline_onnx: OfflineEmbeddingScorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cached = offline_onnx.cache_file
+    assert cached is not None
+    exports = _count_exports(monkeypatch)
+    again = OfflineEmbeddingScorer(runtime="onnx", cache_dir=cached.parent)
+    assert exports == []
+    assert again.cache_file == cached
+    np.testing.assert_array_equal(again.embed(TEXTS), offline_onnx.embed(TEXTS))
+
+
+def test_offline_scorer_falls_back_to_torch_loudly_when_onnx_fails(
+    offline: OfflineEmbeddingScorer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from moderation.detectors import toxicity
+
+    def broken(build, probe, out):  # type: ignore[no-untyped-def]
+        raise RuntimeError("exporter unavailable")
+
+    monkeypatch.setattr(toxicity, "_export_onnx", broken)
+    with caplog.at_level(logging.ERROR):
+        scorer = OfflineEmbeddingScorer(runtime="onnx", cache_dir=tmp_path)
+    assert scorer.runtime == "torch"
+    assert scorer.session is None
+    assert scorer.runtime_error is not None
+    assert "exporter unavailable" in scorer.runtime_error
+    assert "ONNX Runtime failed" in scorer.description
+    assert any("using torch instead" in r.getMessage() for r in caplog.records)
+    np.testing.assert_allclose(scorer.score(TEXTS), offline.score(TEXTS), atol=1e-6)
+    with pytest.raises(ValueError, match="runtime"):
+        OfflineEmbeddingScorer(runtime="tensorrt")
+
+
+def test_loader_runs_the_offline_scorer_on_the_configured_runtime(tmp_path: Path) -> None:
+    if not OFFLINE_HEAD_PATH.is_file():
+        pytest.skip("offline head not trained (bench/train_offline_scorer.py)")
+    det, desc = load_toxicity_detector(
+        None, logging.getLogger("test.toxicity"), runtime="onnx", cache_dir=tmp_path
+    )
+    assert isinstance(det.scorer, OfflineEmbeddingScorer)
+    assert det.scorer.runtime == "onnx"
+    assert "on onnxruntime" in desc
+    assert len(list(tmp_path.glob("minilm-l6-v2-fp32-*.onnx"))) == 1
