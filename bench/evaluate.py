@@ -101,7 +101,7 @@ def pipeline_blocker(profile: str, detector: ToxicityDetector) -> Blocker | None
         return None
     # The offline scorer's MiniLM also serves the crisis detector (one model in memory, each
     # message embedded once).
-    shared = detector.scorer if isinstance(detector.scorer, OfflineEmbeddingScorer) else None
+    shared = detector.scorer.minilm if isinstance(detector.scorer, OfflineEmbeddingScorer) else None
     pipeline = Pipeline.from_config(extra=[detector], embedder=shared)
     now = datetime(2026, 1, 1, tzinfo=UTC)
     errors: dict[str, int] = defaultdict(int)

