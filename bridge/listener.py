@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -67,7 +68,7 @@ class Bot:
     def __init__(self, gateway: NioGateway, engine: Engine, clock: Clock, password: str,
                  handlers: Sequence[Handler] = (), sync_timeout_ms: int = 30000,
                  on_login: Callable[[], Awaitable[None]] | None = None, session_file: Path | None = None,
-                 concurrent_handlers: Sequence[Handler] = ()):
+                 concurrent_handlers: Sequence[Handler] = (), sync_min_interval_ms: int = 0):
         self.gateway = gateway
         self.engine = engine
         self.clock = clock
@@ -75,6 +76,9 @@ class Bot:
         self.handlers = list(handlers)
         self.concurrent_handlers = list(concurrent_handlers)
         self.sync_timeout_ms = sync_timeout_ms
+        # Without a pause, each new event wakes a /sync of every room the bot is in: on a busy server
+        # that is Synapse's largest single cost after persisting the events themselves.
+        self.sync_min_interval = sync_min_interval_ms / 1000
         self.on_login = on_login
         self.session_file = session_file
         self.status = BotStatus()
@@ -103,6 +107,7 @@ class Bot:
         delay = 0.5
         while True:
             first = since is None
+            started = time.monotonic()
             try:
                 batch = await self.gateway.sync(since, 0 if first else self.sync_timeout_ms, first=first)
             except (TimeoutError, GatewayError, OSError) as e:
@@ -122,6 +127,9 @@ class Bot:
             self.status.last_sync_at = self.clock.now()
             self.status.last_error = None
             self.synced.set()
+            rest = self.sync_min_interval - (time.monotonic() - started)
+            if rest > 0:  # events arriving meanwhile come together in the next sync
+                await asyncio.sleep(rest)
 
     async def _handle(self, batch: SyncBatch) -> None:
         for room_id in batch.invited_rooms:

@@ -83,6 +83,7 @@ class HearthService:
             self.gateway, self.engine, self.clock, settings.matrix.bot_password.get_secret_value(),
             handlers=[self._count_event, self.desk.handle_event], concurrent_handlers=[self.screening.on_event],
             sync_timeout_ms=settings.matrix.sync_timeout_ms,
+            sync_min_interval_ms=settings.matrix.sync_min_interval_ms,
             on_login=self._after_login, session_file=settings.data_dir / "bot_session.json",
         )
 

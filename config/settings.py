@@ -42,6 +42,7 @@ class MatrixSettings(_Section):
     bot_password: SecretStr = SecretStr("CHANGE-ME")
     bot_display_name: str = "Hearth"
     sync_timeout_ms: int = Field(30000, ge=0, le=300_000)
+    sync_min_interval_ms: int = Field(200, ge=0, le=5000)
 
     @field_validator("homeserver_url")
     @classmethod
