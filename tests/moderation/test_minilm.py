@@ -1,4 +1,4 @@
-"""MiniLM on torch and on ONNX Runtime: the same embeddings, exported once and cached, torch when ONNX fails."""
+"""MiniLM on torch and on ONNX Runtime: the same embeddings, exported once and cached; torch if ONNX fails."""
 
 from __future__ import annotations
 
