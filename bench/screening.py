@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from bench.offline_scorer_project_set import GROUPS  # noqa: E402
 from bridge.batcher import MicroBatcher  # noqa: E402
 from config.ids import EventID, RoomID, UserID  # noqa: E402
-from moderation.detectors import toxicity  # noqa: E402
+from moderation.detectors import onnx_runtime  # noqa: E402
 from moderation.detectors.toxicity import (  # noqa: E402
     _KNOWN_HF_CONFIGS,
     DetoxifyScorer,
@@ -140,7 +140,7 @@ async def run(args: argparse.Namespace) -> None:
         hearth = ToxicityDetector(DetoxifyScorer(ckpt, quantize=True, runtime="torch"))
         print(f"DetoxifyScorer load + verify + torch int8 quantise: {time.perf_counter() - t0:.1f}s")
         fp32 = ToxicityDetector(DetoxifyScorer(ckpt, quantize=False, runtime="torch")) if args.fp32 else None
-        toxicity.ORT_ALLOW_SPINNING = args.ort_spinning
+        onnx_runtime.ORT_ALLOW_SPINNING = args.ort_spinning
         t0 = time.perf_counter()
         onnx_scorer = DetoxifyScorer(ckpt, quantize=True, runtime="onnx", cache_dir=Path(tmp) / "cache")
         print(
