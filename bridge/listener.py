@@ -76,8 +76,8 @@ class Bot:
         self.handlers = list(handlers)
         self.concurrent_handlers = list(concurrent_handlers)
         self.sync_timeout_ms = sync_timeout_ms
-        # Without a pause, each new event wakes a /sync of every room the bot is in: on a busy server
-        # that is Synapse's largest single cost after persisting the events themselves.
+        # Without a pause, each new event wakes a /sync of every room the bot is in: at 20 messages/s
+        # that was about a sixth of Synapse's Python time (py-spy), as much as the sends themselves.
         self.sync_min_interval = sync_min_interval_ms / 1000
         self.on_login = on_login
         self.session_file = session_file
