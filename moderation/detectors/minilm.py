@@ -13,7 +13,6 @@ from the same fifth-layer states, beside the ordinary embedding.
 from __future__ import annotations
 
 import hashlib
-import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -22,9 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from moderation.detectors.onnx_runtime import ONNX_INPUTS, OnnxBuild, onnx_feeds, onnx_session
-
-log = logging.getLogger(__name__)
+from moderation.detectors.onnx_runtime import ONNX_INPUTS, OnnxBuild, onnx_feeds, onnx_or_torch
 
 RUNTIMES: tuple[str, ...] = ("onnx", "torch")
 """What can run a model: ONNX Runtime (exported, checked and cached) or torch itself."""
@@ -71,18 +68,14 @@ class MiniLM:
         self.runtime_error: str | None = None
         self.engine = "torch"
         if runtime == "onnx":
-            try:
-                self.session, self.cache_file = onnx_session(
-                    self._onnx_build(Path(model_path)), quantize=False, cache_dir=cache_dir, threads=threads
-                )
-            except Exception as exc:  # screening must go on: torch, loudly
-                self.runtime_error = f"{type(exc).__name__}: {exc}"
-                log.error("MiniLM: ONNX Runtime path failed, using torch instead: %s", exc)
-                self.engine = "torch (ONNX Runtime failed)"
-            else:
-                import onnxruntime
-
-                self.engine = f"onnxruntime {onnxruntime.__version__}"
+            folder = Path(model_path)
+            self.session, self.cache_file, self.runtime_error, self.engine = onnx_or_torch(
+                "MiniLM",
+                lambda: self._onnx_build(folder),
+                quantize=False,
+                cache_dir=cache_dir,
+                threads=threads,
+            )
         self.runtime = "onnx" if self.session is not None else "torch"
 
     def _onnx_build(self, folder: Path) -> OnnxBuild:

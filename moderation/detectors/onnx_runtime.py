@@ -224,3 +224,24 @@ def onnx_session(
         if target is not None:
             os.replace(built, target)  # atomic: same directory, so same filesystem
     return session, target
+
+
+def onnx_or_torch(
+    what: str,
+    build: Callable[[], OnnxBuild],
+    *,
+    quantize: bool,
+    cache_dir: str | Path | None,
+    threads: int | None,
+) -> tuple[Any, Path | None, str | None, str]:
+    """``(session, cached file, error, engine)``: :func:`onnx_session` on ``build()``, or, when that
+    fails, ``(None, None, error, ...)`` with the error logged, so the caller runs torch instead
+    (screening must go on: torch, loudly). ``engine`` names what runs the model, for ``/healthz``."""
+    try:
+        session, cache_file = onnx_session(build(), quantize=quantize, cache_dir=cache_dir, threads=threads)
+    except Exception as exc:
+        log.error("%s: ONNX Runtime path failed, using torch instead: %s", what, exc)
+        return None, None, f"{type(exc).__name__}: {exc}", "torch (ONNX Runtime failed)"
+    import onnxruntime
+
+    return session, cache_file, None, f"onnxruntime {onnxruntime.__version__}"

@@ -50,7 +50,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from moderation.detectors.minilm import RUNTIMES, TOP_LAYER_PARAMS, MiniLM
-from moderation.detectors.onnx_runtime import OnnxBuild, onnx_feeds, onnx_session
+from moderation.detectors.onnx_runtime import OnnxBuild, onnx_feeds, onnx_or_torch
 from moderation.types import ScreenItem, Signal
 
 LABELS: tuple[str, ...] = (
@@ -284,18 +284,13 @@ class DetoxifyScorer:
         self.runtime_error: str | None = None
         engine = "torch"
         if runtime == "onnx":
-            try:
-                self.session, self.cache_file = onnx_session(
-                    self._onnx_build(model, path), quantize=quantize, cache_dir=cache_dir, threads=threads
-                )
-            except Exception as exc:  # screening must go on: torch, loudly
-                self.runtime_error = f"{type(exc).__name__}: {exc}"
-                log.error("toxicity: ONNX Runtime path failed for %s, using torch instead: %s", path, exc)
-                engine = "torch (ONNX Runtime failed)"
-            else:
-                import onnxruntime
-
-                engine = f"onnxruntime {onnxruntime.__version__}"
+            self.session, self.cache_file, self.runtime_error, engine = onnx_or_torch(
+                f"toxicity ({path})",
+                lambda: self._onnx_build(model, path),
+                quantize=quantize,
+                cache_dir=cache_dir,
+                threads=threads,
+            )
         self.runtime = "onnx" if self.session is not None else "torch"
         self.model: Any = None  # the torch model, when runtime "torch" is active
         if self.session is None:
