@@ -29,20 +29,6 @@ def on_onnx(tmp_path_factory: pytest.TempPathFactory) -> MiniLM:
     return MiniLM(runtime="onnx", cache_dir=tmp_path_factory.mktemp("minilm-onnx"))
 
 
-def _count_exports(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    from moderation.detectors import onnx_runtime
-
-    calls: list[Path] = []
-    real = onnx_runtime._export_onnx
-
-    def counting(build, probe, out):  # type: ignore[no-untyped-def]
-        calls.append(out)
-        real(build, probe, out)
-
-    monkeypatch.setattr(onnx_runtime, "_export_onnx", counting)
-    return calls
-
-
 def test_onnx_runtime_gives_sentence_transformers_own_embeddings(on_torch: MiniLM, on_onnx: MiniLM) -> None:
     """fp32 under ONNX Runtime: the offline head and the crisis detector's examples were learned on
     these embeddings, so they must be the same, padding and stripping included."""
@@ -59,12 +45,11 @@ def test_onnx_runtime_gives_sentence_transformers_own_embeddings(on_torch: MiniL
     np.testing.assert_allclose(np.linalg.norm(on_onnx.embed(TEXTS), axis=1), 1.0, atol=1e-5)
 
 
-def test_onnx_model_is_cached_and_reused(on_onnx: MiniLM, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_onnx_model_is_cached_and_reused(on_onnx: MiniLM, onnx_exports: list[Path]) -> None:
     cached = on_onnx.cache_file
     assert cached is not None
-    exports = _count_exports(monkeypatch)
     again = MiniLM(runtime="onnx", cache_dir=cached.parent)
-    assert exports == []
+    assert onnx_exports == []
     assert again.cache_file == cached
     np.testing.assert_array_equal(again.embed(TEXTS), on_onnx.embed(TEXTS))
 

@@ -186,7 +186,9 @@ def test_offline_score_is_the_calibrated_head(offline: OfflineEmbeddingScorer) -
 
     texts = ["you are a worthless piece of trash", "thanks, I slept better last night"]
     feats = offline.minilm.features(texts)
-    x = feats[:, offline.dim :] if offline.minilm.top is not None else feats  # the fine-tuned top layer's output
+    x = (
+        feats[:, offline.dim :] if offline.minilm.top is not None else feats
+    )  # the fine-tuned top layer's output
     raw = mlp_probabilities(x, **offline.params) if offline.mlp else head_probabilities(x, **offline.params)
     np.testing.assert_allclose(offline.score(texts), calibrate(raw, offline.cal_x, offline.cal_y), atol=1e-6)
 
@@ -333,20 +335,6 @@ def test_fetch_detoxify_fails_clearly_when_unreachable(
 # ONNX Runtime
 
 
-def _count_exports(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    from moderation.detectors import onnx_runtime
-
-    calls: list[Path] = []
-    real = onnx_runtime._export_onnx
-
-    def counting(build, probe, out):  # type: ignore[no-untyped-def]
-        calls.append(out)
-        real(build, probe, out)
-
-    monkeypatch.setattr(onnx_runtime, "_export_onnx", counting)
-    return calls
-
-
 def test_onnx_runtime_scores_agree_with_torch_fp32(tiny, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ckpt, hf, model = tiny
     texts = [*TEXTS, ("word " * 70).strip(), "I miss her every day, it still hurts"]
@@ -366,12 +354,11 @@ def test_onnx_runtime_scores_agree_with_torch_fp32(tiny, tmp_path: Path) -> None
 
 
 def test_onnx_model_is_cached_reused_and_rebuilt_when_corrupt(
-    tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tiny, tmp_path: Path, onnx_exports: list[Path], caplog: pytest.LogCaptureFixture
 ) -> None:  # type: ignore[no-untyped-def]
     ckpt, _, _ = tiny
-    exports = _count_exports(monkeypatch)
     first = DetoxifyScorer(ckpt, runtime="onnx", cache_dir=tmp_path / "cache")
-    assert len(exports) == 1
+    assert len(onnx_exports) == 1
     cached = first.cache_file
     assert cached is not None
     assert cached.parent == tmp_path / "cache"
@@ -380,14 +367,14 @@ def test_onnx_model_is_cached_reused_and_rebuilt_when_corrupt(
     want = first.score(TEXTS)
 
     second = DetoxifyScorer(ckpt, runtime="onnx", cache_dir=tmp_path / "cache")
-    assert len(exports) == 1  # loaded from the cache, not exported again
+    assert len(onnx_exports) == 1  # loaded from the cache, not exported again
     assert second.cache_file == cached
     np.testing.assert_array_equal(second.score(TEXTS), want)
 
     cached.write_bytes(b"not an onnx model")
     with caplog.at_level(logging.WARNING):
         third = DetoxifyScorer(ckpt, runtime="onnx", cache_dir=tmp_path / "cache")
-    assert len(exports) == 2  # rebuilt
+    assert len(onnx_exports) == 2  # rebuilt
     assert third.runtime == "onnx"
     assert any("unusable" in r.getMessage() and "rebuilding" in r.getMessage() for r in caplog.records)
     np.testing.assert_allclose(third.score(TEXTS), want, atol=1e-6)
@@ -438,17 +425,16 @@ def test_onnx_export_that_disagrees_with_torch_falls_back_to_torch(
 
 
 def test_weights_not_loaded_are_refused_under_onnx_before_any_export(
-    tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny, tmp_path: Path, onnx_exports: list[Path]
 ) -> None:  # type: ignore[no-untyped-def]
     ckpt, hf, model = tiny
-    exports = _count_exports(monkeypatch)
     bad = tmp_path / "prefixed.ckpt"
     torch.save(
         detoxify_checkpoint_dict({f"model.{k}": v for k, v in model.state_dict().items()}, str(hf)), bad
     )
     with pytest.raises(ToxicityWeightsError, match=r"did not load: .* not in the checkpoint"):
         DetoxifyScorer(bad, runtime="onnx", cache_dir=tmp_path / "cache")
-    assert exports == []
+    assert onnx_exports == []
     assert not (tmp_path / "cache").exists()
 
 
