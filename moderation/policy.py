@@ -46,6 +46,8 @@ _RULES_PROTECTING_OTHERS = (
     "rules.method_instruction",
     "rules.abuse",
     "rules.dehumanising",
+    "rules.identity_hate",
+    "rules.slurs",
 )
 _MODEL_PROTECTING_OTHERS = (
     "toxicity.insult",

@@ -3,6 +3,10 @@
 Patterns run on the normalised text; evidence spans are mapped back to the original text. A list
 reports at most one signal per message (``rules.<name>``) carrying every hit as evidence, the first
 rule that fired and the list's configured action hint (block / flag / escalate). The policy decides.
+
+A ``[terms]`` table names vocabularies (``group = ['women', 'muslims?', ...]``) that patterns and
+allow entries use as ``{group}``: one reviewable list of, say, the groups protected from hate, instead
+of the same long alternation pasted into every pattern. A term may use terms named before it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from moderation.types import ScreenItem, Signal, Span
 
 ACTIONS = ("block", "flag", "escalate")
 DEFAULT_RULES = Path(__file__).resolve().parents[2] / "config" / "moderation" / "rules.toml"
+_TERM_REF = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 
 
 @dataclass(frozen=True)
@@ -51,17 +56,57 @@ class RuleList:
         return sorted(found)
 
 
+def _expand(pattern: str, terms: dict[str, str]) -> str:
+    """``pattern`` with every ``{name}`` replaced by that term's alternation; KeyError names an
+    unknown term."""
+    return _TERM_REF.sub(lambda m: terms[m.group(1)], pattern)
+
+
+def _load_terms(raw: object, *, file: Path, text: str) -> dict[str, str]:
+    """``[terms]``: name -> ``(?:alt|alt|...)``, longest alternative first so evidence spans are whole
+    phrases. Each alternative must compile on its own; unknown or later-defined references are refused."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(file, "[terms] must be a table of name = [alternatives]")
+    terms: dict[str, str] = {}
+    for name, alts in raw.items():
+        line = line_of(text, f"{name} =") or line_of(text, "[terms]")
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise ConfigError(file, f"term name {name!r} must be lower_snake_case", line=line)
+        if not isinstance(alts, list) or not alts or not all(isinstance(a, str) and a for a in alts):
+            raise ConfigError(file, f"term {name!r} must be a non-empty list of strings", line=line)
+        expanded = []
+        for alt in alts:
+            try:
+                body = _expand(alt, terms)
+                re.compile(body)
+            except KeyError as exc:
+                raise ConfigError(
+                    file, f"term {name!r}: {{{exc.args[0]}}} is not a term defined above it", line=line
+                ) from exc
+            except re.error as exc:
+                raise ConfigError(file, f"term {name!r}: bad regex {alt!r}: {exc}", line=line) from exc
+            expanded.append(body)
+        terms[name] = "(?:" + "|".join(sorted(expanded, key=len, reverse=True)) + ")"
+    return terms
+
+
 def _compile(
-    raw: object, *, file: Path, text: str, where: str, list_line: int | None
+    raw: object, *, file: Path, text: str, where: str, list_line: int | None, terms: dict[str, str]
 ) -> tuple[re.Pattern[str], ...]:
     if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
         raise ConfigError(file, f"{where} must be a list of strings", line=list_line)
     out = []
     for pattern in raw:
+        line = line_of(text, pattern, after=list_line or 0) or list_line
         try:
-            out.append(re.compile(pattern))
+            out.append(re.compile(_expand(pattern, terms)))
+        except KeyError as exc:
+            raise ConfigError(
+                file, f"{where}: {{{exc.args[0]}}} is not a term in [terms]", line=line
+            ) from exc
         except re.error as exc:
-            line = line_of(text, pattern, after=list_line or 0) or list_line
             raise ConfigError(file, f"{where}: bad regex {pattern!r}: {exc}", line=line) from exc
     return tuple(out)
 
@@ -80,6 +125,7 @@ def load_rules(path: Path | str = DEFAULT_RULES) -> list[RuleList]:
     lists = data.get("list")
     if not isinstance(lists, list) or not lists:
         raise ConfigError(file, "expected one or more [[list]] tables")
+    terms = _load_terms(data.get("terms"), file=file, text=text)
     out: list[RuleList] = []
     seen: set[str] = set()
     search_from = 0
@@ -111,6 +157,7 @@ def load_rules(path: Path | str = DEFAULT_RULES) -> list[RuleList]:
                     text=text,
                     where=f"list {name!r} patterns",
                     list_line=list_line,
+                    terms=terms,
                 ),
                 allow=_compile(
                     entry.get("allow", []),
@@ -118,6 +165,7 @@ def load_rules(path: Path | str = DEFAULT_RULES) -> list[RuleList]:
                     text=text,
                     where=f"list {name!r} allow",
                     list_line=list_line,
+                    terms=terms,
                 ),
             )
         )

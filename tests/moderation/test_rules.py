@@ -147,3 +147,103 @@ def test_bad_action_refused(tmp_path):
     cfg.write_text('[[list]]\nname = "x"\naction = "nuke"\npatterns = ["a"]\n')
     with pytest.raises(ConfigError, match="action"):
         load_rules(cfg)
+
+
+# Written for Hearth in a support room's voice; none of these comes from an evaluation set.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "honestly gay men are vermin",
+        "Why are all immigrants so lazy",
+        "I really hate Muslims",
+        "can't stand trans women, they're freaks",
+        "those filthy refugees again",
+        "disabled people should be put down",
+        "Black people don't deserve respect",
+        "if any of those Somalis come near my house I'll hurt them",
+        "the only good Jews are the silent ones",
+        "people with schizophrenia are dangerous",
+        "W0MEN are 1nferior",  # leetspeak folded by the normaliser
+    ],
+)
+def test_attacks_on_groups_block(rules, text):
+    assert "rules.identity_hate" in labels(rules, text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my dad says immigrants are criminals and it breaks my heart",
+        "a man on the train shouted that Muslims are terrorists and nobody said anything",
+        "hate against trans people has no place here",
+        "I'm not going to pretend Muslims are dangerous to keep my family happy",
+        "gay men are not disgusting, they are my friends",
+        "no disabled person deserves to be treated like that",
+        "trans people get killed at shocking rates and it terrifies me",
+        "someone sprayed 'Jews are vermin' on the bus stop",
+        "I used to think immigrants were criminals and I'm ashamed of it",
+        "women are sick of being ignored by doctors",
+        "I don't hate Muslims, I never did",
+        "I'm a Black woman and proud of it",
+        "Nobody gets to tell me that trans women are freaks",
+        "Don't ever say gay people are sick in here",
+        "Being told my whole life that disabled people are worthless wrecked my confidence",
+        "The sign outside the mosque read: Muslims are animals. I haven't slept since.",
+    ],
+)
+def test_reports_counter_speech_and_identity_talk_pass(rules, text):
+    assert labels(rules, text) == []
+
+
+def test_slurs_block_unless_reported(rules):
+    assert "rules.slurs" in labels(rules, "shut up you fucking faggot")
+    assert labels(rules, "he called me a tranny at school and I cried") == []
+    assert labels(rules, "I'm queer and proud, and a bit of a dyke about it") == []
+    assert labels(rules, "the boss found a chink in my argument") == []
+
+
+def test_terms_are_named_vocabularies(tmp_path):
+    cfg = tmp_path / "rules.toml"
+    cfg.write_text(
+        """
+[terms]
+fruit = ['apples?', 'pears?']
+produce = ['{fruit}', 'leeks?']
+
+[[list]]
+name = "produce"
+action = "flag"
+patterns = ['\\bhate {produce}\\b']
+allow = ['\\bdon.t hate {fruit}']
+"""
+    )
+    det = RulesDetector.from_file(cfg)
+    assert labels(det, "I hate leeks") == ["rules.produce"]
+    assert labels(det, "we hate pears") == ["rules.produce"]
+    assert labels(det, "I hate plums") == []
+    sig = det.detect([item("honestly I hate apples")])[0][0]
+    assert "honestly I hate apples"[sig.evidence[0].start : sig.evidence[0].end] == "hate apples"
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "reason"),
+    [
+        ("[terms]\nfruit = ['{veg}']\n", 2, "{veg} is not a term defined above it"),
+        ("[terms]\nfruit = ['(apple']\n", 2, "term 'fruit': bad regex"),
+        ("[terms]\nfruit = []\n", 2, "must be a non-empty list"),
+        ("[terms]\nfruit = ['apple']\n", 7, "{veg} is not a term in [terms]"),
+    ],
+)
+def test_bad_terms_refused_with_line_and_reason(tmp_path, body, line, reason):
+    cfg = tmp_path / "rules.toml"
+    cfg.write_text(body + "\n[[list]]\nname = \"x\"\naction = \"flag\"\npatterns = ['{fruit}', '{veg}']\n")
+    with pytest.raises(ConfigError) as err:
+        load_rules(cfg)
+    assert err.value.file == str(cfg)
+    assert err.value.line == line
+    assert reason in err.value.reason
+
+
+def test_a_member_reclaiming_a_slur_about_themselves_is_not_a_rules_block(rules):
+    assert labels(rules, "I'm a proud faggot and this group gets it") == []
+    assert "rules.slurs" in labels(rules, "my neighbour is a faggot")
