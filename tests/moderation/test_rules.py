@@ -247,3 +247,40 @@ def test_bad_terms_refused_with_line_and_reason(tmp_path, body, line, reason):
 def test_a_member_reclaiming_a_slur_about_themselves_is_not_a_rules_block(rules):
     assert labels(rules, "I'm a proud faggot and this group gets it") == []
     assert "rules.slurs" in labels(rules, "my neighbour is a faggot")
+
+
+def test_near_limits_patterns_to_windows_around_its_matches(tmp_path):
+    cfg = tmp_path / "rules.toml"
+    cfg.write_text(
+        """
+[terms]
+fruit = ['apples?', 'pears?']
+
+[[list]]
+name = "fruit_hate"
+action = "flag"
+near = '\\b{fruit}\\b'
+patterns = ['\\bhate (?:\\w+ ){0,3}{fruit}\\b', '\\bhate\\b']
+"""
+    )
+    det = RulesDetector.from_file(cfg)
+    padding = "the week was long. " * 500
+    assert labels(det, padding + "and I hate green apples") == ["rules.fruit_hate"]
+    assert labels(det, "I hate green apples " + padding) == ["rules.fruit_hate"]
+    # no fruit anywhere: the list does not run at all, so even its fruit-free pattern stays silent
+    assert labels(det, padding + "I hate mondays") == []
+    # a fruit far away does not open a window over the hate
+    assert labels(det, "pears. " + padding + "I hate mondays") == []
+    (rl,) = det.lists
+    text = "x " * 1000 + "pear" + " y" * 1000
+    # "pear" is text[2000:2004]; the window ends at the first non-word character 400 after it
+    assert rl.windows(text) == [(2000 - 400, 2004 + 400)]
+    # a window never cuts a word: the long word after "pear" is taken whole, to the end of the text
+    assert rl.windows("x" * 1000 + " pear " + "y" * 1000) == [(1001 - 400, 2006)]
+
+
+def test_near_must_be_one_regex(tmp_path):
+    cfg = tmp_path / "rules.toml"
+    cfg.write_text('[[list]]\nname = "x"\naction = "flag"\nnear = ["a"]\npatterns = ["a"]\n')
+    with pytest.raises(ConfigError, match="near must be one regex string"):
+        load_rules(cfg)
