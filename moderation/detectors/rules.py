@@ -93,9 +93,10 @@ def _load_terms(raw: object, *, file: Path, text: str) -> dict[str, str]:
         return {}
     if not isinstance(raw, dict):
         raise ConfigError(file, "[terms] must be a table of name = [alternatives]")
+    header = next((no for no, ln in enumerate(text.splitlines(), 1) if ln.strip() == "[terms]"), 0)
     terms: dict[str, str] = {}
     for name, alts in raw.items():
-        line = line_of(text, f"{name} =") or line_of(text, "[terms]")
+        line = line_of(text, f"{name} =", after=header) or header or None
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
             raise ConfigError(file, f"term name {name!r} must be lower_snake_case", line=line)
         if not isinstance(alts, list) or not alts or not all(isinstance(a, str) and a for a in alts):

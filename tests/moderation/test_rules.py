@@ -229,6 +229,7 @@ allow = ['\\bdon.t hate {fruit}']
     ("body", "line", "reason"),
     [
         ("[terms]\nfruit = ['{veg}']\n", 2, "{veg} is not a term defined above it"),
+        ("# write fruit = ['...'] below\n[terms]\nfruit = ['{veg}']\n", 3, "not a term defined above it"),
         ("[terms]\nfruit = ['(apple']\n", 2, "term 'fruit': bad regex"),
         ("[terms]\nfruit = []\n", 2, "must be a non-empty list"),
         ("[terms]\nfruit = ['apple']\n", 7, "{veg} is not a term in [terms]"),
