@@ -5,7 +5,10 @@ the offline head and the crisis detector's examples were learned, do not change)
 says how to call the model and tokenise for it; :func:`onnx_session` exports it with the TorchScript
 exporter (offline, deterministic), refuses an export that does not reproduce torch's outputs on a
 probe batch, optionally quantises it, and caches it under a key of the weights' bytes, the model's
-configuration and every library version involved, so restarts load in about a second.
+configuration and every library version involved, so restarts load in about a second. Every load
+touches its file; files of this cache unused for :data:`CACHE_MAX_IDLE_DAYS` (other checkpoints, older
+library versions) and temporary export folders left by a process killed mid-export are removed, so a
+long-lived server's disk does not fill with models it no longer runs.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +38,11 @@ class OnnxExportError(RuntimeError):
 ONNX_INPUTS: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
 ONNX_RECIPE = 2
 """Version of the export + quantisation recipe below; part of the cache key, so bumping it rebuilds."""
+
+CACHE_MAX_IDLE_DAYS = 30
+"""A cached model not loaded for this long is removed from the cache (it is rebuilt if needed again)."""
+_TMP_PREFIX = ".hearth-onnx-"
+_TMP_MAX_AGE_S = 24 * 3600  # an export takes minutes: an older temporary folder is an abandoned one
 
 ORT_ALLOW_SPINNING = False
 """Let ONNX Runtime's intra-op threads spin between operators. On cores shared with other work,
@@ -202,10 +212,12 @@ def onnx_session(
             try:
                 session = _ort_session(target, threads)
                 _run_probe(session, build, check, want)
+                os.utime(target)  # in use: keeps it out of prune_cache's reach
+                prune_cache(cache, keep=target)
                 return session, target
             except Exception as exc:
                 log.warning("cached ONNX model %s is unusable (%s); rebuilding it", target, exc)
-    with tempfile.TemporaryDirectory(prefix=".hearth-onnx-", dir=cache_dir) as tmp:
+    with tempfile.TemporaryDirectory(prefix=_TMP_PREFIX, dir=cache_dir) as tmp:
         fp32 = Path(tmp) / "model.onnx"
         _export_onnx(build, build.feeds(_PROBE_TEXTS[:2]), fp32)
         got = _run_probe(_ort_session(fp32, threads), build, check, want)
@@ -223,7 +235,43 @@ def onnx_session(
         _run_probe(session, build, check, want)
         if target is not None:
             os.replace(built, target)  # atomic: same directory, so same filesystem
+    if target is not None:
+        prune_cache(target.parent, keep=target)
     return session, target
+
+
+def prune_cache(
+    cache: Path, *, keep: Path, max_idle_days: float = CACHE_MAX_IDLE_DAYS, now: float | None = None
+) -> list[Path]:
+    """Remove from ``cache`` the ``.onnx`` models not loaded for ``max_idle_days`` (every load touches
+    its file) and temporary export folders older than a day, never ``keep``; returns what it removed.
+    Anything it cannot remove is logged and left."""
+    now = time.time() if now is None else now
+    removed: list[Path] = []
+    for path in sorted(cache.iterdir()):
+        if path == keep:
+            continue
+        try:
+            idle = now - path.stat().st_mtime
+            if path.suffix == ".onnx" and path.is_file() and idle > max_idle_days * 86400:
+                path.unlink()
+            elif path.name.startswith(_TMP_PREFIX) and path.is_dir() and idle > _TMP_MAX_AGE_S:
+                shutil.rmtree(path)
+            else:
+                continue
+        except OSError as exc:
+            log.warning("ONNX model cache: cannot remove %s (%s)", path, exc)
+            continue
+        removed.append(path)
+    if removed:
+        log.info(
+            "ONNX model cache %s: removed %d unused entr%s (%s)",
+            cache,
+            len(removed),
+            "y" if len(removed) == 1 else "ies",
+            ", ".join(p.name for p in removed),
+        )
+    return removed
 
 
 def onnx_or_torch(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -366,9 +367,29 @@ def test_onnx_model_is_cached_reused_and_rebuilt_when_corrupt(
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [cached.name]  # no temporary left over
     want = first.score(TEXTS)
 
+    # what a long-lived server leaves behind: a model of an older checkpoint, not loaded for 40 days,
+    # and the temporary folder of an export killed two days ago; a model used last week stays
+    month_ago = datetime.now(UTC).timestamp() - 40 * 86400
+    stale = tmp_path / "cache" / "detoxify-int8-0123456789abcdef01234567.onnx"
+    stale.write_bytes(b"old")
+    abandoned = tmp_path / "cache" / ".hearth-onnx-abandoned"
+    abandoned.mkdir()
+    (abandoned / "model.onnx").write_bytes(b"half")
+    recent = tmp_path / "cache" / "minilm-fp32-89abcdef0123456789abcdef.onnx"
+    recent.write_bytes(b"used last week")
+    for path, when in (
+        (stale, month_ago),
+        (abandoned, month_ago + 38 * 86400),
+        (recent, month_ago + 33 * 86400),
+    ):
+        os.utime(path, (when, when))
+    os.utime(cached, (month_ago, month_ago))  # idle too, but loaded now: touched, kept
+
     second = DetoxifyScorer(ckpt, runtime="onnx", cache_dir=tmp_path / "cache")
     assert len(onnx_exports) == 1  # loaded from the cache, not exported again
     assert second.cache_file == cached
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted([cached.name, recent.name])
+    assert cached.stat().st_mtime > month_ago + 39 * 86400
     np.testing.assert_array_equal(second.score(TEXTS), want)
 
     cached.write_bytes(b"not an onnx model")
@@ -497,3 +518,33 @@ def test_beside_detoxify_the_crisis_detector_gets_minilm_on_the_configured_runti
     assert crisis.learned.embedder.runtime == "onnx"
     assert len(list((tmp_path / "model-cache").glob("minilm-l6-v2-fp32-*.onnx"))) == 1
     assert len(list((tmp_path / "model-cache").glob("detoxify-tiny-int8-*.onnx"))) == 1
+
+
+def test_prune_cache_keeps_what_is_in_use_and_logs_what_it_cannot_remove(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from moderation.detectors import onnx_runtime
+
+    now = 1_800_000_000.0
+    keep = tmp_path / "detoxify-int8-aaaa.onnx"
+    old = tmp_path / "detoxify-int8-bbbb.onnx"
+    other = tmp_path / "notes.txt"  # not the cache's: never touched
+    young_tmp = tmp_path / ".hearth-onnx-running"  # an export in progress right now
+    for path in (keep, old, other):
+        path.write_bytes(b"x")
+    young_tmp.mkdir()
+    for path, age_days in ((keep, 90), (old, 31), (other, 400), (young_tmp, 0.01)):
+        os.utime(path, (now - age_days * 86400, now - age_days * 86400))
+    assert onnx_runtime.prune_cache(tmp_path, keep=keep, now=now) == [old]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([keep.name, other.name, young_tmp.name])
+
+    os.utime(young_tmp, (now - 2 * 86400, now - 2 * 86400))
+
+    def refuse(path: Path, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(onnx_runtime.shutil, "rmtree", refuse)
+    with caplog.at_level(logging.WARNING):
+        assert onnx_runtime.prune_cache(tmp_path, keep=keep, now=now) == []
+    assert young_tmp.is_dir()
+    assert any("cannot remove" in r.getMessage() for r in caplog.records)
