@@ -189,6 +189,11 @@ def test_attacks_on_groups_block(rules, text):
         "Don't ever say gay people are sick in here",
         "Being told my whole life that disabled people are worthless wrecked my confidence",
         "The sign outside the mosque read: Muslims are animals. I haven't slept since.",
+        # survivors speaking of one person, and people who are literally sick
+        "that man should rot in prison for what he did to me",
+        "that man is violent when he drinks and I'm scared to go home",
+        "I'm so sick of men telling me to smile",
+        "disabled people are sick more often and wait longer for care",
     ],
 )
 def test_reports_counter_speech_and_identity_talk_pass(rules, text):
