@@ -70,6 +70,19 @@ def test_abuse_aimed_at_others_is_refused_before_delivery(hearth_stack, room_and
     assert not any("waste of space" in b for b in bodies)
 
 
+def test_an_attack_on_people_for_who_they_are_is_refused_but_reporting_one_is_not(hearth_stack, room_and_member):
+    room, member = room_and_member
+    with pytest.raises(MatrixError) as e:
+        member.say(room, "Honestly gay men are vermin and should stay away from this group.")
+    assert e.value.status == 403
+    assert e.value.body["org.hearth.reason"].startswith("rules.identity_hate")
+    assert "attacks people for who they are" in e.value.body["error"]
+    event_id = member.say(room, "My dad says immigrants are criminals and it breaks my heart.")
+    row = decision(hearth_stack, event_id)
+    assert row is not None
+    assert [d["kind"] for d in row.dispositions] == ["allow"]
+
+
 @pytest.mark.parametrize("text", [
     "Thanks everyone, I slept a bit better last night.",
     "Honestly this week has been fucking exhausting, but I'm still here.",
