@@ -248,7 +248,12 @@ def prune_cache(
     Anything it cannot remove is logged and left."""
     now = time.time() if now is None else now
     removed: list[Path] = []
-    for path in sorted(cache.iterdir()):
+    try:
+        entries = sorted(cache.iterdir())
+    except OSError as exc:
+        log.warning("ONNX model cache: cannot list %s (%s)", cache, exc)
+        return removed
+    for path in entries:
         if path == keep:
             continue
         try:
