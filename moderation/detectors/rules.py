@@ -86,6 +86,19 @@ def _expand(pattern: str, terms: dict[str, str]) -> str:
     return _TERM_REF.sub(lambda m: terms[m.group(1)], pattern)
 
 
+def _expand_compile(
+    source: str, terms: dict[str, str], *, file: Path, line: int | None, where: str, unknown: str
+) -> re.Pattern[str]:
+    """``source`` with its terms expanded, compiled; an unknown term (``{name} <unknown>``) or a bad
+    regex raises :class:`ConfigError` naming ``where`` and ``line``."""
+    try:
+        return re.compile(_expand(source, terms))
+    except KeyError as exc:
+        raise ConfigError(file, f"{where}: {{{exc.args[0]}}} {unknown}", line=line) from exc
+    except re.error as exc:
+        raise ConfigError(file, f"{where}: bad regex {source!r}: {exc}", line=line) from exc
+
+
 def _load_terms(raw: object, *, file: Path, text: str) -> dict[str, str]:
     """``[terms]``: name -> ``(?:alt|alt|...)``, longest alternative first so evidence spans are whole
     phrases. Each alternative must compile on its own; unknown or later-defined references are refused."""
@@ -101,18 +114,17 @@ def _load_terms(raw: object, *, file: Path, text: str) -> dict[str, str]:
             raise ConfigError(file, f"term name {name!r} must be lower_snake_case", line=line)
         if not isinstance(alts, list) or not alts or not all(isinstance(a, str) and a for a in alts):
             raise ConfigError(file, f"term {name!r} must be a non-empty list of strings", line=line)
-        expanded = []
-        for alt in alts:
-            try:
-                body = _expand(alt, terms)
-                re.compile(body)
-            except KeyError as exc:
-                raise ConfigError(
-                    file, f"term {name!r}: {{{exc.args[0]}}} is not a term defined above it", line=line
-                ) from exc
-            except re.error as exc:
-                raise ConfigError(file, f"term {name!r}: bad regex {alt!r}: {exc}", line=line) from exc
-            expanded.append(body)
+        expanded = [
+            _expand_compile(
+                alt,
+                terms,
+                file=file,
+                line=line,
+                where=f"term {name!r}",
+                unknown="is not a term defined above it",
+            ).pattern
+            for alt in alts
+        ]
         terms[name] = "(?:" + "|".join(sorted(expanded, key=len, reverse=True)) + ")"
     return terms
 
@@ -122,18 +134,17 @@ def _compile(
 ) -> tuple[re.Pattern[str], ...]:
     if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
         raise ConfigError(file, f"{where} must be a list of strings", line=list_line)
-    out = []
-    for pattern in raw:
-        line = line_of(text, pattern, after=list_line or 0) or list_line
-        try:
-            out.append(re.compile(_expand(pattern, terms)))
-        except KeyError as exc:
-            raise ConfigError(
-                file, f"{where}: {{{exc.args[0]}}} is not a term in [terms]", line=line
-            ) from exc
-        except re.error as exc:
-            raise ConfigError(file, f"{where}: bad regex {pattern!r}: {exc}", line=line) from exc
-    return tuple(out)
+    return tuple(
+        _expand_compile(
+            pattern,
+            terms,
+            file=file,
+            line=line_of(text, pattern, after=list_line or 0) or list_line,
+            where=where,
+            unknown="is not a term in [terms]",
+        )
+        for pattern in raw
+    )
 
 
 def load_rules(path: Path | str = DEFAULT_RULES) -> list[RuleList]:
