@@ -164,6 +164,14 @@ def test_bad_action_refused(tmp_path):
         "the only good Jews are the silent ones",
         "people with schizophrenia are dangerous",
         "W0MEN are 1nferior",  # leetspeak folded by the normaliser
+        # the speaker's own claim, however it is dressed up as someone else's
+        "Muslims are vermin. That's what I think and I won't apologise",
+        "Women are stupid, according to me",
+        "As my grandad always said, Jews are rats",
+        "Like my dad says, immigrants are vermin",
+        "Muslims are terrorists, as the news says",
+        "I believe Jews are evil",
+        "Trans people are freaks, stop telling me otherwise",
     ],
 )
 def test_attacks_on_groups_block(rules, text):
@@ -189,6 +197,20 @@ def test_attacks_on_groups_block(rules, text):
         "Don't ever say gay people are sick in here",
         "Being told my whole life that disabled people are worthless wrecked my confidence",
         "The sign outside the mosque read: Muslims are animals. I haven't slept since.",
+        # the claim first and whose it is after, words received, beliefs taught and unlearned
+        "Muslims are vermin. That's what my neighbour shouts at us every morning.",
+        "Women are stupid, according to my father. He was wrong about so much.",
+        "Gay people are disgusting. I heard that every single day growing up.",
+        "Disabled people are a burden - that's the message I got from every benefits form",
+        "Growing up I was taught that gay people are abominations",
+        "I was brought up to think Muslims are dangerous. I'm unlearning it",
+        "I once believed Black people were dangerous because of the news, and I was so wrong",
+        "Stop telling me autistic people are dangerous, my son is the gentlest soul",
+        "It's a myth that immigrants are criminals and the figures prove it",
+        "If I hear one more person say refugees are vermin I'm going to scream",
+        "The graffiti on our wall says immigrants are vermin and the council hasn't removed it",
+        "It hurts when strangers act like autistic people are stupid",
+        "My coworkers laugh about how Indians are dirty and I'm Indian",
         # survivors speaking of one person, and people who are literally sick
         "that man should rot in prison for what he did to me",
         "that man is violent when he drinks and I'm scared to go home",
@@ -205,6 +227,35 @@ def test_slurs_block_unless_reported(rules):
     assert labels(rules, "he called me a tranny at school and I cried") == []
     assert labels(rules, "I'm queer and proud, and a bit of a dyke about it") == []
     assert labels(rules, "the boss found a chink in my argument") == []
+
+
+# Written for Hearth: survivors telling what they were called, and the same words used as abuse.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "'Faggot' was written on my locker in red pen",
+        "Faggot. That's what my dad called me when I came out",
+        "People used to shout 'spastic' at my sister in the park",
+        "He used the n-word, nigger, and nobody in the office said a thing",
+        "Being a kid and hearing chink every day wears you down",
+    ],
+)
+def test_slurs_received_pass(rules, text):
+    assert labels(rules, text) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I heard you, faggot",
+        "hey faggot, heard you cried",
+        'so your a "faggot" now, are you',
+        "faggot. that's what I called him and he deserved it",
+        "I hear you chinks are moving in",
+    ],
+)
+def test_slurs_used_block_beside_reporting_words(rules, text):
+    assert "rules.slurs" in labels(rules, text)
 
 
 def test_terms_are_named_vocabularies(tmp_path):
