@@ -1,6 +1,6 @@
 """How the rule lists do on development data: the project-written sentences and Davidson's TRAINING part.
 
-    .venv/bin/python bench/rules_dev.py [--list identity_hate --list slurs] [--show]
+    .venv/bin/python bench/rules_dev.py [--list identity_hate --list slurs] [--show] [--pipeline]
 
 Rules in config/moderation/rules.toml are written and checked here, never against HateCheck (which is
 for evaluation only, bench/evaluate.py) nor against the Davidson held-out part (also evaluation). For
@@ -13,6 +13,7 @@ wrongly hit and missed, and the Davidson `neither` tweets hit (development data,
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections import Counter
 from pathlib import Path
@@ -130,10 +131,36 @@ DISGUISED_HATE_DEV = [  # must fire
 ]
 
 
+def pipeline_on_allow_list_sentences(*, show: bool) -> None:
+    from bench.evaluate import pipeline_blocker
+    from moderation.detectors.toxicity import load_toxicity_detector
+
+    detector, description = load_toxicity_detector(None, logging.getLogger("rules_dev"))
+    block = pipeline_blocker("support", detector)
+    if block is None:
+        sys.exit("moderation.pipeline not importable")
+    print(f"\nwhole pipeline (profile support; toxicity: {description}), blocked:")
+    for name, sentences in (
+        ("counter_speech_dev", COUNTER_SPEECH_DEV),
+        ("disguised_hate_dev", DISGUISED_HATE_DEV),
+    ):
+        blocked = [s for s, b in zip(sentences, block(sentences), strict=True) if b]
+        print(f"  {name:28s}{len(blocked):6d}/{len(sentences):<5d}")
+        if show and name == "counter_speech_dev":
+            for s in blocked:
+                print(f"      BLOCKED: {s}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--list", action="append", help="rule list names (default: identity_hate, slurs)")
     ap.add_argument("--show", action="store_true", help="print false hits and misses")
+    ap.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="also give the whole pipeline's block decision (support profile, offline scorer) on the "
+        "allow-list sentences: the rules may let a report through and the toxicity model still block it",
+    )
     args = ap.parse_args()
     names = args.list or ["identity_hate", "slurs"]
     lists = [rl for rl in load_rules() if rl.name in names]
@@ -169,6 +196,8 @@ def main() -> None:
         if args.show:
             for s in wrong:
                 print(f"      {'missed' if should_fire else 'HIT'}: {s}")
+    if args.pipeline:
+        pipeline_on_allow_list_sentences(show=args.show)
     if not DAVIDSON_CSV.is_file():
         print(f"\n{DAVIDSON_CSV} not found; Davidson part skipped")
         return

@@ -3,7 +3,8 @@
 Steps, each applied per character so every folded character remembers where it came from:
 HTML ``formatted_body`` reduced to text (reply fallbacks dropped), Unicode NFKC, zero-width and bidi
 controls removed, diacritics stripped, confusable lookalikes (Cyrillic, Greek, ...) and leetspeak
-folded, case folded, whitespace collapsed, letters repeated three or more times squeezed to two.
+folded, case folded, whitespace collapsed, letters repeated three or more times squeezed to two, words
+spelled out letter by letter ("r e t a r d s", "k.i.l.l") joined.
 
 The folded text is only ever used for matching; the original is kept for display and evidence.
 """
@@ -262,7 +263,33 @@ def _fold(source: str, start: int) -> tuple[list[str], list[int]]:
     while out and out[-1] == " ":
         out.pop()
         outo.pop()
-    return out, outo
+    return _join_spaced_letters(out, outo)
+
+
+# A word spelled out letter by letter ("r e t a r d s", "f.a.g", "k-i-l-l") is joined back together.
+# Four letters at least, one separator throughout: "u r a legend" (text speak) and initials such as
+# "e.g." stay as they are; spelled-out abbreviations ("p.t.s.d") become the abbreviation.
+_SPACED = re.compile(
+    r"(?<![0-9a-z*_\-])[a-z](?P<sep>[ .\-_*\u00b7]{1,3})[a-z](?:(?P=sep)[a-z]){2,}(?![0-9a-z*_\-])"
+)
+
+
+def _join_spaced_letters(chars: list[str], offsets: list[int]) -> tuple[list[str], list[int]]:
+    text = "".join(chars)
+    if not _SPACED.search(text):
+        return chars, offsets
+    out: list[str] = []
+    outo: list[int] = []
+    last = 0
+    for m in _SPACED.finditer(text):
+        out += chars[last : m.start()]
+        outo += offsets[last : m.start()]
+        for k in range(m.start(), m.end()):
+            if chars[k].isalpha():
+                out.append(chars[k])
+                outo.append(offsets[k])
+        last = m.end()
+    return out + chars[last:], outo + offsets[last:]
 
 
 def normalize(body: str, formatted_body: str | None = None) -> NormalizedText:

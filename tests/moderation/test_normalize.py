@@ -18,13 +18,35 @@ from moderation.normalize import normalize
         ("kiiiiiilllll", "kiill"),
         ("nooooo   way", "noo way"),
         ("kïll", "kill"),  # diacritics
+        ("r e t a r d s", "retards"),  # spelled out letter by letter
+        ("M u s l i m s are scum", "muslims are scum"),
+        ("k-i-l-l yourself", "kill yourself"),
+        ("f.a.g.g.o.t", "faggot"),
+        ("T - R - U - S - T", "trust"),
     ],
 )
 def test_obfuscations_fold(raw, folded):
     assert normalize(raw).text == folded
 
 
-@pytest.mark.parametrize("raw", ["I took 30 tablets", "at 2am", "30mg", "3 years clean", "help!", "call 999"])
+# text speak and initials are not words spelled out: fewer than four letters, or mixed separators
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "I took 30 tablets",
+        "at 2am",
+        "30mg",
+        "3 years clean",
+        "help!",
+        "call 999",
+        "u r a legend",
+        "e.g. this",
+        "u r a b*tch",
+        "self-harm",
+        "a.k.a. sam",
+        "plan a or b",
+    ],
+)
 def test_numbers_and_punctuation_survive(raw):
     assert normalize(raw).text == raw.lower()
 
@@ -39,6 +61,15 @@ def test_every_folded_char_maps_back_to_the_original():
     start = n.text.index("looser")  # l0oooser: leet, then squeezed to two
     span = n.to_original(start, start + len("looser"))
     assert raw[span.start : span.end] == "l0oooser"
+
+
+def test_a_word_spelled_out_maps_back_to_all_its_letters():
+    raw = "you are all r e t a r d s, honestly"
+    n = normalize(raw)
+    start = n.text.index("retards")
+    span = n.to_original(start, start + len("retards"))
+    assert raw[span.start : span.end] == "r e t a r d s"
+    assert n.text == "you are all retards, honestly"
 
 
 def test_html_reply_fallback_dropped_and_tags_stripped():

@@ -238,6 +238,7 @@ def test_slurs_block_unless_reported(rules):
         "People used to shout 'spastic' at my sister in the park",
         "He used the n-word, nigger, and nobody in the office said a thing",
         "Being a kid and hearing chink every day wears you down",
+        "he called me a f****t in front of the whole class",
     ],
 )
 def test_slurs_received_pass(rules, text):
@@ -252,6 +253,9 @@ def test_slurs_received_pass(rules, text):
         'so your a "faggot" now, are you',
         "faggot. that's what I called him and he deserved it",
         "I hear you chinks are moving in",
+        "shut up f*ggot",  # masked
+        "you absolute n****r",
+        "go away r e t a r d s",  # spelled out (joined by the normaliser)
     ],
 )
 def test_slurs_used_block_beside_reporting_words(rules, text):
