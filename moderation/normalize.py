@@ -266,7 +266,7 @@ def _fold(source: str, start: int) -> tuple[list[str], list[int]]:
     return _join_spaced_letters(out, outo)
 
 
-# A word spelled out letter by letter ("r e t a r d s", "f.a.g", "k-i-l-l") is joined back together.
+# A word spelled out letter by letter ("r e t a r d s", "f.a.g.g.o.t", "k-i-l-l") is joined back together.
 # Four letters at least, one separator throughout: "u r a legend" (text speak) and initials such as
 # "e.g." stay as they are; spelled-out abbreviations ("p.t.s.d") become the abbreviation.
 _SPACED = re.compile(
