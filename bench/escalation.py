@@ -225,8 +225,7 @@ async def bench(layout: stack.StackLayout, args: argparse.Namespace) -> int:
     async with httpx.AsyncClient(base_url=layout.hs_url) as http:
         r = await http.get(f"{layout.hearth_url}/healthz", timeout=5)
         print(f"hearth /healthz: {r.status_code}")
-        if layout.synapse_database_file.exists():
-            url = json.loads(layout.synapse_database_file.read_text())["url"]
+        if (url := layout.synapse_database_url()) is not None:
             off = await asyncio.to_thread(stack.refresh_planner_statistics, url)
             print("Synapse on PostgreSQL, autovacuum "
                   + ("OFF on that server: ran ANALYZE first, as autovacuum would have" if off else "on"))

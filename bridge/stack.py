@@ -67,6 +67,12 @@ class StackLayout:
         """Where Synapse's PostgreSQL URL is kept once given (absent: SQLite in synapse_dir)."""
         return self.synapse_dir / "database.json"
 
+    def synapse_database_url(self) -> str | None:
+        """Synapse's PostgreSQL URL as kept in :attr:`synapse_database_file`; None for SQLite."""
+        if not self.synapse_database_file.exists():
+            return None
+        return str(json.loads(self.synapse_database_file.read_text())["url"])
+
     @property
     def synapse_pid(self) -> Path:
         return self.synapse_dir / "synapse.pid"
@@ -230,8 +236,8 @@ def prepare(layout: StackLayout, overrides: dict[str, object] | None = None, gat
         "gate_enabled": gate_enabled,
         "postgres": None,
     }
-    if layout.synapse_database_file.exists():
-        values["postgres"] = synapse_database_args(json.loads(layout.synapse_database_file.read_text())["url"])
+    if (url := layout.synapse_database_url()) is not None:
+        values["postgres"] = synapse_database_args(url)
     write_private(layout.homeserver_yaml, env.get_template("homeserver.yaml.j2").render(**values))
     (layout.synapse_dir / "log.config").write_text(env.get_template("log.config.j2").render(**values))
     signing_key = layout.synapse_dir / f"{layout.server_name}.signing.key"
@@ -443,8 +449,7 @@ def up(layout: StackLayout, say: Callable[[str], object] = print, synapse_databa
         except Exception as e:  # the server is unreachable, refuses us, ...
             raise StackError(f"cannot prepare Synapse's PostgreSQL database ({e})") from e
     prepare(layout, synapse_database=synapse_database)
-    if layout.synapse_database_file.exists():
-        url = str(json.loads(layout.synapse_database_file.read_text())["url"])
+    if (url := layout.synapse_database_url()) is not None:
         try:
             if refresh_planner_statistics(url):
                 say("synapse: WARNING: autovacuum is off on Synapse's PostgreSQL server, so nothing keeps its "
