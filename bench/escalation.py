@@ -13,7 +13,10 @@ crisis message's ID. The watcher (``--watch-as``) is by default a member of the 
 on-call clinician's client is; ``--watch-as bot`` watches on a second device of the bot's account,
 which is in every room, so Synapse wakes that sync for every background message too (how runs before
 this option measured). Prints p50/p95/p99/max of send ->
-alert (one clock: this process's monotonic clock) and how many alerts never came. Target: p99 <= 1 s.
+alert (one clock: this process's monotonic clock) and how many alerts never came, first for
+``--baseline`` crises sent with no background load, then under the load, and the ratio of the two: the
+baseline is this run's, on this machine as it is now (a shared machine's cores run faster or slower
+from one minute to the next). Target: p99 <= 1 s under the load.
 
 It needs the moderation pipeline to turn a message into an escalation, and the pipeline screens only
 Hearth's provisioned rooms (the catalogue), so pass ``--room`` with a provisioned support room the
@@ -33,6 +36,7 @@ import sys
 import tempfile
 import time
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -42,6 +46,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bridge import stack  # noqa: E402
+from bridge.capacity import MEMBERS_TTL_SECONDS  # noqa: E402
 
 CRISIS_TEXTS = [  # invented, from config/moderation/crisis_examples.toml (imminent tier)
     "I have everything I need and tonight is when I do it",
@@ -280,19 +285,82 @@ async def resolve_bench_escalations(layout: stack.StackLayout, settings: dict[st
     print(f"resolved the run's {len(mine)} escalations (false alarm, bench)")
 
 
+@dataclass
+class Sent:
+    sent_at: dict[str, float] = field(default_factory=dict)  # crisis event ID -> monotonic send time
+    sent_wall: dict[str, float] = field(default_factory=dict)  # ... and wall-clock send time
+    sender_of: dict[str, Client] = field(default_factory=dict)
+
+
+async def send_crises(members: list[Client], room_id: str, every: float, watcher: StaffRoomWatcher,
+                      wait_s: float) -> Sent:
+    """One crisis message from each member, ``every`` seconds apart; then wait up to ``wait_s`` for
+    their alerts."""
+    sent = Sent()
+    for i, member in enumerate(members):
+        t0, w0 = time.monotonic(), time.time()
+        event_id = await member.send(room_id, CRISIS_TEXTS[i % len(CRISIS_TEXTS)])
+        sent.sent_at[event_id] = t0
+        sent.sent_wall[event_id] = w0
+        sent.sender_of[event_id] = member
+        await asyncio.sleep(max(0.0, t0 + every - time.monotonic()))
+    for _ in range(int(wait_s * 10)):
+        if all(e in watcher.arrived for e in sent.sent_at):
+            break
+        await asyncio.sleep(0.1)
+    return sent
+
+
 async def measure(http: httpx.AsyncClient, layout: stack.StackLayout, args: argparse.Namespace, admin: Client,
                   bot: Client, owner: Client, staff_room: str, parents: list[str], room_id: str,
                   joined: list[tuple[Client, list[str]]]) -> int:
     """Join the members (recording each in ``joined`` for the caller to leave), run the load, measure."""
     admin_token = admin.token
-    crisis = []
-    for _ in range(args.crises):
-        c = await register(http, layout, "benchcrisis", admin_token)
-        joined.append((c, []))
-        for r in [*parents, room_id]:
-            await c.call("POST", f"/_matrix/client/v3/join/{q(r)}", {})
-            joined[-1][1].append(r)
-        crisis.append(c)
+
+    async def crisis_members(n: int) -> list[Client]:
+        members = []
+        for _ in range(n):
+            c = await register(http, layout, "benchcrisis", admin_token)
+            joined.append((c, []))
+            for r in [*parents, room_id]:
+                await c.call("POST", f"/_matrix/client/v3/join/{q(r)}", {})
+                joined[-1][1].append(r)
+            members.append(c)
+        return members
+
+    baseline = await crisis_members(args.baseline)
+    eyes = bot
+    if args.watch_as == "member":
+        # The staff room is invite-only: the bot invites a bench account, as it invites staff.
+        eyes = await register(http, layout, "benchwatch", admin_token)
+        await bot.call("POST", f"/_matrix/client/v3/rooms/{q(staff_room)}/invite", {"user_id": eyes.user_id})
+        joined.append((eyes, []))
+        await eyes.call("POST", f"/_matrix/client/v3/join/{q(staff_room)}", {})
+        joined[-1][1].append(staff_room)
+    print(f"watching the staff room as {'its member ' + eyes.user_id if eyes is not bot else 'the bot (all rooms)'}")
+    watcher = StaffRoomWatcher(eyes, staff_room)
+    watch = asyncio.create_task(watcher.run())
+    await watcher.ready.wait()
+
+    # The baseline, in this run and on this machine: the same path with no background load. Its
+    # members then leave, so the room has space for the measured ones (capacity counts are cached).
+    idle: list[float] = []
+    if baseline:
+        b = await send_crises(baseline, room_id, args.every, watcher, args.timeout)
+        idle = [watcher.arrived[e] - t for e, t in b.sent_at.items() if e in watcher.arrived]
+        print(f"no background load: send -> alert, n={len(idle)}, missing={len(b.sent_at) - len(idle)}: "
+              + (spread(idle) if idle else "none"))
+        idle_resources = await resources_posted(bot, b.sent_wall, b.sender_of, args.timeout)
+        print(f"  send -> crisis resources posted to the person ({len(idle_resources)}/{len(b.sent_at)}): "
+              f"{spread(list(idle_resources.values()))}")
+        for c, rooms_joined in joined:
+            if c in baseline:
+                for r in reversed(rooms_joined):
+                    await c.call("POST", f"/_matrix/client/v3/rooms/{q(r)}/leave", {})
+                rooms_joined.clear()
+        await asyncio.sleep(MEMBERS_TTL_SECONDS + 0.5)
+
+    crisis = await crisis_members(args.crises)
     # Background talkers: --talkers members spread over --background rooms (each a provisioned room
     # joined through its space), or the crisis room itself when none are given.
     talkers: list[tuple[Client, str]] = []
@@ -310,20 +378,8 @@ async def measure(http: httpx.AsyncClient, layout: stack.StackLayout, args: argp
     else:
         print("the bot did not join the bench room", file=sys.stderr)
         return 1
-    print(f"room {room_id}; staff room {staff_room}; {len(crisis)} crisis members, {len(talkers)} talkers")
 
-    eyes = bot
-    if args.watch_as == "member":
-        # The staff room is invite-only: the bot invites a bench account, as it invites staff.
-        eyes = await register(http, layout, "benchwatch", admin_token)
-        await bot.call("POST", f"/_matrix/client/v3/rooms/{q(staff_room)}/invite", {"user_id": eyes.user_id})
-        joined.append((eyes, []))
-        await eyes.call("POST", f"/_matrix/client/v3/join/{q(staff_room)}", {})
-        joined[-1][1].append(staff_room)
-    print(f"watching the staff room as {'its member ' + eyes.user_id if eyes is not bot else 'the bot (all rooms)'}")
-    watcher = StaffRoomWatcher(eyes, staff_room)
-    watch = asyncio.create_task(watcher.run())
-    await watcher.ready.wait()
+    print(f"room {room_id}; staff room {staff_room}; {len(crisis)} crisis members, {len(talkers)} talkers")
     stop = asyncio.Event()
     sent_ok = [0]
     load = asyncio.create_task(background(talkers, args.rate, stop, sent_ok))
@@ -331,20 +387,8 @@ async def measure(http: httpx.AsyncClient, layout: stack.StackLayout, args: argp
     cpu = CpuShare(layout)
     await asyncio.sleep(args.warmup)
 
-    sent_at: dict[str, float] = {}
-    sent_wall: dict[str, float] = {}
-    sender_of: dict[str, Client] = {}
-    for i, member in enumerate(crisis):
-        t0, w0 = time.monotonic(), time.time()
-        event_id = await member.send(room_id, CRISIS_TEXTS[i % len(CRISIS_TEXTS)])
-        sent_at[event_id] = t0
-        sent_wall[event_id] = w0
-        sender_of[event_id] = member
-        await asyncio.sleep(max(0.0, t0 + args.every - time.monotonic()))
-    for _ in range(int(args.timeout * 10)):
-        if all(e in watcher.arrived for e in sent_at):
-            break
-        await asyncio.sleep(0.1)
+    sent = await send_crises(crisis, room_id, args.every, watcher, args.timeout)
+    sent_at = sent.sent_at
     stop.set()
     await load
     load_seconds = time.monotonic() - load_started
@@ -364,9 +408,12 @@ async def measure(http: httpx.AsyncClient, layout: stack.StackLayout, args: argp
     print(f"send -> alert in the staff room, n={len(latencies)}, missing={missing}:")
     print("  " + "  ".join(f"p{p} {percentile(latencies, p) * 1000:.0f} ms" for p in (50, 95, 99))
           + f"  max {max(latencies) * 1000:.0f} ms")
+    if idle:
+        print(f"  under load / no load, same run: p50 {percentile(latencies, 50) / percentile(idle, 50):.1f}x, "
+              f"p99 {percentile(latencies, 99) / percentile(idle, 99):.1f}x")
     met = percentile(latencies, 99) <= 1.0 and missing == 0
     print(f"target p99 <= 1 s with every alert delivered: {'met' if met else 'NOT met'}")
-    await breakdown(owner, bot, room_id, sent_wall, sender_of, watcher, args.timeout)
+    await breakdown(owner, bot, room_id, sent.sent_wall, sent.sender_of, watcher, args.timeout)
     return 0 if met else 1
 
 
@@ -398,6 +445,15 @@ async def breakdown(owner: Client, bot: Client, room_id: str, sent_wall: dict[st
     print(f"  send -> crisis event created in Synapse:          {spread(created)}")
     print(f"  crisis event -> alert event created (via Hearth): {spread(hearth)}")
     print(f"  alert created -> in the staff room's /sync:       {spread(synced)}")
+    resources = await resources_posted(bot, sent_wall, sender_of, wait_s)
+    print(f"send -> crisis resources posted to the person ({len(resources)}/{len(sent_wall)}): "
+          f"{spread(list(resources.values()))}")
+
+
+async def resources_posted(bot: Client, sent_wall: dict[str, float], sender_of: dict[str, Client],
+                           wait_s: float) -> dict[str, float]:
+    """Crisis event ID -> seconds from its send to the person's crisis resources posted in their
+    private room (found through the bot's ``m.direct``), waiting up to ``wait_s`` for the last."""
     deadline = time.monotonic() + wait_s
     resources: dict[str, float] = {}
     while True:
@@ -419,8 +475,7 @@ async def breakdown(owner: Client, bot: Client, room_id: str, sent_wall: dict[st
         if len(resources) == len(sent_wall) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
-    print(f"send -> crisis resources posted to the person ({len(resources)}/{len(sent_wall)}): "
-          f"{spread(list(resources.values()))}")
+    return resources
 
 
 def main() -> int:
@@ -432,6 +487,8 @@ def main() -> int:
                         help="with --throwaway: Synapse on this PostgreSQL database (created if missing)")
     parser.add_argument("--room", help="an existing room (ID or alias) to post in, e.g. a provisioned support room")
     parser.add_argument("--crises", type=int, default=15)
+    parser.add_argument("--baseline", type=int, default=5,
+                        help="crisis messages sent first with no background load: the same run's baseline")
     parser.add_argument("--talkers", type=int, default=60, help="members sending the background load")
     parser.add_argument("--background", action="append", default=[],
                         help="a room (ID or alias) for background talk; repeat for several")
