@@ -291,6 +291,10 @@ class Sent:
     sent_wall: dict[str, float] = field(default_factory=dict)  # ... and wall-clock send time
     sender_of: dict[str, Client] = field(default_factory=dict)
 
+    def latencies(self, watcher: StaffRoomWatcher) -> list[float]:
+        """Send -> alert in the staff room (seconds), for each crisis message whose alert arrived."""
+        return [watcher.arrived[e] - t for e, t in self.sent_at.items() if e in watcher.arrived]
+
 
 async def send_crises(members: list[Client], room_id: str, every: float, watcher: StaffRoomWatcher,
                       wait_s: float) -> Sent:
@@ -347,12 +351,10 @@ async def measure(http: httpx.AsyncClient, layout: stack.StackLayout, args: argp
     idle: list[float] = []
     if baseline:
         b = await send_crises(baseline, room_id, args.every, watcher, args.timeout)
-        idle = [watcher.arrived[e] - t for e, t in b.sent_at.items() if e in watcher.arrived]
+        idle = b.latencies(watcher)
         print(f"no background load: send -> alert, n={len(idle)}, missing={len(b.sent_at) - len(idle)}: "
               + (spread(idle) if idle else "none"))
-        idle_resources = await resources_posted(bot, b.sent_wall, b.sender_of, args.timeout)
-        print(f"  send -> crisis resources posted to the person ({len(idle_resources)}/{len(b.sent_at)}): "
-              f"{spread(list(idle_resources.values()))}")
+        await report_resources(bot, b, args.timeout, indent="  ")
         for c, rooms_joined in joined:
             if c in baseline:
                 for r in reversed(rooms_joined):
@@ -388,20 +390,19 @@ async def measure(http: httpx.AsyncClient, layout: stack.StackLayout, args: argp
     await asyncio.sleep(args.warmup)
 
     sent = await send_crises(crisis, room_id, args.every, watcher, args.timeout)
-    sent_at = sent.sent_at
     stop.set()
     await load
     load_seconds = time.monotonic() - load_started
     cpu_report = cpu.report()
     watch.cancel()
 
-    latencies = [watcher.arrived[e] - t for e, t in sent_at.items() if e in watcher.arrived]
-    missing = len(sent_at) - len(latencies)
+    latencies = sent.latencies(watcher)
+    missing = len(sent.sent_at) - len(latencies)
     print(f"background load: {sent_ok[0]} ordinary messages in {load_seconds:.1f} s "
           f"({sent_ok[0] / load_seconds:.1f}/s, target {args.rate:g}/s)")
     print(cpu_report)
     if not latencies:
-        print(f"no alert arrived for any of {len(sent_at)} crisis messages within {args.timeout:g} s: the "
+        print(f"no alert arrived for any of {len(sent.sent_at)} crisis messages within {args.timeout:g} s: the "
               "pipeline screens only Hearth's provisioned rooms, so pass --room <a provisioned support room "
               "the bench users can join>; and is the pipeline wired to EscalationDesk.raise_for?")
         return 2
@@ -413,7 +414,7 @@ async def measure(http: httpx.AsyncClient, layout: stack.StackLayout, args: argp
               f"p99 {percentile(latencies, 99) / percentile(idle, 99):.1f}x")
     met = percentile(latencies, 99) <= 1.0 and missing == 0
     print(f"target p99 <= 1 s with every alert delivered: {'met' if met else 'NOT met'}")
-    await breakdown(owner, bot, room_id, sent.sent_wall, sent.sender_of, watcher, args.timeout)
+    await breakdown(owner, bot, room_id, sent, watcher, args.timeout)
     return 0 if met else 1
 
 
@@ -424,8 +425,8 @@ def spread(values: list[float]) -> str:
             f"max {max(values) * 1000:.0f} ms")
 
 
-async def breakdown(owner: Client, bot: Client, room_id: str, sent_wall: dict[str, float],
-                    sender_of: dict[str, Client], watcher: StaffRoomWatcher, wait_s: float) -> None:
+async def breakdown(owner: Client, bot: Client, room_id: str, sent: Sent, watcher: StaffRoomWatcher,
+                    wait_s: float) -> None:
     """Where the time goes, from the events' ``origin_server_ts`` (Synapse's clock, which is this
     machine's wall clock): send -> the crisis event created (Synapse, before its spam check);
     -> the alert event created (the spam check's call to Hearth, the pipeline, the commit, the bot's
@@ -433,7 +434,7 @@ async def breakdown(owner: Client, bot: Client, room_id: str, sent_wall: dict[st
     Then send -> the person's crisis resources posted in their private room (through the bot's
     ``m.direct``), waiting up to ``wait_s`` more seconds for the last of them."""
     created, hearth, synced = [], [], []
-    for event_id, w0 in sent_wall.items():
+    for event_id, w0 in sent.sent_wall.items():
         if event_id not in watcher.alert_ts:
             continue
         ev = await owner.call("GET", f"/_matrix/client/v3/rooms/{q(room_id)}/event/{q(event_id)}")
@@ -445,15 +446,13 @@ async def breakdown(owner: Client, bot: Client, room_id: str, sent_wall: dict[st
     print(f"  send -> crisis event created in Synapse:          {spread(created)}")
     print(f"  crisis event -> alert event created (via Hearth): {spread(hearth)}")
     print(f"  alert created -> in the staff room's /sync:       {spread(synced)}")
-    resources = await resources_posted(bot, sent_wall, sender_of, wait_s)
-    print(f"send -> crisis resources posted to the person ({len(resources)}/{len(sent_wall)}): "
-          f"{spread(list(resources.values()))}")
+    await report_resources(bot, sent, wait_s)
 
 
-async def resources_posted(bot: Client, sent_wall: dict[str, float], sender_of: dict[str, Client],
-                           wait_s: float) -> dict[str, float]:
-    """Crisis event ID -> seconds from its send to the person's crisis resources posted in their
-    private room (found through the bot's ``m.direct``), waiting up to ``wait_s`` for the last."""
+async def report_resources(bot: Client, sent: Sent, wait_s: float, indent: str = "") -> None:
+    """Print send -> the person's crisis resources posted in their private room (found through the
+    bot's ``m.direct``) for each crisis message, waiting up to ``wait_s`` for the last of them."""
+    sent_wall, sender_of = sent.sent_wall, sent.sender_of
     deadline = time.monotonic() + wait_s
     resources: dict[str, float] = {}
     while True:
@@ -475,7 +474,8 @@ async def resources_posted(bot: Client, sent_wall: dict[str, float], sender_of: 
         if len(resources) == len(sent_wall) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
-    return resources
+    print(f"{indent}send -> crisis resources posted to the person ({len(resources)}/{len(sent_wall)}): "
+          f"{spread(list(resources.values()))}")
 
 
 def main() -> int:
