@@ -238,15 +238,19 @@ async def room_path(bot: Client, room: str) -> list[str]:
     return [*parents, room]
 
 
-async def enter(bot: Client, user: Client, room: str, joined: list[str] | None = None) -> list[str]:
-    """``user`` joins ``room`` (ID or alias) through its space(s). Returns the rooms joined, the room
-    itself last; each is also appended to ``joined`` as soon as it is joined (so a failure halfway
-    still leaves them)."""
-    done = joined if joined is not None else []
-    path = await room_path(bot, room)
+async def join_path(user: Client, path: list[str], joined: list[str]) -> None:
+    """``user`` joins each room of ``path`` in order, appending each to ``joined`` as soon as it is
+    joined (so a failure halfway still leaves them)."""
     for r in path:
         await user.call("POST", f"/_matrix/client/v3/join/{q(r)}", {})
-        done.append(r)
+        joined.append(r)
+
+
+async def enter(bot: Client, user: Client, room: str, joined: list[str]) -> list[str]:
+    """``user`` joins ``room`` (ID or alias) through its space(s), recording each in ``joined``.
+    Returns the rooms joined, the room itself last."""
+    path = await room_path(bot, room)
+    await join_path(user, path, joined)
     return path
 
 
@@ -373,9 +377,7 @@ async def measure(http: httpx.AsyncClient, layout: stack.StackLayout, args: argp
             turn += 1
             c = await register(http, layout, "benchcrisis", admin_token)
             joined.append((c, []))
-            for r in path:
-                await c.call("POST", f"/_matrix/client/v3/join/{q(r)}", {})
-                joined[-1][1].append(r)
+            await join_path(c, path, joined[-1][1])
             members.append((c, path[-1]))
         return members
 
@@ -386,8 +388,7 @@ async def measure(http: httpx.AsyncClient, layout: stack.StackLayout, args: argp
         eyes = await register(http, layout, "benchwatch", admin_token)
         await bot.call("POST", f"/_matrix/client/v3/rooms/{q(staff_room)}/invite", {"user_id": eyes.user_id})
         joined.append((eyes, []))
-        await eyes.call("POST", f"/_matrix/client/v3/join/{q(staff_room)}", {})
-        joined[-1][1].append(staff_room)
+        await join_path(eyes, [staff_room], joined[-1][1])
     print(f"watching the staff room as {'its member ' + eyes.user_id if eyes is not bot else 'the bot (all rooms)'}")
     watcher = StaffRoomWatcher(eyes, staff_room)
     watch = asyncio.create_task(watcher.run())
