@@ -246,14 +246,6 @@ async def join_path(user: Client, path: list[str], joined: list[str]) -> None:
         joined.append(r)
 
 
-async def enter(bot: Client, user: Client, room: str, joined: list[str]) -> list[str]:
-    """``user`` joins ``room`` (ID or alias) through its space(s), recording each in ``joined``.
-    Returns the rooms joined, the room itself last."""
-    path = await room_path(bot, room)
-    await join_path(user, path, joined)
-    return path
-
-
 async def free_places(bot: Client, room_id: str) -> int:
     """How many more members ``room_id`` takes: its ``org.hearth.room.scene`` capacity (the gate
     refuses joins beyond it) less its joined members; unlimited (a large number) without one."""
@@ -283,10 +275,11 @@ async def bench(layout: stack.StackLayout, args: argparse.Namespace) -> int:
         staff_room = str((await bot.call("GET", f"/_matrix/client/v3/directory/room/{q(alias)}"))["room_id"])
 
         paths = [await room_path(bot, r) for r in args.room or [f"#{a}:{layout.server_name}" for a in CRISIS_ROOMS]]
-        background_rooms = args.background or [f"#{a}:{layout.server_name}" for a in BACKGROUND_ROOMS]
+        talk_paths = [await room_path(bot, r)
+                      for r in args.background or [f"#{a}:{layout.server_name}" for a in BACKGROUND_ROOMS]]
         joined: list[tuple[Client, list[str]]] = []
         try:
-            return await measure(http, layout, args, admin, bot, staff_room, paths, background_rooms, joined)
+            return await measure(http, layout, args, admin, bot, staff_room, paths, talk_paths, joined)
         finally:
             for c, rooms_joined in joined:  # leave, so room capacity is free for the next run
                 for r in reversed(rooms_joined):
@@ -355,10 +348,11 @@ async def send_crises(members: list[tuple[Client, str]], every: float, watcher: 
 
 
 async def measure(http: httpx.AsyncClient, layout: stack.StackLayout, args: argparse.Namespace, admin: Client,
-                  bot: Client, staff_room: str, paths: list[list[str]], background_rooms: list[str],
+                  bot: Client, staff_room: str, paths: list[list[str]], talk_paths: list[list[str]],
                   joined: list[tuple[Client, list[str]]]) -> int:
     """Join the members (recording each in ``joined`` for the caller to leave), run the load, measure.
-    ``paths``: for each crisis room, what a member joins to enter it (its spaces, then the room)."""
+    ``paths`` and ``talk_paths``: for each crisis room and each background room, what a member joins
+    to enter it (its spaces, then the room)."""
     admin_token = admin.token
 
     async def crisis_members(n: int, rooms: list[list[str]]) -> list[tuple[Client, str]]:
@@ -416,7 +410,8 @@ async def measure(http: httpx.AsyncClient, layout: stack.StackLayout, args: argp
     for i in range(args.talkers):
         c = await register(http, layout, "benchtalk", admin_token)
         joined.append((c, []))
-        path = await enter(bot, c, background_rooms[i % len(background_rooms)], joined[-1][1])
+        path = talk_paths[i % len(talk_paths)]
+        await join_path(c, path, joined[-1][1])
         talkers.append((c, path[-1]))
 
     print(f"crisis rooms {', '.join(path[-1] for path in paths)}; staff room {staff_room}; "
