@@ -1,10 +1,13 @@
 """Crisis detector on the project-written evaluation set: per-tier recall and false-alert rate.
 
-    .venv/bin/python bench/crisis_eval.py                 # rules + learned (MiniLM)
+    .venv/bin/python bench/crisis_eval.py                 # rules + the shipped support model
     .venv/bin/python bench/crisis_eval.py --rules-only    # rules alone
     .venv/bin/python bench/crisis_eval.py --show-misses   # list misclassified cases (invented texts)
 
-The set (bench/data/crisis_eval.toml) is never used for training, rules or thresholds.
+The set (bench/data/crisis_eval.toml, 2026-11, the project's earlier crisis set) is never used for
+training, rules or thresholds; it predates the support model's corpus and is kept as a second,
+smaller check beside the frozen evaluation set (bench/support_eval.py). Its tiers follow the old
+scheme in places (passive ideation as moderate), so read "recall(>=tier)" rather than "exact".
 Recall at a tier counts a labelled message as caught when the detector's tier is at least as high
 (an imminent message called high is still escalated); exact recall requires the same tier.
 A false alert is any tier above none on a message labelled none.
@@ -20,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from moderation.detectors.crisis import TIER_RANK, CrisisDetector, HashingEmbedder  # noqa: E402
+from moderation.detectors.crisis import TIER_RANK, CrisisDetector  # noqa: E402
+from moderation.detectors.support_model import SupportModel  # noqa: E402
 from moderation.normalize import normalize  # noqa: E402
 
 EVAL = Path(__file__).resolve().parent / "data" / "crisis_eval.toml"
@@ -29,18 +33,18 @@ EVAL = Path(__file__).resolve().parent / "data" / "crisis_eval.toml"
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rules-only", action="store_true")
-    ap.add_argument("--hashing", action="store_true", help="learned part on char n-grams instead of MiniLM")
     ap.add_argument("--show-misses", action="store_true")
     args = ap.parse_args()
 
     cases = tomllib.loads(EVAL.read_text(encoding="utf-8"))["cases"]
     t0 = time.perf_counter()
     if args.rules_only:
-        det = CrisisDetector.from_files(examples=None)
+        det = CrisisDetector.from_files()
         mode = "rules only"
     else:
-        det = CrisisDetector.from_files(embedder=HashingEmbedder() if args.hashing else None)
-        mode = "rules + learned (" + ("char n-gram hashing" if args.hashing else "all-MiniLM-L6-v2") + ")"
+        model = SupportModel()
+        det = CrisisDetector.from_files(model=model)
+        mode = f"rules + {model.description}"
     load = time.perf_counter() - t0
     t0 = time.perf_counter()
     results = det.assess([normalize(c["text"]) for c in cases])

@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bridge import stack  # noqa: E402
 from bridge.capacity import MEMBERS_TTL_SECONDS  # noqa: E402
 
-CRISIS_TEXTS = [  # invented, from config/moderation/crisis_examples.toml (imminent tier)
+CRISIS_TEXTS = [  # invented for this benchmark (imminent tier)
     "I have everything I need and tonight is when I do it",
     "the pills are counted out on my desk, I'm taking them after everyone's asleep",
     "I've just taken the whole box of paracetamol",

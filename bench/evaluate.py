@@ -4,7 +4,7 @@
 
 Mode:
 - pipeline (default): the whole moderation pipeline's block decision, ``Pipeline.from_config`` with
-  this toxicity detector added (normaliser -> rules, crisis, behaviour, toxicity -> policy.toml),
+  this toxicity detector added (normaliser -> rules, crisis, harm, behaviour, toxicity -> policy.toml),
   each case sent as a message from its own long-standing member in a room of ``--profile``;
 - detector-only (fallback, or ``--detector-only``): the toxicity detector alone with one fixed rule
   chosen before looking at any HateCheck result: block when any of insult, threat, identity_attack or
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.davidson import DAVIDSON_CSV, HATECHECK_CSV, load_davidson, split_indices  # noqa: E402
 from config.ids import EventID, RoomID, UserID  # noqa: E402
-from moderation.detectors.toxicity import OfflineEmbeddingScorer, ToxicityDetector, load_toxicity_detector  # noqa: E402
+from moderation.detectors.toxicity import ToxicityDetector, load_toxicity_detector  # noqa: E402
 from moderation.normalize import normalize  # noqa: E402
 from moderation.types import Message, ScreenItem  # noqa: E402
 
@@ -99,10 +99,7 @@ def pipeline_blocker(profile: str, detector: ToxicityDetector) -> Blocker | None
     except ImportError as exc:
         print(f"moderation.pipeline not importable ({exc}); falling back to detector-only")
         return None
-    # The offline scorer's MiniLM also serves the crisis detector (one model in memory, each
-    # message embedded once).
-    shared = detector.scorer.minilm if isinstance(detector.scorer, OfflineEmbeddingScorer) else None
-    pipeline = Pipeline.from_config(extra=[detector], embedder=shared)
+    pipeline = Pipeline.from_config(extra=[detector])
     now = datetime(2026, 1, 1, tzinfo=UTC)
     errors: dict[str, int] = defaultdict(int)
 

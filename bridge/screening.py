@@ -33,8 +33,8 @@ from bridge.models import RoomMember
 from config.ids import EventID, RoomID, UserID
 from config.settings import Settings
 from moderation import store
-from moderation.detectors.minilm import MiniLM
-from moderation.detectors.toxicity import OfflineEmbeddingScorer, load_toxicity_detector
+from moderation.detectors.support_model import SupportModel
+from moderation.detectors.toxicity import load_toxicity_detector
 from moderation.models import ModerationDecision
 from moderation.pipeline import Pipeline
 from moderation.types import Disposition, Message, Signal, Span, Verdict
@@ -167,17 +167,15 @@ def load_pipeline(settings: Settings) -> tuple[Pipeline, str]:
     detector, description = load_toxicity_detector(
         cfg.toxicity_checkpoint or None, log, quantize=cfg.quantize, runtime=cfg.toxicity_runtime,
         cache_dir=settings.effective_model_cache_dir)
-    # The offline scorer embeds with all-MiniLM-L6-v2, as the crisis detector does: share one model
-    # (and its embedding cache), so each message is embedded once. Otherwise the crisis detector's
-    # MiniLM runs on the same runtime as the toxicity model.
-    embedder: MiniLM | None = None
-    if isinstance(detector.scorer, OfflineEmbeddingScorer):
-        embedder = detector.scorer.minilm
-    elif cfg.crisis_learned:
-        embedder = MiniLM(runtime=cfg.toxicity_runtime, cache_dir=settings.effective_model_cache_dir)
-        log.info("crisis detector's MiniLM runs on %s", embedder.engine)
-    pipeline = Pipeline.from_config(cfg.config_dir, extra=[detector], crisis_examples=cfg.crisis_learned,
-                                    embedder=embedder)
+    model: SupportModel | None = None
+    if cfg.crisis_learned:
+        model = SupportModel()
+        log.info("support model active (crisis tier and category, harm, target): %s", model.description)
+        description = f"{description}; support model: {model.description}"
+    else:
+        log.warning("support model disabled (moderation.crisis_learned = false): crisis detection is rules only")
+        description = f"{description}; support model disabled, crisis rules only"
+    pipeline = Pipeline.from_config(cfg.config_dir, extra=[detector], model=model, learned=cfg.crisis_learned)
     return pipeline, description
 
 

@@ -73,12 +73,12 @@ class StaffApiSettings(_Section):
 class ModerationSettings(_Section):
     """The screening pipeline: where its tables live and which toxicity scorer to load."""
 
-    config_dir: Path = CONFIG_DIR  # policy.toml and moderation/{rules,crisis,crisis_examples}.toml
+    config_dir: Path = CONFIG_DIR  # policy.toml and moderation/{rules,crisis}.toml
     toxicity_checkpoint: str = ""  # a Detoxify checkpoint (.ckpt); empty: the offline MiniLM scorer
     quantize: bool = True  # int8 dynamic quantisation of the Detoxify model
     toxicity_runtime: Literal["onnx", "torch"] = "onnx"  # runs Detoxify/MiniLM (onnx falls back to torch)
     model_cache_dir: Path | None = None  # exported/quantised models; None: <data_dir>/model-cache
-    crisis_learned: bool = True  # the learned crisis component beside the explainable rules
+    crisis_learned: bool = True  # the learned support model (crisis, harm, target) beside the rules
     max_batch: int = Field(32, ge=1, le=256)
     flag_retention_days: int = Field(30, ge=1, le=365)  # flagged message text is purged after this
     allow_member_invites: bool = False  # members may invite other members (staff always may)

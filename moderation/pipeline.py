@@ -12,9 +12,11 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from moderation.detectors.behaviour import BehaviourDetector, BehaviourStore
-from moderation.detectors.crisis import DEFAULT_EXAMPLES, CrisisDetector, Embedder
 from moderation.detectors.crisis import DEFAULT_RULES as CRISIS_RULES
+from moderation.detectors.crisis import ContextStore, CrisisDetector
+from moderation.detectors.harm import HarmDetector
 from moderation.detectors.rules import DEFAULT_RULES, RulesDetector
+from moderation.detectors.support_model import SupportModel
 from moderation.normalize import normalize
 from moderation.policy import DEFAULT_POLICY, Policy
 from moderation.types import Detector, DetectorOutcome, Message, ScreenItem, Signal, Verdict
@@ -38,26 +40,29 @@ class Pipeline:
         config_dir: Path | str = CONFIG_DIR,
         *,
         extra: Sequence[Detector] = (),
-        embedder: Embedder | None = None,
+        model: SupportModel | None = None,
+        learned: bool = True,
         behaviour_store: BehaviourStore | None = None,
-        crisis_examples: bool = True,
+        context_store: ContextStore | None = None,
     ) -> Pipeline:
-        """Rules, crisis and behaviour detectors plus ``extra`` (e.g. the toxicity detector), from
-        ``<config_dir>/policy.toml`` and ``<config_dir>/moderation/{rules,crisis,crisis_examples}.toml``.
-        ``embedder`` defaults to all-MiniLM-L6-v2; ``crisis_examples=False`` gives rules-only crisis."""
+        """Rules, crisis, harm and behaviour detectors plus ``extra`` (e.g. the toxicity detector), from
+        ``<config_dir>/policy.toml`` and ``<config_dir>/moderation/{rules,crisis}.toml``. The crisis
+        and harm detectors share ``model`` (default: the shipped support model); ``learned=False``
+        gives rules-only crisis detection and no harm detector."""
         cfg = Path(config_dir)
         policy = Policy.from_file(cfg / DEFAULT_POLICY.name)
         mod = cfg / DEFAULT_RULES.parent.name
+        if learned and model is None:
+            model = SupportModel()
+        if not learned:
+            model = None
         detectors: list[Detector] = [
             RulesDetector.from_file(mod / DEFAULT_RULES.name),
-            CrisisDetector.from_files(
-                mod / CRISIS_RULES.name,
-                (mod / DEFAULT_EXAMPLES.name) if crisis_examples else None,
-                embedder=embedder,
-            ),
-            BehaviourDetector(policy.behaviour, behaviour_store),
-            *extra,
+            CrisisDetector.from_files(mod / CRISIS_RULES.name, model, context_store),
         ]
+        if model is not None:
+            detectors.append(HarmDetector(model))
+        detectors += [BehaviourDetector(policy.behaviour, behaviour_store), *extra]
         return cls(detectors, policy)
 
     def screen(self, messages: Sequence[Message], skip: Collection[str] = ()) -> list[Verdict]:

@@ -2,8 +2,18 @@
 
 Loaded from ``config/policy.toml``; the hard rules that follow from the people Hearth serves are
 checked at load (a config breaking them is refused with :class:`ConfigError`) and again when deciding:
-crisis signals never block; abuse aimed at others blocks; casual profanity passes in support rooms;
-a failed detector sends the message to human review and the gate follows the profile's fail policy.
+crisis signals never block; abuse aimed at others blocks, and a block by a model's label needs a
+target other than the writer; casual profanity passes in support rooms; a failed detector sends the
+message to human review and the gate follows the profile's fail policy.
+
+Disposition by target: a message the crisis detector reads as a person at risk (about their own pain,
+self-harm or wish to die, or abuse they suffer) is never blocked, redacted, warned or muted, not for
+toxicity and not for flood: those become flags for a person to look at, and the crisis escalates and
+offers resources. Only explicit rules aimed at others (incitement, method instructions, named abuse,
+hate) still block then, and, when the crisis is harm to others, a model's block of a message aimed at
+the reader or a group. Without a crisis, the labels a profile lists in ``needs_target`` block only
+when the harm detector's ``target.*`` signal says the message is aimed at people here (the reader or
+a group), not at the writer's own life or someone outside the room they are venting about.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from typing import Any
 
 from moderation.detectors.behaviour import BehaviourLimits
 from moderation.errors import ConfigError
+from moderation.labels import HARMS
 from moderation.types import Disposition, Message, Signal
 
 DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "config" / "policy.toml"
@@ -29,6 +40,10 @@ MUST_BLOCK = (
     "toxicity.severe_toxicity",
     "rules.incitement",
 )
+HARM_LABELS = tuple(f"harm.{h}" for h in HARMS if h != "none")
+"""The learned model's support-group harms: each must block in every member-facing profile."""
+NEEDS_TARGET = ("toxicity.insult", "toxicity.threat", "toxicity.severe_toxicity")
+"""An insult, threat or severe-toxicity block needs the reader or a group as target (checked at load)."""
 PROFANITY = ("toxicity.obscene", "toxicity.toxicity")
 TIER_RANK = {"none": 0, "moderate": 1, "high": 2, "imminent": 3}
 _ORDER = {
@@ -54,8 +69,10 @@ _MODEL_PROTECTING_OTHERS = (
     "toxicity.threat",
     "toxicity.identity_attack",
     "toxicity.severe_toxicity",
+    *HARM_LABELS,
 )
 _OTHER_DIRECTED_CRISIS = frozenset({"harm_to_others"})
+_SILENCING = frozenset({"block", "redact", "mute", "warn"})
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,7 @@ class Profile:
     labels: Mapping[str, LabelRule]
     crisis: CrisisRule
     description: str = ""
+    needs_target: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -113,11 +131,10 @@ class Policy:
                     out.append(Disposition("escalate", top.label, tier=top.tier, category=top.category))
                 elif kind != "allow":
                     out.append(Disposition(kind, top.label))
-        keeps_blocks: tuple[str, ...] = _RULES_PROTECTING_OTHERS
-        if any(s.category in _OTHER_DIRECTED_CRISIS for s in crisis):
-            keeps_blocks = _RULES_PROTECTING_OTHERS + _MODEL_PROTECTING_OTHERS
+        target = next((s for s in signals if s.detector == "harm" and s.label.startswith("target.")), None)
+        other_directed = any(s.category in _OTHER_DIRECTED_CRISIS for s in crisis)
         for sig in signals:
-            if sig.detector == "crisis":
+            if sig.detector == "crisis" or sig is target:
                 continue
             rule = prof.labels.get(sig.label) or _fallback(sig)
             if rule is None or sig.score < rule.threshold:
@@ -125,9 +142,11 @@ class Policy:
             for kind in rule.actions:
                 if kind == "allow":
                     continue
-                if kind == "block" and crisis and not sig.label.startswith(keeps_blocks):
-                    out.append(Disposition("flag", f"{sig.label} (not blocked: crisis)"))
-                    continue
+                if kind in _SILENCING:
+                    withheld = _withheld(sig, crisis, other_directed, target, prof.needs_target)
+                    if withheld:
+                        out.append(Disposition("flag", f"{sig.label} (not {kind}: {withheld})"))
+                        continue
                 if kind == "escalate":
                     out.append(
                         Disposition("escalate", sig.label, tier=sig.tier or "high", category="plan_or_means")
@@ -147,6 +166,28 @@ class Policy:
         if errors and prof.fail_policy == "block" and "crisis" not in errors and not crisis:
             out.append(Disposition("block", "fail_policy", message=self.messages.get("detector_failure")))
         return _tidy(out)
+
+
+def _withheld(
+    sig: Signal,
+    crisis: Sequence[Signal],
+    other_directed: bool,
+    target: Signal | None,
+    needs_target: frozenset[str],
+) -> str | None:
+    """Why a block, redaction, warning or mute must not happen (disposition by target), or None."""
+    if crisis:
+        if sig.label.startswith(_RULES_PROTECTING_OTHERS):
+            return None
+        if other_directed and sig.label.startswith(_MODEL_PROTECTING_OTHERS):
+            # a threat or attack on the reader or a group is refused; one about someone outside the
+            # room is the writer's crisis (escalated), not something to silence
+            if target is None or target.score >= 0.5:
+                return None
+        return "crisis"
+    if sig.label in needs_target and target is not None and target.score < 0.5:
+        return f"aimed at {target.rule or 'no one'}, not at people here"
+    return None
 
 
 def _fallback(sig: Signal) -> LabelRule | None:
@@ -236,6 +277,16 @@ def load_policy(path: Path | str = DEFAULT_POLICY) -> Policy:
         fail = raw.get("fail_policy", base.fail_policy if base else None)
         if fail not in ("allow", "block"):
             raise ConfigError(file, "fail_policy must be 'allow' or 'block'", key=f"{key}.fail_policy")
+        needs = raw.get("needs_target", sorted(base.needs_target) if base else list(NEEDS_TARGET))
+        if not isinstance(needs, list) or not all(isinstance(x, str) for x in needs):
+            raise ConfigError(file, "must be a list of labels", key=f"{key}.needs_target")
+        missing_t = [lbl for lbl in NEEDS_TARGET if lbl not in needs]
+        if missing_t:
+            raise ConfigError(
+                file,
+                f"an insult, threat or severe-toxicity block needs the reader or a group as target: add {missing_t}",
+                key=f"{key}.needs_target",
+            )
         crisis = base.crisis if base else CrisisRule()
         if "crisis" in raw:
             c = raw["crisis"]
@@ -264,10 +315,18 @@ def load_policy(path: Path | str = DEFAULT_POLICY) -> Policy:
                 raise ConfigError(
                     file, "casual profanity must pass in support rooms", key=f"{key}.labels.{label}.actions"
                 )
-        absent = [lbl for lbl in MUST_BLOCK if lbl not in labels]
+        must = MUST_BLOCK if name == "staff" else (*MUST_BLOCK, *HARM_LABELS)
+        absent = [lbl for lbl in must if lbl not in labels]
         if absent:
             raise ConfigError(file, f"abuse aimed at others must block: add {absent}", key=f"{key}.labels")
-        profiles[name] = Profile(name, fail, labels, crisis, str(raw.get("description", "")))
+        unblocked = [lbl for lbl in must if "block" not in labels[lbl].actions]
+        if unblocked:
+            raise ConfigError(
+                file, "abuse aimed at others must block", key=f"{key}.labels.{unblocked[0]}.actions"
+            )
+        profiles[name] = Profile(
+            name, fail, labels, crisis, str(raw.get("description", "")), frozenset(needs)
+        )
         return profiles[name]
 
     for name in raw_profiles:

@@ -1,72 +1,50 @@
 """Crisis detector: risk tier (imminent | high | moderate | none) and category for each message.
 
-Two parts, both driven by files clinicians can review:
+Three readings of every message; the highest tier wins:
 
-- explainable rules (``config/moderation/crisis.toml``): phrase patterns with a tier and category,
-  combinations (means + timeline -> imminent, ...) and suppressors for negation, quotes of abuse
-  suffered, figures of speech, the past, grief and education;
-- a learned component (``config/moderation/crisis_examples.toml``): logistic regression over sentence
-  embeddings, trained at load (deterministic, about a second with MiniLM). It only speaks when no rule
-  hit survives and no suppressor matched, and never says more than ``learned.max_tier``.
+- the learned model (:class:`~moderation.detectors.support_model.SupportModel`, MiniLM fine-tuned on
+  the project's corpus): the message's tier and category at the thresholds its card sets; it may say
+  any tier, imminent included;
+- explainable rules (``config/moderation/crisis.toml``), reviewable and extended by clinicians: phrase
+  patterns with a tier and category, combinations (means + timeline -> imminent, ...) and suppressors
+  for negation, quotes of abuse suffered, figures of speech, the past, grief and education. They are
+  a floor for known high-precision phrasing and give the evidence spans;
+- conversation context: the same member's recent messages in the same room (``[context]`` in
+  ``crisis.toml``: a window of minutes and a number of messages) are read together with this one by
+  the learned model, so "I've made up my mind." / "Tonight." / "Goodbye all, thank you for
+  everything" is imminent although no single message is. The recent messages are kept in memory by a
+  :class:`ContextStore` for that window only (never written anywhere, never logged).
 
-The embedder is injected (:class:`Embedder`; by default :class:`~moderation.detectors.minilm.MiniLM`,
-shared with the offline toxicity scorer when that runs), so tests can use a fast one. Signals carry
-``detector="crisis"``, ``label="crisis.<category>"``, the tier, a score and evidence spans. A crisis
-signal never blocks: the policy escalates and offers resources.
+Signals carry ``detector="crisis"``, ``label="crisis.<category>"``, the tier, a score and evidence
+spans; ``rule`` says what raised it (rule names, ``learned`` or ``context``). A crisis signal never
+blocks: the policy escalates and offers resources.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import tomllib
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-
-from moderation.detectors.minilm import MiniLM
 from moderation.errors import ConfigError, line_of
+from moderation.labels import CATEGORIES, CONTEXT_JOIN, TIERS
 from moderation.types import NormalizedText, ScreenItem, Signal, Span
+
+if TYPE_CHECKING:
+    from moderation.detectors.support_model import Scores, SupportModel
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config" / "moderation"
 DEFAULT_RULES = CONFIG_DIR / "crisis.toml"
-DEFAULT_EXAMPLES = CONFIG_DIR / "crisis_examples.toml"
 
-TIERS = ("none", "moderate", "high", "imminent")
 TIER_RANK = {t: i for i, t in enumerate(TIERS)}
-CATEGORIES = (
-    "ideation",
-    "plan_or_means",
-    "attempt_in_progress",
-    "self_harm",
-    "harm_to_others",
-    "abuse_disclosure",
-    "concern_for_other",
-)
 TIER_SCORE = {"moderate": 0.7, "high": 0.85, "imminent": 0.97}
 _CLAUSE = re.compile(r"[.!?;]+\s*|\s+but\s+|\s+however\s+|\s+although\s+")
-
-
-class Embedder(Protocol):
-    """Turns texts into fixed-size vectors (rows L2-normalised)."""
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-class HashingEmbedder:
-    """Character n-gram hashing vectors: instant, no weights. For tests and as a last-resort fallback."""
-
-    def __init__(self, n_features: int = 2**11):
-        from sklearn.feature_extraction.text import HashingVectorizer
-
-        self._vec = HashingVectorizer(
-            analyzer="char_wb", ngram_range=(2, 4), n_features=n_features, alternate_sign=False, norm="l2"
-        )
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(self._vec.transform(list(texts)).toarray(), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -93,20 +71,19 @@ class Suppressor:
 
 
 @dataclass(frozen=True)
+class ContextWindow:
+    """How much of a member's recent talk in a room is read together with a new message."""
+
+    minutes: float = 10.0
+    messages: int = 5  # earlier messages at most (the newest ones within the window)
+
+
+@dataclass(frozen=True)
 class CrisisConfig:
     rules: tuple[CrisisRule, ...]
     combinations: tuple[Combination, ...]
     suppressors: tuple[Suppressor, ...]
-    alert_threshold: float = 0.6
-    max_learned_tier: str = "high"
-    max_false_alert: float = 0.05
-
-
-@dataclass(frozen=True)
-class Example:
-    text: str
-    tier: str
-    category: str | None
+    context: ContextWindow = field(default_factory=ContextWindow)
 
 
 @dataclass
@@ -119,7 +96,10 @@ class Assessment:
     rules: list[str] = field(default_factory=list)
     evidence: list[tuple[int, int]] = field(default_factory=list)  # in normalised text
     suppressed: list[str] = field(default_factory=list)  # "<rule> by <suppressor kind>"
-    learned_p: float | None = None
+    learned_p: float | None = None  # the model's P(tier >= moderate) for this message alone
+    learned_tier: str | None = None  # the model's tier for this message alone
+    context_tier: str | None = None  # the model's tier for this message read with the member's recent ones
+    context_messages: int = 0  # how many earlier messages were read with it
 
 
 def _read_toml(path: Path) -> tuple[str, dict[str, Any]]:
@@ -192,117 +172,139 @@ def load_crisis_config(path: Path | str = DEFAULT_RULES) -> CrisisConfig:
         sups.append(
             Suppressor(kind, scope, _patterns(entry.get("patterns"), path, text, f"suppress.{kind}", after_s))
         )
-    learned = data.get("learned", {})
-    threshold = learned.get("alert_threshold", 0.6)
-    max_tier = learned.get("max_tier", "high")
-    if not isinstance(threshold, int | float) or not 0 < threshold <= 1:
-        raise ConfigError(path, "must be a number in (0, 1]", key="learned.alert_threshold")
-    if max_tier not in TIERS:
-        raise ConfigError(path, f"must be one of {TIERS}", key="learned.max_tier")
-    max_fa = learned.get("max_false_alert", 0.05)
-    if not isinstance(max_fa, int | float) or not 0 <= max_fa < 1:
-        raise ConfigError(path, "must be a number in [0, 1)", key="learned.max_false_alert")
-    return CrisisConfig(tuple(rules), tuple(combos), tuple(sups), float(threshold), max_tier, float(max_fa))
+    if "learned" in data:
+        raise ConfigError(
+            path,
+            "the learned crisis component is the support model now (its thresholds are in its card); "
+            "remove [learned]",
+            key="learned",
+        )
+    ctx = data.get("context", {})
+    if not isinstance(ctx, dict) or set(ctx) - {"window_minutes", "messages"}:
+        raise ConfigError(path, "[context] takes window_minutes and messages", key="context")
+    minutes = ctx.get("window_minutes", 10)
+    count = ctx.get("messages", 5)
+    if not isinstance(minutes, int | float) or isinstance(minutes, bool) or not 0 <= minutes <= 120:
+        raise ConfigError(path, "must be a number of minutes from 0 to 120", key="context.window_minutes")
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 20:
+        raise ConfigError(path, "must be a whole number from 0 to 20", key="context.messages")
+    return CrisisConfig(tuple(rules), tuple(combos), tuple(sups), ContextWindow(float(minutes), count))
 
 
-def load_examples(path: Path | str = DEFAULT_EXAMPLES) -> list[Example]:
-    """Training examples: ``[[examples]]`` tables with ``tier``, optional ``category`` and ``texts``."""
-    path = Path(path)
-    _, data = _read_toml(path)
-    out: list[Example] = []
-    for i, entry in enumerate(data.get("examples", [])):
-        tier, cat, texts = entry.get("tier"), entry.get("category"), entry.get("texts")
-        if (
-            tier not in TIERS
-            or (cat is not None and cat not in CATEGORIES)
-            or (tier != "none" and cat is None)
-        ):
-            raise ConfigError(
-                path, "needs a valid tier and (unless tier none) category", key=f"examples[{i}]"
-            )
-        if not isinstance(texts, list) or not texts:
-            raise ConfigError(path, "texts must be a non-empty list", key=f"examples[{i}]")
-        out.extend(Example(str(t), tier, cat) for t in texts)
-    return out
+@dataclass(frozen=True)
+class Recent:
+    """One earlier message of a member in a room, kept for the context window only."""
+
+    event_id: str
+    at: datetime
+    text: str  # normalised text
 
 
-class LearnedCrisisModel:
-    """Logistic regressions over embeddings: P(tier) and, for risky messages, P(category)."""
+class ContextStore(Protocol):
+    """A member's recent messages per room, for reading them together. Safe to call from threads."""
 
-    def __init__(self, embedder: Embedder, examples: Sequence[Example], max_false_alert: float = 0.05):
-        from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    def record(self, key: tuple[str, str], recent: Recent, window: ContextWindow) -> list[Recent]:
+        """Add ``recent`` (once per event ID), forget what is older than the window before it, and
+        return the earlier messages still in the window (at most ``window.messages``, oldest first)."""
+        ...
 
-        from moderation.normalize import normalize
 
-        self.embedder = embedder
-        texts = [normalize(e.text).text for e in examples]
-        x = embedder.encode(texts)
-        tiers = np.array([TIER_RANK[e.tier] for e in examples])
-        self._tier = self._fit(x, tiers)
-        risky = tiers > 0
-        cats = np.array([e.category or "ideation" for e in examples])
-        labels = np.unique(cats[risky])
-        self._only_cat = str(labels[0]) if len(labels) == 1 else None
-        self._cat = self._fit(x[risky], cats[risky]) if len(labels) > 1 else None
-        # Alert threshold from the examples themselves (never from the evaluation set): out-of-fold
-        # P(alert) of the 'none' examples, so at most ``max_false_alert`` of them would alert.
-        folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
-        oof = cross_val_predict(self._fit(x, tiers, fit=False), x, tiers, cv=folds, method="predict_proba")
-        none_col = list(np.unique(tiers)).index(0)
-        p_alert_none = 1.0 - oof[tiers == 0, none_col]
-        self.threshold = float(np.quantile(p_alert_none, 1.0 - max_false_alert)) if len(p_alert_none) else 0.5
+class InMemoryContextStore:
+    """Process memory only, bounded: nothing older than the window survives the next message, and a
+    sweep forgets members who have gone quiet (:meth:`sweep`, also run every ``sweep_every`` records)."""
 
-    @staticmethod
-    def _fit(x: np.ndarray, y: np.ndarray, fit: bool = True) -> Any:
-        from sklearn.linear_model import LogisticRegression
+    def __init__(self, max_members: int = 50_000, sweep_every: int = 1000):
+        self._by_key: dict[tuple[str, str], deque[Recent]] = {}
+        self._lock = threading.Lock()
+        self._max_members = max_members
+        self._sweep_every = sweep_every
+        self._records = 0
+        self._window = timedelta(minutes=10)
 
-        model = LogisticRegression(C=4.0, max_iter=2000)
-        return model.fit(x, y) if fit else model
+    def record(self, key: tuple[str, str], recent: Recent, window: ContextWindow) -> list[Recent]:
+        span = timedelta(minutes=window.minutes)
+        with self._lock:
+            self._window = span
+            q = self._by_key.get(key)
+            if q is None:
+                if len(self._by_key) >= self._max_members:
+                    self._sweep(recent.at)
+                q = self._by_key[key] = deque(maxlen=max(1, window.messages + 1))
+            earlier = [r for r in q if r.event_id != recent.event_id and recent.at - span <= r.at <= recent.at]
+            if all(r.event_id != recent.event_id for r in q):
+                q.append(recent)
+            while q and q[0].at < recent.at - span:
+                q.popleft()
+            self._records += 1
+            if self._records % self._sweep_every == 0:
+                self._sweep(recent.at)
+        earlier.sort(key=lambda r: r.at)
+        return earlier[-window.messages :] if window.messages else []
 
-    def predict(self, texts: Sequence[str]) -> list[tuple[np.ndarray, str]]:
-        """Per text: probabilities over :data:`TIERS` and the most likely category."""
-        x = self.embedder.encode(texts)
-        p = self._tier.predict_proba(x)
-        full = np.zeros((len(texts), len(TIERS)))
-        for j, cls in enumerate(self._tier.classes_):
-            full[:, int(cls)] = p[:, j]
-        cats = self._cat.predict(x) if self._cat is not None else [self._only_cat] * len(texts)
-        return [(full[i], str(cats[i])) for i in range(len(texts))]
+    def sweep(self, now: datetime) -> int:
+        """Forget every member whose newest message is older than the window; returns how many."""
+        with self._lock:
+            return self._sweep(now)
+
+    def _sweep(self, now: datetime) -> int:
+        stale = [k for k, q in self._by_key.items() if not q or q[-1].at < now - self._window]
+        for k in stale:
+            del self._by_key[k]
+        while len(self._by_key) >= self._max_members:  # still full: the quietest go first
+            oldest = min(self._by_key, key=lambda k: self._by_key[k][-1].at)
+            del self._by_key[oldest]
+            stale.append(oldest)
+        return len(stale)
+
+    def __len__(self) -> int:
+        return len(self._by_key)
 
 
 class CrisisDetector:
-    """Risk tier and category per message, from explainable rules plus a learned component."""
+    """Risk tier and category per message: the learned model, the explainable rules, and context."""
 
     name = "crisis"
 
-    def __init__(self, config: CrisisConfig, learned: LearnedCrisisModel | None = None):
+    def __init__(
+        self,
+        config: CrisisConfig,
+        model: SupportModel | None = None,
+        context: ContextStore | None = None,
+    ):
         self.config = config
-        self.learned = learned
+        self.model = model
+        self.context = context if context is not None else InMemoryContextStore()
 
     @classmethod
     def from_files(
         cls,
         rules: Path | str = DEFAULT_RULES,
-        examples: Path | str | None = DEFAULT_EXAMPLES,
-        embedder: Embedder | None = None,
+        model: SupportModel | None = None,
+        context: ContextStore | None = None,
     ) -> CrisisDetector:
-        """Load the rules and train the learned part (MiniLM unless another ``embedder`` is given).
-        ``examples=None`` gives a rules-only detector."""
-        config = load_crisis_config(rules)
-        learned = None
-        if examples is not None:
-            learned = LearnedCrisisModel(
-                embedder or MiniLM(), load_examples(examples), config.max_false_alert
-            )
-        return cls(config, learned)
+        """The rules from ``rules``; without ``model`` the detector is rules-only (no context either)."""
+        return cls(load_crisis_config(rules), model, context)
 
     def detect(self, batch: Sequence[ScreenItem]) -> list[list[Signal]]:
-        return self._signals(batch, self.assess([item.norm for item in batch]))
+        contexts = [self._recent(item) for item in batch]
+        return self._signals(batch, self.assess([item.norm for item in batch], contexts))
 
     def detect_rules(self, batch: Sequence[ScreenItem]) -> list[list[Signal]]:
         """The explainable rules alone (regular expressions, no model): cheap enough to run before
         the batched models, so a clinician can be alerted without waiting for them."""
         return self._signals(batch, [self._rules(item.norm.text)[0] for item in batch])
+
+    def _recent(self, item: ScreenItem) -> list[str]:
+        """Record this message in the member's context and return the earlier ones still in the window."""
+        if self.model is None or self.config.context.messages == 0 or self.config.context.minutes == 0:
+            return []
+        msg = item.message
+        earlier = self.context.record(
+            (str(msg.room_id), str(msg.sender)),
+            Recent(str(msg.event_id), msg.sent_at, item.norm.text),
+            self.config.context,
+        )
+        return [r.text for r in earlier if r.text.strip()]
 
     def _signals(self, batch: Sequence[ScreenItem], assessments: Sequence[Assessment]) -> list[list[Signal]]:
         out: list[list[Signal]] = []
@@ -322,7 +324,7 @@ class CrisisDetector:
                         label=f"crisis.{a.category}",
                         score=round(a.score, 4),
                         evidence=tuple(spans),
-                        rule=",".join(a.rules) if a.rules else "learned",
+                        rule=",".join(a.rules),
                         tier=a.tier,
                         category=a.category,
                     )
@@ -330,30 +332,40 @@ class CrisisDetector:
             )
         return out
 
-    def assess(self, norms: Sequence[NormalizedText]) -> list[Assessment]:
-        """The reasoning behind each message's tier (rules fired, suppressed, learned probability)."""
-        results = [self._rules(n.text) for n in norms]
-        if self.learned is not None:
-            need = [i for i, (a, quiet) in enumerate(results) if a.tier == "none" and not quiet]
-            if need:
-                preds = self.learned.predict([norms[i].text for i in need])
-                for i, (probs, cat) in zip(need, preds, strict=True):
-                    self._apply_learned(results[i][0], probs, cat, len(norms[i].text))
-        return [a for a, _ in results]
+    def assess(
+        self, norms: Sequence[NormalizedText], contexts: Sequence[Sequence[str]] | None = None
+    ) -> list[Assessment]:
+        """The reasoning behind each message's tier: rules fired and suppressed, the model's reading
+        of the message alone and (with ``contexts``, the member's earlier messages) read together."""
+        results = [self._rules(n.text)[0] for n in norms]
+        if self.model is None:
+            return results
+        contexts = contexts or [[] for _ in norms]
+        joined = [CONTEXT_JOIN.join([*c, n.text]) for n, c in zip(norms, contexts, strict=True) if c]
+        scores = self.model.predict([n.text for n in norms] + joined)
+        single, together = scores[: len(norms)], iter(scores[len(norms) :])
+        for a, n, c, s in zip(results, norms, contexts, single, strict=True):
+            self._apply_learned(a, s, len(n.text), context=False)
+            if c:
+                a.context_messages = len(c)
+                self._apply_learned(a, next(together), len(n.text), context=True)
+        return results
 
-    def _apply_learned(self, a: Assessment, probs: np.ndarray, category: str, length: int) -> None:
-        p_alert = float(probs[1:].sum())
-        a.learned_p = p_alert
-        assert self.learned is not None
-        if p_alert < max(self.config.alert_threshold, self.learned.threshold):
+    def _apply_learned(self, a: Assessment, s: Scores, length: int, *, context: bool) -> None:
+        assert self.model is not None
+        th = self.model.thresholds
+        tier = th.tier(s.tier)
+        if context:
+            a.context_tier = tier
+        else:
+            a.learned_p = round(s.p_alert, 4)
+            a.learned_tier = tier
+        if TIER_RANK[tier] <= TIER_RANK[a.tier]:
             return
-        cap = TIER_RANK[self.config.max_learned_tier]
-        tier_idx = min(int(np.argmax(probs[1:])) + 1, cap)
-        if tier_idx <= 0:
-            return
-        a.tier = TIERS[tier_idx]
-        a.category = category
-        a.score = p_alert
+        a.tier = tier
+        a.category = s.top("category")[0]
+        a.score = float(s.tier[TIER_RANK[tier] :].sum())
+        a.rules = ["context" if context else "learned"]
         a.evidence = [(0, length)] if length else []
 
     def _rules(self, text: str) -> tuple[Assessment, bool]:
@@ -398,7 +410,6 @@ class CrisisDetector:
             a.evidence = sorted({sp for c in same for sp in c[3]})
             a.score = TIER_SCORE[a.tier]
         return a, any_suppressor
-
 
 def _clauses(text: str) -> list[tuple[int, int]]:
     """``(start, end)`` of each clause: text between sentence ends and "but" / "however"."""

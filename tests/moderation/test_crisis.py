@@ -1,16 +1,20 @@
+from datetime import timedelta
+
 import numpy as np
 import pytest
 
 from moderation.detectors.crisis import (
+    ContextWindow,
     CrisisDetector,
-    HashingEmbedder,
-    LearnedCrisisModel,
+    InMemoryContextStore,
+    Recent,
     load_crisis_config,
-    load_examples,
 )
+from moderation.detectors.support_model import Scores, Thresholds
 from moderation.errors import ConfigError
+from moderation.labels import CATEGORIES, CONTEXT_JOIN
 from moderation.normalize import normalize
-from tests.moderation.factories import item
+from tests.moderation.factories import T0, item
 
 IMMINENT = [
     ("I have the pills ready and I'm going to take them all tonight", "plan_or_means"),
@@ -22,14 +26,14 @@ IMMINENT = [
 ]
 HIGH = [
     ("I want to kill myself", "ideation"),
+    ("I want to die", "ideation"),
+    ("everyone would be better off without me", "ideation"),
+    ("I don't want to be alive anymore", "ideation"),
     ("I've been thinking about killing myself a lot", "ideation"),
     ("I've been stockpiling my pills", "plan_or_means"),
     ("I cut myself again last night", "self_harm"),
 ]
 MODERATE = [
-    ("I want to die", "ideation"),
-    ("everyone would be better off without me", "ideation"),
-    ("I don't want to be alive anymore", "ideation"),
     ("the urge to cut is so strong", "self_harm"),
     ("my husband hits me", "abuse_disclosure"),
     ("my friend says she wants to kill herself", "concern_for_other"),
@@ -61,12 +65,7 @@ HARD_NEGATIVES = [
 
 @pytest.fixture(scope="module")
 def rules_only():
-    return CrisisDetector.from_files(examples=None)
-
-
-@pytest.fixture(scope="module")
-def with_fast_learned():
-    return CrisisDetector.from_files(embedder=HashingEmbedder(2**9))
+    return CrisisDetector.from_files()
 
 
 @pytest.mark.parametrize(("text", "category"), IMMINENT)
@@ -90,8 +89,8 @@ def test_moderate(rules_only, text, category):
 
 
 @pytest.mark.parametrize("text", HARD_NEGATIVES)
-def test_hard_negatives_raise_nothing(with_fast_learned, text):
-    assert with_fast_learned.detect([item(text)])[0] == []
+def test_hard_negatives_raise_nothing(rules_only, text):
+    assert rules_only.detect([item(text)])[0] == []
 
 
 def test_suppression_is_explained(rules_only):
@@ -110,38 +109,6 @@ def test_evidence_points_into_original(rules_only):
     [sig] = rules_only.detect([item(text)])[0]
     quoted = [text[s.start : s.end].lower() for s in sig.evidence]
     assert any("this is goodbye" in q for q in quoted)
-
-
-class FixedEmbedder:
-    """Maps any text to a fixed vector by keyword, so the learned part is testable in isolation."""
-
-    def encode(self, texts):
-        return np.array([[1.0, 0.0] if "gloom" in t else [0.0, 1.0] for t in texts], dtype=np.float32)
-
-
-def test_learned_component_fills_gaps_but_never_says_imminent(rules_only):
-    from moderation.detectors.crisis import Example
-
-    ex = [Example(f"gloom {i}", "imminent", "ideation") for i in range(10)]
-    ex += [Example(f"fine {i}", "none", None) for i in range(10)]
-    det = CrisisDetector(rules_only.config, LearnedCrisisModel(FixedEmbedder(), ex))
-    [sig] = det.detect([item("a gloom feeling")])[0]
-    assert sig.tier == "high"
-    assert sig.rule == "learned"
-    assert det.detect([item("fine day")])[0] == []
-    # the learned part stays quiet when a suppressor matched anywhere
-    assert det.detect([item("gloom, but years ago")])[0] == []
-
-
-def test_learned_training_is_deterministic():
-    ex = load_examples()
-    a = LearnedCrisisModel(HashingEmbedder(2**9), ex)
-    b = LearnedCrisisModel(HashingEmbedder(2**9), ex)
-    texts = ["i feel so alone tonight", "what a lovely day"]
-    for (pa, ca), (pb, cb) in zip(a.predict(texts), b.predict(texts), strict=True):
-        assert np.allclose(pa, pb)
-        assert ca == cb
-    assert a.threshold == b.threshold
 
 
 def test_bad_crisis_regex_refused_with_line(tmp_path):
@@ -164,18 +131,102 @@ def test_unknown_category_refused(tmp_path):
         load_crisis_config(cfg)
 
 
-@pytest.fixture(scope="module")
-def minilm():
-    return CrisisDetector.from_files()  # the real all-MiniLM-L6-v2, offline
+
+# ---------------------------------------------------------------- the learned model's part (a small fake)
 
 
-def test_real_minilm_model(minilm):
-    """The shipped detector with the real embedding model: positives and hard negatives together."""
-    emb = minilm.learned.embedder.encode(["hello"])
-    assert emb.shape == (1, 384)
-    batch = [item(t) for t, _ in IMMINENT + HIGH + MODERATE] + [item(t) for t in HARD_NEGATIVES]
-    out = minilm.detect(batch)
-    n_pos = len(IMMINENT) + len(HIGH) + len(MODERATE)
-    assert all(out[i] for i in range(n_pos))
-    assert [HARD_NEGATIVES[i - n_pos] for i in range(n_pos, len(batch)) if out[i]] == []
-    assert [s.tier for s in out[0]] == ["imminent"]
+class KeywordModel:
+    """Stands in for the support model in these pure domain tests: the tier comes from a keyword."""
+
+    def __init__(self) -> None:
+        self.thresholds = Thresholds(alert=0.5, high=0.5, imminent=0.5, harm=0.5)
+        self.seen: list[str] = []
+
+    def predict(self, texts):
+        self.seen.extend(texts)
+        out = []
+        for t in texts:
+            tier = np.array([0.97, 0.01, 0.01, 0.01], dtype=np.float32)
+            if "gloom" in t:
+                tier = np.array([0.02, 0.02, 0.06, 0.90], dtype=np.float32)
+            elif "tonight" in t and "ready" in t and "goodbye" in t:  # only when read together
+                tier = np.array([0.05, 0.05, 0.10, 0.80], dtype=np.float32)
+            category = np.zeros(len(CATEGORIES), dtype=np.float32)
+            category[CATEGORIES.index("plan_or_means")] = 1.0
+            out.append(Scores(tier, category, np.eye(10, dtype=np.float32)[0], np.eye(5, dtype=np.float32)[0]))
+        return out
+
+
+@pytest.fixture
+def learned(rules_only):
+    return CrisisDetector(rules_only.config, KeywordModel(), InMemoryContextStore())
+
+
+def test_the_model_may_say_imminent_where_no_rule_matches(learned):
+    [sig] = learned.detect([item("a gloom feeling")])[0]
+    assert (sig.tier, sig.category, sig.rule) == ("imminent", "plan_or_means", "learned")
+    assert learned.detect([item("fine day", sender="@someone.else:localhost")])[0] == []
+
+
+def test_the_rules_stay_a_floor_the_model_cannot_lower(learned):
+    [sig] = learned.detect([item("I'm standing on the bridge now")])[0]
+    assert (sig.tier, sig.category) == ("imminent", "attempt_in_progress")
+    assert "learned" not in sig.rule
+    [a] = learned.assess([normalize("I cut myself again last night")])
+    assert (a.tier, a.learned_tier) == ("high", "none")
+
+
+def _said(body, *, seconds, sender="@member:localhost", room="!room:localhost"):
+    return item(body, sent_at=T0 + timedelta(seconds=seconds), sender=sender, room_id=room)
+
+
+def test_a_members_recent_messages_are_read_together(learned):
+    msgs = ["I've made up my mind.", "everything is ready", "tonight. goodbye all"]
+    out = [learned.detect([_said(m, seconds=20 * i)])[0] for i, m in enumerate(msgs)]
+    assert out[0] == []
+    assert out[1] == []
+    [sig] = out[2]
+    assert (sig.tier, sig.rule) == ("imminent", "context")
+    assert learned.model.seen[-1] == CONTEXT_JOIN.join(normalize(m).text for m in msgs)
+
+
+def test_context_is_per_member_per_room_and_within_the_window(learned):
+    learned.detect([_said("everything is ready", seconds=0)])
+    # another member, another room, or after the window: not read together
+    assert learned.detect([_said("tonight. goodbye all", seconds=10, sender="@other:localhost")])[0] == []
+    assert learned.detect([_said("tonight. goodbye all", seconds=10, room="!elsewhere:localhost")])[0] == []
+    assert learned.detect([_said("tonight. goodbye all", seconds=11 * 60)])[0] == []
+
+
+def test_context_store_forgets_what_is_past_the_window():
+    store = InMemoryContextStore(sweep_every=10**6)
+    window = ContextWindow(minutes=10, messages=2)
+    for i in range(4):
+        earlier = store.record(("r", "u"), Recent(f"$e{i}", T0 + timedelta(minutes=i), f"m{i}"), window)
+    assert [r.text for r in earlier] == ["m1", "m2"]  # at most two earlier ones, oldest first
+    assert store.record(("r", "u"), Recent("$e3", T0 + timedelta(minutes=3), "m3"), window)  # same event: once
+    assert store.sweep(T0 + timedelta(minutes=30)) == 1
+    assert len(store) == 0
+
+
+def test_context_without_a_model_is_off(rules_only):
+    assert rules_only.detect([_said("everything is ready", seconds=0)])[0] == []
+    assert rules_only.context is not None
+    assert len(rules_only.context) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("[learned]\nthreshold = 0.4\n", r"remove \[learned\]"),
+        ("[context]\nwindow_minutes = -1\n", "minutes from 0 to 120"),
+        ("[context]\nmessages = 2.5\n", "whole number"),
+        ("[context]\nsize = 3\n", "takes window_minutes and messages"),
+    ],
+)
+def test_context_and_learned_config_errors_name_the_key(tmp_path, body, message):
+    cfg = tmp_path / "crisis.toml"
+    cfg.write_text('[[rule]]\nname = "x"\ngroup = "g"\ntier = "high"\ncategory = "ideation"\npatterns = ["a"]\n' + body)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_crisis_config(cfg)
+    assert err.value.file == str(cfg)

@@ -30,7 +30,7 @@ def on_onnx(tmp_path_factory: pytest.TempPathFactory) -> MiniLM:
 
 
 def test_onnx_runtime_gives_sentence_transformers_own_embeddings(on_torch: MiniLM, on_onnx: MiniLM) -> None:
-    """fp32 under ONNX Runtime: the offline head and the crisis detector's examples were learned on
+    """fp32 under ONNX Runtime: the offline head was trained on
     these embeddings, so they must be the same, padding and stripping included."""
     assert on_onnx.runtime == "onnx"
     assert on_onnx.session is not None

@@ -57,8 +57,8 @@ def test_a_weights_file_with_a_top_layer_branches_after_the_frozen_layers(
     offline: OfflineEmbeddingScorer, tmp_path: Path
 ) -> None:
     """A weights file carrying ``top.*`` (here MiniLM's own pretrained top layer in fp16, as a
-    stand-in for a fine-tuned one): the shared embeddings must stay the original ones (the crisis
-    detector's examples were learned on them), and the head reads the top layer's pooled output."""
+    stand-in for a fine-tuned one): the shared embeddings must stay the original ones (the
+    offline head was trained on them), and the head reads the top layer's pooled output."""
     import torch
 
     state = offline.minilm.model[0].auto_model.encoder.layer[TOP_LAYER_INPUT].state_dict()

@@ -74,6 +74,67 @@ def test_model_threat_still_blocks_when_the_crisis_is_harm_to_others(policy):
     assert "escalate" in kinds(ds)
 
 
+def target(who, here):
+    return Signal(detector="harm", label=f"target.{who}", score=here, rule=who)
+
+
+def test_a_threat_about_someone_outside_the_room_is_a_crisis_to_escalate_not_to_silence(policy):
+    # "I'm going to hurt my stepdad tonight": escalated, reviewed; a threat to the reader is refused
+    ds = policy.decide(
+        message("x"), [tox("threat", 0.95), crisis("imminent", "harm_to_others"), target("third_party", 0.1)]
+    )
+    assert kinds(ds)[:2] == ["escalate", "send_resources"]
+    assert "block" not in kinds(ds)
+    ds = policy.decide(
+        message("x"), [tox("threat", 0.95), crisis("imminent", "harm_to_others"), target("reader", 0.9)]
+    )
+    assert kinds(ds)[0] == "block"
+
+
+@pytest.mark.parametrize("label", ["insult", "threat", "severe_toxicity", "identity_attack"])
+def test_toxicity_blocks_only_what_is_aimed_at_people_here(policy, label):
+    # venting about one's own life or an abuser outside the room passes, for human review at most
+    ds = policy.decide(message("x"), [tox(label, 0.95), target("self", 0.05)])
+    assert "block" not in kinds(ds)
+    assert any(d.kind == "flag" and "not block: aimed at self" in d.reason for d in ds)
+    ds = policy.decide(message("x"), [tox(label, 0.95), target("reader", 0.9)])
+    assert kinds(ds)[0] == "block"
+
+
+@pytest.mark.parametrize("harm", ["incitement_self_harm", "method_tip", "pro_eating_disorder", "wish_harm", "spam"])
+def test_support_group_harms_block_with_their_own_message(policy, harm):
+    sig = Signal(detector="harm", label=f"harm.{harm}", score=0.8, rule=harm)
+    ds = policy.decide(message("x"), [sig, target("reader", 0.9)])
+    assert ds[0].kind == "block"
+    assert ds[0].message
+    assert "wasn't sent" in ds[0].message
+    # the writer at risk themselves is not silenced by a harm label: flagged for a person instead
+    ds = policy.decide(message("x"), [sig, crisis("high", "self_harm"), target("self", 0.1)])
+    assert "block" not in kinds(ds)
+    assert "escalate" in kinds(ds)
+
+
+def test_harm_labels_must_block_in_member_profiles(tmp_path):
+    text = DEFAULT_POLICY.read_text().replace(
+        '"harm.spam" = { threshold = 0.5, actions = ["block"], message = "spam" }',
+        '"harm.spam" = { threshold = 0.5, actions = ["flag"] }',
+    )
+    bad = tmp_path / "policy.toml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match="must block") as err:
+        load_policy(bad)
+    assert err.value.key == "profiles.support.labels.harm.spam.actions"
+
+
+def test_needs_target_must_cover_insult_threat_and_severe_toxicity(tmp_path):
+    text = DEFAULT_POLICY.read_text().replace('"toxicity.insult", "toxicity.threat", ', "")
+    bad = tmp_path / "policy.toml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match="needs the reader or a group") as err:
+        load_policy(bad)
+    assert err.value.key == "profiles.support.needs_target"
+
+
 def test_casual_profanity_passes_in_support(policy):
     ds = policy.decide(message("x"), [tox("obscene", 0.99), tox("toxicity", 0.9)])
     assert kinds(ds) == ["allow"]

@@ -292,7 +292,7 @@ def test_offline_embeddings_are_cached_and_serve_as_an_embedder(
     monkeypatch.setattr(
         offline.minilm, "_compute", lambda batch: pytest.fail(f"recomputed {len(batch)} texts")
     )
-    again = offline.minilm.encode(texts[::-1])  # the crisis detector's Embedder protocol
+    again = offline.minilm.encode(texts[::-1])
     np.testing.assert_array_equal(again, first[::-1])
     np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
     # ... and the cache holds digests, never the members' messages themselves.
@@ -495,15 +495,13 @@ def test_loader_runs_the_offline_scorer_on_the_configured_runtime(tmp_path: Path
     assert len(list(tmp_path.glob("minilm-l6-v2-fp32-*.onnx"))) == 1
 
 
-def test_beside_detoxify_the_crisis_detector_gets_minilm_on_the_configured_runtime(
-    tiny, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
-    """With a Detoxify checkpoint there is no offline scorer to share MiniLM with: the crisis
-    detector gets its own, on the same runtime and model cache as the toxicity model."""
+def test_beside_detoxify_the_pipeline_gets_the_shipped_support_model(tiny, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The crisis and harm detectors share the shipped support model, whatever scores toxicity, and
+    the description says what is in use; ``crisis_learned = false`` says that it is rules only."""
     from bridge.screening import load_pipeline
     from config.settings import ModerationSettings, Settings
     from moderation.detectors.crisis import CrisisDetector
-    from moderation.detectors.minilm import MiniLM
+    from moderation.detectors.harm import HarmDetector
 
     ckpt, _, _ = tiny
     settings = Settings(
@@ -512,12 +510,20 @@ def test_beside_detoxify_the_crisis_detector_gets_minilm_on_the_configured_runti
     )
     pipeline, description = load_pipeline(settings)
     assert description.startswith("detoxify tiny int8 on onnxruntime")
+    assert "support model: " in description
+    assert "support_model.onnx" in description
     crisis = next(d for d in pipeline.detectors if isinstance(d, CrisisDetector))
-    assert crisis.learned is not None
-    assert isinstance(crisis.learned.embedder, MiniLM)
-    assert crisis.learned.embedder.runtime == "onnx"
-    assert len(list((tmp_path / "model-cache").glob("minilm-l6-v2-fp32-*.onnx"))) == 1
-    assert len(list((tmp_path / "model-cache").glob("detoxify-tiny-int8-*.onnx"))) == 1
+    harm = next(d for d in pipeline.detectors if isinstance(d, HarmDetector))
+    assert crisis.model is not None
+    assert crisis.model is harm.model
+
+    off = Settings(
+        data_dir=tmp_path,
+        moderation=ModerationSettings(toxicity_checkpoint=str(ckpt), crisis_learned=False),
+    )
+    pipeline, description = load_pipeline(off)
+    assert "crisis rules only" in description
+    assert not any(isinstance(d, HarmDetector) for d in pipeline.detectors)
 
 
 def test_prune_cache_keeps_what_is_in_use_and_logs_what_it_cannot_remove(

@@ -1,0 +1,175 @@
+"""The whole moderation pipeline on a labelled set in Hearth's scheme: crisis alerts per tier, blocks
+per harm type, and the issue's targets.
+
+    .venv/bin/python bench/support_eval.py                      # the frozen evaluation set
+    .venv/bin/python bench/support_eval.py --data DIR           # another folder of *.jsonl in the scheme
+    .venv/bin/python bench/support_eval.py --toxicity none      # without the toxicity model
+
+Every message goes through ``Pipeline.from_config`` (normaliser -> rules, crisis with context, harm,
+behaviour, toxicity -> config/policy.toml) as a new member of a ``support`` room would send it (joined a
+minute before, as a fresh member sent each message of the outside trial), each from a different
+member; a conversation's messages come from one member, 20 seconds apart. What counts:
+
+- alerted: the verdict escalates (any tier); a conversation's tier is the highest of its messages';
+- blocked: the gate would refuse it (a ``block`` disposition); silenced: block, redact or mute;
+- imminent alerted as imminent; high alerted at high or above; false alert: any alert on tier none;
+- abuse blocked: harm other than none, blocked before delivery; benign blocked: tier none and harm
+  none, blocked.
+
+The frozen set (bench/data/frozen_eval) is never trained or tuned on; each run of this script on it is
+a measurement, and the README says how many were made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from config.ids import EventID, RoomID, UserID  # noqa: E402
+from moderation.detectors.crisis import TIER_RANK  # noqa: E402
+from moderation.labels import HARMS, TIERS, Labelled, data_files, digest, load_labelled  # noqa: E402
+from moderation.pipeline import Pipeline  # noqa: E402
+from moderation.types import Message, Verdict  # noqa: E402
+
+FROZEN = ROOT / "bench" / "data" / "frozen_eval"
+SILENCING = ("block", "redact", "mute")
+
+
+def messages_for(records: list[Labelled], profile: str) -> list[list[Message]]:
+    start = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    out = []
+    for i, r in enumerate(records):
+        sender = UserID(f"@member{i}:hearth.test")
+        first = start + timedelta(minutes=30 * i)
+        out.append(
+            [
+                Message(
+                    event_id=EventID(f"$eval{i}_{k}"),
+                    room_id=RoomID("!room:hearth.test"),
+                    sender=sender,
+                    body=text,
+                    sent_at=first + timedelta(seconds=20 * k),
+                    profile=profile,
+                    space="eval",
+                    sender_joined_at=first - timedelta(minutes=1),
+                )
+                for k, text in enumerate(r.messages)
+            ]
+        )
+    return out
+
+
+def alerted_tier(verdicts: list[Verdict]) -> str:
+    tiers = [d.tier or "none" for v in verdicts for d in v.of_kind("escalate")]
+    return max(tiers, key=lambda t: TIER_RANK.get(t, 0), default="none")
+
+
+def blocker(verdicts: list[Verdict]) -> str | None:
+    for v in verdicts:
+        for d in v.of_kind("block"):
+            return d.reason.split(":")[0]
+    return None
+
+
+def pct(a: int, b: int) -> str:
+    return f"{100.0 * a / b:5.1f}% ({a}/{b})" if b else "   n/a"
+
+
+def table(title: str, rows: list[str], cols: list[str], counts: dict[str, Counter[str]]) -> None:
+    width = max(12, *(len(r) for r in rows)) + 2
+    print(f"\n{title}")
+    print(" " * width + "".join(f"{c:>12}" for c in cols) + f"{'n':>8}")
+    for r in rows:
+        n = sum(counts[r].values())
+        if n:
+            print(f"{r:<{width}}" + "".join(f"{counts[r][c]:>12}" for c in cols) + f"{n:>8}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=FROZEN)
+    ap.add_argument("--profile", default="support")
+    ap.add_argument("--toxicity", choices=("offline", "none"), default="offline",
+                    help="offline: the shipped offline toxicity scorer (as `make up` runs it); none: without it")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    files = data_files(args.data)
+    records = load_labelled(files)
+    print(f"{args.data.relative_to(ROOT) if args.data.is_relative_to(ROOT) else args.data}: "
+          f"{len(records)} records ({sum(r.is_conversation for r in records)} conversations), "
+          f"digest {digest(files)[:16]}")
+    extra = []
+    if args.toxicity == "offline":
+        from moderation.detectors.toxicity import load_toxicity_detector
+
+        det, description = load_toxicity_detector(None, logging.getLogger("eval"), runtime="onnx")
+        extra.append(det)
+        print(f"toxicity: {description}")
+    pipeline = Pipeline.from_config(extra=extra)
+    model = next(d for d in pipeline.detectors if d.name == "crisis").model  # type: ignore[attr-defined]
+    print(f"support model: {model.description if model else 'none'}")
+
+    groups = messages_for(records, args.profile)
+    verdicts: list[list[Verdict]] = []
+    cpu0, wall0 = resource.getrusage(resource.RUSAGE_SELF).ru_utime, time.perf_counter()
+    n_messages = 0
+    for msgs in groups:
+        verdicts.append([pipeline.screen([m])[0] for m in msgs])
+        n_messages += len(msgs)
+    cpu = resource.getrusage(resource.RUSAGE_SELF).ru_utime - cpu0
+    wall = time.perf_counter() - wall0
+
+    tier_conf: dict[str, Counter[str]] = {t: Counter() for t in TIERS}
+    harm_conf: dict[str, Counter[str]] = {h: Counter() for h in HARMS}
+    silenced_crisis: list[str] = []
+    for r, vs in zip(records, verdicts, strict=True):
+        tier_conf[r.tier][alerted_tier(vs)] += 1
+        by = blocker(vs)
+        harm_conf[r.harm]["blocked" if by else "delivered"] += 1
+        if by:
+            harm_conf[r.harm][f"by {by.split('.')[0]}"] += 1
+        if r.tier != "none" and any(d.kind in SILENCING for v in vs for d in v.dispositions):
+            silenced_crisis.append(r.source)
+        if any(d.kind == "flag" for v in vs for d in v.dispositions) and not by:
+            harm_conf[r.harm]["flagged"] += 1
+
+    table("crisis: labelled tier (rows) -> alerted tier (columns)", list(TIERS), list(TIERS), tier_conf)
+    table(
+        "harm: labelled harm (rows) -> outcome (columns); 'by' names the detector of the first block",
+        list(HARMS),
+        ["blocked", "delivered", "flagged", "by harm", "by rules", "by toxicity", "by behaviour"],
+        harm_conf,
+    )
+    imminent = tier_conf["imminent"]
+    high = tier_conf["high"]
+    benign_records = [
+        (r, vs) for r, vs in zip(records, verdicts, strict=True) if r.tier == "none" and r.harm == "none"
+    ]
+    none_tier = tier_conf["none"]
+    abuse = [(r, vs) for r, vs in zip(records, verdicts, strict=True) if r.harm != "none"]
+    crisis_n = sum(1 for r in records if r.tier != "none")
+    print("\ntargets")
+    print(f"  imminent alerted as imminent     {pct(imminent['imminent'], sum(imminent.values()))}   (>= 95%)")
+    print(f"  high alerted at high or above    {pct(high['high'] + high['imminent'], sum(high.values()))}   (>= 90%)")
+    print(f"  false alerts on tier none        {pct(sum(none_tier.values()) - none_tier['none'], sum(none_tier.values()))}   (<= 3%)")
+    print(f"  crisis messages silenced         {len(silenced_crisis)} of {crisis_n}   (0)")
+    print(f"  abuse blocked before delivery    {pct(sum(1 for _, vs in abuse if blocker(vs)), len(abuse))}   (>= 90%)")
+    print(f"  benign blocked                   {pct(sum(1 for _, vs in benign_records if blocker(vs)), len(benign_records))}   (<= 2%)")
+    print(f"\n{n_messages} messages screened one at a time: CPU {1000 * cpu / n_messages:.1f} ms per message "
+          f"for the whole pipeline (wall {1000 * wall / n_messages:.1f} ms)")
+    if silenced_crisis:
+        print(f"  silenced crisis records: {', '.join(silenced_crisis)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""The shipped support model: the artefact, its card, its frozen-set scores, and how the pipeline
+uses it (a real ONNX Runtime session on the committed int8 model; nothing faked)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from moderation.detectors.behaviour import BehaviourDetector
+from moderation.detectors.crisis import CrisisDetector, InMemoryContextStore
+from moderation.detectors.support_model import (
+    DEFAULT_CARD,
+    DEFAULT_MODEL,
+    MAX_WINDOWS,
+    SupportModel,
+    SupportModelError,
+    Thresholds,
+    load_card,
+    model_figures,
+    model_text,
+)
+from moderation.labels import HEADS, data_files, digest, load_labelled
+from moderation.pipeline import Pipeline
+from tests.moderation.factories import T0, message
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = ROOT / "bench" / "data" / "corpus"
+FROZEN = ROOT / "bench" / "data" / "frozen_eval"
+
+
+@pytest.fixture(scope="module")
+def model() -> SupportModel:
+    return SupportModel()
+
+
+@pytest.fixture(scope="module")
+def card() -> dict:
+    return load_card()
+
+
+def test_the_artefact_is_small_and_says_what_it_was_trained_on(card):
+    assert DEFAULT_MODEL.stat().st_size <= 30 * 1024 * 1024
+    assert card["heads"] == {k: list(v) for k, v in HEADS.items()}
+    files = data_files(CORPUS)
+    assert card["corpus_digest"] == digest(files), "the corpus changed since the model was trained"
+    assert card["corpus_records"] == len(load_labelled(files)) >= 6000
+    assert card["frozen_digest"] == digest(data_files(FROZEN)), "the frozen evaluation set changed"
+    assert card["dedupe"]["cutoff_cosine"] == 0.9
+    assert 0 < card["thresholds"]["alert"] < 1
+
+
+def test_the_artefact_reproduces_its_recorded_frozen_set_scores(model, card):
+    frozen = load_labelled(data_files(FROZEN))
+    assert len(frozen) >= 600
+    got = model_figures(frozen, model.predict([model_text(r) for r in frozen]), model.thresholds)
+    want = card["frozen_eval"]
+    for key in ("records", "tier", "harm", "target"):
+        assert got[key] == want[key], key
+    assert got["p_alert_sum"] == pytest.approx(want["p_alert_sum"], abs=0.05)
+    assert got["p_harm_sum"] == pytest.approx(want["p_harm_sum"], abs=0.05)
+
+
+def test_outputs_are_probabilities_and_cached_per_text(model):
+    [a, b] = model.predict(["good morning everyone", "good morning everyone"])
+    for head in HEADS:
+        assert a.head(head).sum() == pytest.approx(1.0, abs=1e-3)
+    assert a is b  # one pass, then the cache
+
+
+def test_a_long_ramble_is_read_in_windows_and_the_risk_at_its_end_counts(model):
+    ramble = " ".join(["work was long and the bus was late again and my feet hurt."] * 60)
+    assert len(model.windows(ramble)) > 1
+    assert len(model.windows(ramble)) <= MAX_WINDOWS
+    end = ramble + " anyway I've taken all the pills I had saved and I'm starting to feel sleepy. goodbye"
+    [calm, risky] = model.predict([ramble, end])
+    assert risky.p_alert > calm.p_alert
+    assert model.thresholds.tier(risky.tier) != "none"
+
+
+def test_harm_score_puts_the_operating_point_at_one_half():
+    th = Thresholds(alert=0.3, high=0.4, imminent=0.5, harm=0.2)
+    assert th.harm_score(0.2) == pytest.approx(0.5)
+    assert th.harm_score(0.0) == 0.0
+    assert th.harm_score(1.0) == pytest.approx(1.0)
+    xs = np.linspace(0, 1, 50)
+    assert all(np.diff([th.harm_score(float(x)) for x in xs]) >= 0)
+
+
+def test_a_card_that_does_not_match_the_scheme_is_refused_by_name(tmp_path):
+    bad = tmp_path / "card.json"
+    raw = json.loads(DEFAULT_CARD.read_text())
+    raw["heads"]["harm"] = raw["heads"]["harm"][:-1]
+    bad.write_text(json.dumps(raw))
+    with pytest.raises(SupportModelError, match=str(bad)):
+        load_card(bad)
+    with pytest.raises(SupportModelError, match="missing"):
+        SupportModel(tmp_path / "nope.onnx", DEFAULT_CARD)
+
+
+# ---------------------------------------------------------------- the pipeline with the real model
+
+
+@pytest.fixture(scope="module")
+def pipeline(model) -> Pipeline:
+    return Pipeline.from_config(model=model)
+
+
+def fresh(pipeline: Pipeline) -> Pipeline:
+    """The same detectors and model with fresh behaviour and context stores (messages here share
+    senders and times, and must not be read together across tests)."""
+    detectors = []
+    for d in pipeline.detectors:
+        if isinstance(d, BehaviourDetector):
+            d = BehaviourDetector(pipeline.policy.behaviour)
+        elif isinstance(d, CrisisDetector):
+            d = CrisisDetector(d.config, d.model, InMemoryContextStore())
+        detectors.append(d)
+    return Pipeline(detectors, pipeline.policy)
+
+
+def test_a_distressed_member_sending_eight_messages_in_twenty_seconds_is_heard_not_muted(pipeline):
+    pipe = fresh(pipeline)
+    burst = [
+        "i cant do this",
+        "everything is falling apart",
+        "i dont want to be here anymore",
+        "nobody would even notice if i was gone",
+        "i keep thinking about ending it",
+        "sorry for spamming",
+        "i just cant stop crying",
+        "please someone",
+    ]
+    verdicts = [
+        pipe.screen([message(t, sender="@burst:localhost", sent_at=T0 + timedelta(seconds=2.5 * i))])[0]
+        for i, t in enumerate(burst)
+    ]
+    for v in verdicts:
+        assert not v.blocked
+        assert not v.of_kind("mute")
+        assert not v.of_kind("redact")
+        assert not v.of_kind("warn")
+    assert any(v.of_kind("escalate") for v in verdicts)
+    flood = [d for v in verdicts for d in v.of_kind("flag") if d.reason.startswith("behaviour.flood")]
+    assert flood
+    assert "not mute: crisis" in flood[0].reason
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        ["I've made up my mind.", "Tonight.", "Goodbye all, thank you for everything"],
+    ],
+)
+def test_messages_read_together_reach_imminent(pipeline, said):
+    pipe = fresh(pipeline)
+    alone = [fresh(pipeline).screen([message(t)])[0] for t in said]
+    assert all(d.tier != "imminent" for v in alone for d in v.of_kind("escalate")), "no single one is imminent"
+    verdicts = [
+        pipe.screen([message(t, sender="@ctx:localhost", sent_at=T0 + timedelta(seconds=20 * i))])[0]
+        for i, t in enumerate(said)
+    ]
+    assert [d.tier for d in verdicts[-1].of_kind("escalate")] == ["imminent"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "honestly nobody here would miss you, you know what to do",
+        "you're so close to your goal weight, just skip dinner again, nobody will notice",
+        "hope you relapse and lose everything again",
+    ],
+)
+def test_support_group_harm_aimed_at_a_member_is_refused_with_a_kind_message(pipeline, text):
+    [v] = fresh(pipeline).screen([message(text)])
+    assert v.blocked
+    [block] = v.of_kind("block")
+    assert block.reason.startswith(("harm.", "rules."))
+    assert block.message
+    assert "wasn't sent" in block.message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my dad used to tell me I was a worthless waste of space and I still hear it",
+        "I killed it at my interview today, so fucking proud of myself",
+        "ending it with him tonight, eight years is enough",
+        "took my evening meds, two sertraline as prescribed, then bed",
+    ],
+)
+def test_quotes_venting_and_routines_pass_without_an_alert(pipeline, text):
+    [v] = fresh(pipeline).screen([message(text)])
+    assert not v.blocked
+    assert not v.of_kind("escalate")
