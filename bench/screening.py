@@ -175,7 +175,12 @@ async def run(args: argparse.Namespace) -> None:
     gate = Pipeline.from_config(extra=[onnx])
     print(f"hearth-gate: the whole pipeline with {gate.detectors[1].model.description}")  # type: ignore[attr-defined]
 
+    support = gate.detectors[1].model  # type: ignore[attr-defined]
+
     def gate_fn(batch: list[ScreenItem]) -> list[list[Signal]]:
+        # the texts repeat across this script's runs: forget earlier batches so every message costs
+        # the model a real pass (the crisis and harm detectors still share one within the batch)
+        support._cache.clear()
         verdicts = gate.screen([x.message for x in batch])
         return [[Signal("policy", d.kind, 1.0) for d in v.dispositions] for v in verdicts]
 
