@@ -13,7 +13,7 @@ room's capacity: a p99 needs 100 or more crises (below that it is the worst one)
 holds 12 to 25 people. The defaults are the provisioned catalogue's rooms (``--room`` and
 ``--background`` replace them; give an alias or a room ID, repeated for several).
 
-A watcher long-polls ``/sync`` on ``#hearth-staff`` and notes when each alert arrives: an ``m.notice``
+A watcher long-polls ``/sync`` on ``#hearth-staff`` and notes when each alert arrives: an ``m.text``
 whose ``org.hearth.escalation.event_id`` is the crisis message's ID. The watcher (``--watch-as``) is by
 default a member of the staff room only, as an on-call clinician's client is; ``--watch-as bot``
 watches on a second device of the bot's account, which is in every room, so Synapse wakes that sync for

@@ -1282,7 +1282,7 @@ def staff_alert_content(
     tz: tzinfo = UTC,
     ack_hint: str = "✅",
 ) -> dict[str, Any]:
-    """The staff-room ``m.notice`` for an escalation: readable HTML summary (tier, category, space
+    """The staff-room ``m.text`` for an escalation: readable HTML summary (tier, category, space
     and room, time, escaped excerpt, matrix.to link), ``m.mentions`` of the on-call clinician(s),
     pills in the HTML, and ``org.hearth.escalation`` (see :func:`escalation_summary`)."""
     users = _dedupe(mentions)
@@ -1297,7 +1297,9 @@ def staff_alert_content(
         heading="Crisis escalation",
     )
     return {
-        "msgtype": "m.notice",
+        # m.text, not m.notice: Synapse's default .m.rule.suppress_notices comes before
+        # .m.rule.is_user_mention, so a notice would never ring the clinician's phone
+        "msgtype": "m.text",
         "body": body,
         "format": "org.matrix.custom.html",
         "formatted_body": formatted,
@@ -1367,7 +1369,7 @@ def repage_content(
         heading="⏰ RE-PAGE",
     )
     content: dict[str, Any] = {
-        "msgtype": "m.notice",
+        "msgtype": "m.text",  # rings the mentioned clinicians (see staff_alert_content)
         "body": f"{overdue}\n{body}",
         "format": "org.matrix.custom.html",
         "formatted_body": f"<p><b>{html.escape(overdue)}</b></p>{formatted}",

@@ -172,7 +172,7 @@ def test_an_escalation_produces_exactly_one_alert_and_a_private_message(hearth_s
     alert = one_alert(hs, esc_id)
     content = alert["content"]
     assert alert["sender"] == hs.layout.bot_user_id
-    assert content["msgtype"] == "m.notice"
+    assert content["msgtype"] == "m.text"
     assert content["org.hearth.escalation"] == {
         "id": esc_id, "severity": "imminent", "category": "plan", "status": "open",
         "room_id": room, "event_id": event_id, "sender": member.user_id,
@@ -202,6 +202,24 @@ def test_an_escalation_produces_exactly_one_alert_and_a_private_message(hearth_s
                                 if n.kind != "webhook") or None, what="the outbox marked sent")
     assert sent
     assert escalation(hs, esc_id).alert_event_id == alert["event_id"]
+
+
+def test_the_alert_rings_the_on_call_clinician_under_default_push_rules(hearth_stack):
+    """Synapse's default ``.m.rule.suppress_notices`` comes before ``.m.rule.is_user_mention``: an
+    ``m.notice`` alert would never reach a clinician's phone. The alert (an ``m.text`` mentioning them)
+    must be in their ``/notifications``, as a highlight."""
+    hs = hearth_stack
+    clinician = staff_user(hs, CLINICIAN)
+    member, room, event_id = crisis_message(hs)
+    esc_id = commit_escalation(hs, member, room, event_id, severity="imminent", category="plan")
+    alert = one_alert(hs, esc_id)
+
+    def notified() -> dict[str, Any] | None:
+        notes = clinician.call("GET", "/_matrix/client/v3/notifications?limit=50")["notifications"]
+        return next((n for n in notes if n["event"]["event_id"] == alert["event_id"]), None)
+
+    note = wait_for(notified, timeout=10, what="the clinician's notification for the alert")
+    assert "highlight" in [a.get("set_tweak") for a in note["actions"] if isinstance(a, dict)]
 
 
 def test_sigkill_after_commit_delivers_the_alert_exactly_once(hearth_stack):
