@@ -17,6 +17,7 @@ from moderation.models import FlaggedMessage, ModerationDecision
 from spaces.models import ProvisionedRoom
 from tests.e2e.conftest import resolve_open_escalations
 from tests.e2e.matrix import MatrixError, wait_for
+from tests.moderation.factories import DISTRESSED_BURST
 
 pytestmark = pytest.mark.e2e
 
@@ -187,16 +188,7 @@ def test_a_distressed_member_posting_eight_messages_in_twenty_seconds_is_heard_n
     """Flooding is muted, but not when the person flooding is in crisis: every message is delivered
     and the crisis reaches the staff; the flood becomes a flag for a person to look at."""
     room, member = room_and_member
-    burst = [
-        "i cant do this",
-        "everything is falling apart",
-        "i dont want to be here anymore",
-        "nobody would even notice if i was gone",
-        "i keep thinking about ending it",
-        "sorry for spamming",
-        "i just cant stop crying",
-        "please someone",
-    ]
+    burst = DISTRESSED_BURST
     sent = []
     for text in burst:
         sent.append(member.say(room, text))  # a 403 here would raise

@@ -9,6 +9,17 @@ from moderation.normalize import normalize
 from moderation.types import Message, ScreenItem
 
 T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
+DISTRESSED_BURST = (
+    "i cant do this",
+    "everything is falling apart",
+    "i dont want to be here anymore",
+    "nobody would even notice if i was gone",
+    "i keep thinking about ending it",
+    "sorry for spamming",
+    "i just cant stop crying",
+    "please someone",
+)
+"""Eight messages of a member in distress, sent within 20 seconds (a flood) in the tests."""
 _n = 0
 
 

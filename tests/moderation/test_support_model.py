@@ -25,7 +25,7 @@ from moderation.detectors.support_model import (
 )
 from moderation.labels import HEADS, data_files, digest, load_labelled
 from moderation.pipeline import Pipeline
-from tests.moderation.factories import T0, message
+from tests.moderation.factories import DISTRESSED_BURST, T0, message
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "bench" / "data" / "corpus"
@@ -124,16 +124,7 @@ def fresh(pipeline: Pipeline) -> Pipeline:
 
 def test_a_distressed_member_sending_eight_messages_in_twenty_seconds_is_heard_not_muted(pipeline):
     pipe = fresh(pipeline)
-    burst = [
-        "i cant do this",
-        "everything is falling apart",
-        "i dont want to be here anymore",
-        "nobody would even notice if i was gone",
-        "i keep thinking about ending it",
-        "sorry for spamming",
-        "i just cant stop crying",
-        "please someone",
-    ]
+    burst = DISTRESSED_BURST
     verdicts = [
         pipe.screen([message(t, sender="@burst:localhost", sent_at=T0 + timedelta(seconds=2.5 * i))])[0]
         for i, t in enumerate(burst)
