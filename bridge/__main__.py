@@ -21,7 +21,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     for noisy in ("nio", "apscheduler.executors", "apscheduler.scheduler", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -47,7 +49,10 @@ def cmd_stack(args: argparse.Namespace) -> int:
         elif args.action == "status":
             import httpx
 
-            for name, url in (("synapse", f"{layout.hs_url}/_matrix/client/versions"), ("hearth", f"{layout.hearth_url}/healthz")):
+            for name, url in (
+                ("synapse", f"{layout.hs_url}/_matrix/client/versions"),
+                ("hearth", f"{layout.hearth_url}/healthz"),
+            ):
                 try:
                     r = httpx.get(url, timeout=3)
                     detail = r.text[:400] if name == "hearth" else ""  # /healthz JSON, never message content
@@ -79,22 +84,29 @@ def cmd_models(args: argparse.Namespace) -> int:
     except ToxicityWeightsError as e:
         print(f"hearth models fetch: {e}", file=sys.stderr)
         return 1
-    print(f"Detoxify '{args.model}' checkpoint at {path}.\nUse it: set moderation.toxicity_checkpoint = \"{path}\" "
-          "in your settings file (or HEARTH_MODERATION__TOXICITY_CHECKPOINT) and restart Hearth.")
+    print(
+        f"Detoxify '{args.model}' checkpoint at {path}.\nUse it: set moderation.toxicity_checkpoint = \"{path}\" "
+        "in your settings file (or HEARTH_MODERATION__TOXICITY_CHECKPOINT) and restart Hearth."
+    )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hearth", description="Hearth: peer-support spaces on Matrix.")
-    parser.add_argument("--config", help="operator settings file (default: $HEARTH_CONFIG or .data/hearth.toml)")
+    parser.add_argument(
+        "--config", help="operator settings file (default: $HEARTH_CONFIG or .data/hearth.toml)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the service (HTTP API, bot, scheduler)").set_defaults(fn=cmd_run)
     p = sub.add_parser("stack", help="manage the local Synapse + Hearth processes")
     p.add_argument("action", choices=["up", "down", "status"])
     p.add_argument("--data-dir", default=".data")
-    p.add_argument("--synapse-database", metavar="URL",
-                   help="up: PostgreSQL for Synapse (postgresql://user@host:port/dbname, created as Synapse "
-                        "needs it if missing); remembered for later runs. Default: SQLite")
+    p.add_argument(
+        "--synapse-database",
+        metavar="URL",
+        help="up: PostgreSQL for Synapse (postgresql://user@host:port/dbname, created as Synapse "
+        "needs it if missing); remembered for later runs. Default: SQLite",
+    )
     p.set_defaults(fn=cmd_stack)
     p = sub.add_parser("spaces", help="provision the themed support spaces: plan (show) or apply")
     p.add_argument("action", choices=["plan", "apply"])

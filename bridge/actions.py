@@ -33,18 +33,27 @@ DEFAULT_BLOCK_TEXT = (
     "A message you sent was removed because it breaks this space's guidelines. "
     "You're still welcome here; a moderator can help if you think this was a mistake."
 )
-DEFAULT_WARN_TEXT = "A gentle reminder: please keep messages kind. This is a space where people come for support."
+DEFAULT_WARN_TEXT = (
+    "A gentle reminder: please keep messages kind. This is a space where people come for support."
+)
 MUTE_LEVEL = -1
 
 
 class Actions:
     """Carries out a verdict's after-delivery dispositions for one delivered message."""
 
-    def __init__(self, engine: Engine, gateway: NioGateway, clock: Clock, *,
-                 dm_room: Callable[[str], Awaitable[RoomID]],
-                 raise_escalation: Callable[..., Awaitable[Any]],
-                 resources: CrisisResources, flag_retention: timedelta,
-                 notify_staff: Callable[[str], Awaitable[None]] | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        gateway: NioGateway,
+        clock: Clock,
+        *,
+        dm_room: Callable[[str], Awaitable[RoomID]],
+        raise_escalation: Callable[..., Awaitable[Any]],
+        resources: CrisisResources,
+        flag_retention: timedelta,
+        notify_staff: Callable[[str], Awaitable[None]] | None = None,
+    ):
         self.engine = engine
         self.gateway = gateway
         self.clock = clock
@@ -87,8 +96,9 @@ class Actions:
     async def escalate(self, message: Message, verdict: Verdict) -> None:
         """Raise (or merge into) the sender's escalation for a verdict with an ``escalate`` disposition."""
         for d in verdict.of_kind("escalate")[:1]:
-            await self.raise_escalation(message, d.tier or "high", d.category or "ideation", verdict.signals,
-                                        excerpt=message.body)
+            await self.raise_escalation(
+                message, d.tier or "high", d.category or "ideation", verdict.signals, excerpt=message.body
+            )
 
     def _flag(self, message: Message, reason: str) -> None:
         with Session(self.engine) as s:
@@ -123,10 +133,18 @@ class Actions:
                         row.until = max(store._utc(row.until), until)
                         s.commit()
                         return False
-                    s.add(Mute(room_id=room_id, user_id=user_id, previous_level=previous, until=until,
-                               reason=reason[:255]))
+                    s.add(
+                        Mute(
+                            room_id=room_id,
+                            user_id=user_id,
+                            previous_level=previous,
+                            until=until,
+                            reason=reason[:255],
+                        )
+                    )
                     s.commit()
                     return True
+
             if await asyncio.to_thread(record):
                 users[user_id] = MUTE_LEVEL
                 await self.gateway.put_state(room_id, "m.room.power_levels", {**pl, "users": users})
@@ -139,6 +157,7 @@ class Actions:
         def due() -> list[Mute]:
             with Session(self.engine) as s:
                 return list(s.exec(select(Mute).where(col(Mute.until) <= now)))
+
         restored = 0
         for m in await asyncio.to_thread(due):
             async with self._mute_lock:
@@ -157,6 +176,7 @@ class Actions:
                         if found is not None:
                             s.delete(found)
                             s.commit()
+
                 await asyncio.to_thread(forget)
                 restored += 1
         return restored

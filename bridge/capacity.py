@@ -118,4 +118,3 @@ class CapacityCheck:
             # Count the join we allow until the next read, so quick successive joins see it.
             members.add(user)
             return None
-

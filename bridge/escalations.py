@@ -75,7 +75,9 @@ _ESC_ID = re.compile(r"^(?:[Ee]-)?[0-9A-Za-z]{6}$")
 
 T = TypeVar("T")
 
-STAFF_KINDS = frozenset({NotificationKind.STAFF_ALERT, NotificationKind.STAFF_UPDATE, NotificationKind.REPAGE})
+STAFF_KINDS = frozenset(
+    {NotificationKind.STAFF_ALERT, NotificationKind.STAFF_UPDATE, NotificationKind.REPAGE}
+)
 BACKGROUND_DELIVERIES = 8  # member DMs and webhooks in flight at once (staff notices go in order, inline)
 WEBHOOK_TIMEOUT_SECONDS = 10
 COMMAND_HELP = (
@@ -108,8 +110,11 @@ def load_tuning(path: Path, settings: Settings) -> EscalationSettings:
     cfg = settings.escalation
     overrides = {
         tier: seconds
-        for tier, seconds in (("imminent", cfg.sla_imminent_seconds), ("high", cfg.sla_high_seconds),
-                              ("moderate", cfg.sla_moderate_seconds))
+        for tier, seconds in (
+            ("imminent", cfg.sla_imminent_seconds),
+            ("high", cfg.sla_high_seconds),
+            ("moderate", cfg.sla_moderate_seconds),
+        )
         if seconds is not None
     }
     if overrides:
@@ -128,8 +133,15 @@ class _Work:
 class EscalationDesk:
     """Raises escalations, delivers the outbox, takes acknowledgements and keeps the SLA timers."""
 
-    def __init__(self, settings: Settings, engine: Engine, gateway: NioGateway, scheduler: Scheduler,
-                 clock: Clock, tasks: TaskGroup):
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        gateway: NioGateway,
+        scheduler: Scheduler,
+        clock: Clock,
+        tasks: TaskGroup,
+    ):
         cfg = settings.escalation
         self.engine = engine
         self.gateway = gateway
@@ -152,7 +164,9 @@ class EscalationDesk:
         except ResourceConfigError as e:
             raise SettingsError(f"`escalation.resources_file`: {e}") from None
         self.tuning = load_tuning(cfg.tuning_file, settings)
-        self.ack_reactions = tuple(dict.fromkeys([*self.tuning.ack_reactions, *self.staff.acknowledge.reactions]))
+        self.ack_reactions = tuple(
+            dict.fromkeys([*self.tuning.ack_reactions, *self.staff.acknowledge.reactions])
+        )
         self.webhook_url = cfg.webhook_url
         self.webhook_secret = cfg.webhook_secret.get_secret_value().encode() if cfg.webhook_secret else b""
         self.clinicians: frozenset[str] = frozenset(self.staff.clinician_ids)
@@ -166,6 +180,7 @@ class EscalationDesk:
         self._inflight: set[int] = set()
         self._slots = asyncio.Semaphore(BACKGROUND_DELIVERIES)
         self._room_names: dict[str, str | None] = {}
+        self._member_names: dict[tuple[str, str], str | None] = {}
         self._notifier: asyncio.Task[None] | None = None
         self._http = httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_SECONDS)
         self._db_lane = ThreadPoolExecutor(max_workers=2, thread_name_prefix="escalation-db")
@@ -185,8 +200,15 @@ class EscalationDesk:
         self._notifier = self.tasks.create(self._run_notifier(), name="escalation-notifier")
         self.tasks.create(self._rebuild_timers(), name="escalation-timers")
         self.tasks.create(self._prepare_staff_room(), name="escalation-staff-room")
-        self.scheduler.aps.add_job(self.sweep, "interval", seconds=self.sweep_seconds, id="escalation-sweep",
-                                   replace_existing=True, coalesce=True, max_instances=1)
+        self.scheduler.aps.add_job(
+            self.sweep,
+            "interval",
+            seconds=self.sweep_seconds,
+            id="escalation-sweep",
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+        )
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -203,8 +225,15 @@ class EscalationDesk:
 
     # --- raising ---------------------------------------------------------------------------
 
-    async def raise_for(self, message: Message, tier: str, category: str, signals: Sequence[Signal],
-                        excerpt: str, locale: str | None = None) -> Escalation:
+    async def raise_for(
+        self,
+        message: Message,
+        tier: str,
+        category: str,
+        signals: Sequence[Signal],
+        excerpt: str,
+        locale: str | None = None,
+    ) -> Escalation:
         """Commit an escalation (or merge into the sender's active one in that room) for a crisis
         message, then wake the notifier. Returns the escalation as committed."""
         now = self.clock.now()
@@ -212,14 +241,30 @@ class EscalationDesk:
 
         def work(s: Session) -> tuple[Escalation, bool, list[_Work]]:
             esc, created = dom.raise_escalation(
-                s, room_id=message.room_id, sender=message.sender, event_id=message.event_id,
-                severity=tier, category=category, signals=signals, excerpt=excerpt, space=message.space,
-                locale=locale, now=now, sla=self.tuning.sla, on_call=paged, webhook=self.webhook_enabled,
+                s,
+                room_id=message.room_id,
+                sender=message.sender,
+                event_id=message.event_id,
+                severity=tier,
+                category=category,
+                signals=signals,
+                excerpt=excerpt,
+                space=message.space,
+                locale=locale,
+                now=now,
+                sla=self.tuning.sla,
+                on_call=paged,
+                webhook=self.webhook_enabled,
             )
-            alerts = [
-                _Work(n, esc) for n in dom.pending_notifications(s, now, escalation_id=esc.id)
-                if n.kind == NotificationKind.STAFF_ALERT.value
-            ] if created else []
+            alerts = (
+                [
+                    _Work(n, esc)
+                    for n in dom.pending_notifications(s, now, escalation_id=esc.id)
+                    if n.kind == NotificationKind.STAFF_ALERT.value
+                ]
+                if created
+                else []
+            )
             return esc, created, alerts
 
         try:
@@ -227,8 +272,14 @@ class EscalationDesk:
         except IntegrityError:
             # A concurrent raise for the same episode committed first: this one merges into it.
             esc, created, alerts = await self._db(work)
-        log.info("escalation %s %s for event %s (%s, %s)", esc.id, "opened" if created else "updated",
-                 message.event_id, esc.severity, esc.category)
+        log.info(
+            "escalation %s %s for event %s (%s, %s)",
+            esc.id,
+            "opened" if created else "updated",
+            message.event_id,
+            esc.severity,
+            esc.category,
+        )
         self._schedule_deadline(esc.id, esc.sla_deadline)
         if alerts and self.logged_in.is_set():
             # The committed alert goes out now, not on the notifier's next pass; the notifier is woken
@@ -246,8 +297,11 @@ class EscalationDesk:
         if actor not in self.everyone:
             raise NotStaff(actor)
         if clinician and actor not in self.clinicians:
-            raise NotPermitted(actor, f"{actor} is listed as a moderator: only clinicians can acknowledge or "
-                                      "resolve escalations. You can add a note with !note <id> <text>.")
+            raise NotPermitted(
+                actor,
+                f"{actor} is listed as a moderator: only clinicians can acknowledge or "
+                "resolve escalations. You can add a note with !note <id> <text>.",
+            )
 
     def require_staff(self, actor: str) -> None:
         """Raise :class:`NotStaff` unless ``actor`` is listed in the staff file."""
@@ -257,8 +311,17 @@ class EscalationDesk:
         """A clinician takes the escalation; stops re-paging and edits the alert."""
         self._require(actor, clinician=True)
         now = self.clock.now()
-        esc = await self._db(lambda s: dom.acknowledge(s, esc_id, actor=actor, staff=self.clinicians, now=now,
-                                                       note=note, webhook=self.webhook_enabled))
+        esc = await self._db(
+            lambda s: dom.acknowledge(
+                s,
+                esc_id,
+                actor=actor,
+                staff=self.clinicians,
+                now=now,
+                note=note,
+                webhook=self.webhook_enabled,
+            )
+        )
         log.info("escalation %s acknowledged by %s", esc.id, actor)
         self._unschedule(esc.id)
         self.wake()
@@ -270,9 +333,19 @@ class EscalationDesk:
         parsed = dom.parse_outcome(outcome)
         now = self.clock.now()
         retention = timedelta(days=self.tuning.excerpt_retention_days)
-        esc = await self._db(lambda s: dom.resolve(s, esc_id, actor=actor, staff=self.clinicians, outcome=parsed,
-                                                   now=now, note=note, webhook=self.webhook_enabled,
-                                                   excerpt_retention=retention))
+        esc = await self._db(
+            lambda s: dom.resolve(
+                s,
+                esc_id,
+                actor=actor,
+                staff=self.clinicians,
+                outcome=parsed,
+                now=now,
+                note=note,
+                webhook=self.webhook_enabled,
+                excerpt_retention=retention,
+            )
+        )
         log.info("escalation %s resolved by %s (%s)", esc.id, actor, parsed.value)
         self._unschedule(esc.id)
         self.wake()
@@ -282,14 +355,26 @@ class EscalationDesk:
         """Append a staff note to the audit trail (any listed staff member, any status)."""
         self._require(actor, clinician=False)
         now = self.clock.now()
-        row = await self._db(lambda s: dom.add_note(s, esc_id, actor=actor, staff=self.everyone, note=text, now=now))
+        row = await self._db(
+            lambda s: dom.add_note(s, esc_id, actor=actor, staff=self.everyone, note=text, now=now)
+        )
         log.info("escalation %s: note added by %s", row.escalation_id, actor)
         return row
 
-    async def list_escalations(self, *, status: Sequence[str] | None = None, severity: str | None = None,
-                   room_id: str | None = None, limit: int = 50, offset: int = 0) -> list[Escalation]:
-        return await self._db(lambda s: dom.list_escalations(s, status=status or None, severity=severity,
-                                                             room_id=room_id, limit=limit, offset=offset))
+    async def list_escalations(
+        self,
+        *,
+        status: Sequence[str] | None = None,
+        severity: str | None = None,
+        room_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Escalation]:
+        return await self._db(
+            lambda s: dom.list_escalations(
+                s, status=status or None, severity=severity, room_id=room_id, limit=limit, offset=offset
+            )
+        )
 
     async def trail(self, esc_id: str) -> EscalationTrail:
         return await self._db(lambda s: dom.get_escalation_with_trail(s, esc_id))
@@ -299,8 +384,15 @@ class EscalationDesk:
     def _schedule_deadline(self, esc_id: str, deadline: datetime) -> None:
         if not self.scheduler.aps.running:
             return  # start() rebuilds every timer from the database
-        self.scheduler.aps.add_job(self.sweep, "date", run_date=deadline, id=f"sla:{esc_id}",
-                                   replace_existing=True, misfire_grace_time=None, coalesce=True)
+        self.scheduler.aps.add_job(
+            self.sweep,
+            "date",
+            run_date=deadline,
+            id=f"sla:{esc_id}",
+            replace_existing=True,
+            misfire_grace_time=None,
+            coalesce=True,
+        )
 
     def _unschedule(self, esc_id: str) -> None:
         if self.scheduler.aps.running:
@@ -317,7 +409,9 @@ class EscalationDesk:
     def backup_rota(self, now: datetime) -> list[UserID]:
         """Who a re-page mentions: the on-call clinicians and the rota's fallback (the domain adds
         every clinician for imminent)."""
-        return list(dict.fromkeys([*on_call(self.staff.rota, now), *(UserID(u) for u in self.staff.rota.fallback)]))
+        return list(
+            dict.fromkeys([*on_call(self.staff.rota, now), *(UserID(u) for u in self.staff.rota.fallback)])
+        )
 
     async def sweep(self) -> list[str]:
         """Re-page every unacknowledged escalation past its SLA; returns their IDs."""
@@ -330,8 +424,15 @@ class EscalationDesk:
                 done = []
                 for esc in dom.due_for_repage(s, now):
                     try:
-                        dom.repage(s, esc.id, now=now, sla=self.tuning.sla, backup=backup, clinicians=clinicians,
-                                   webhook=self.webhook_enabled)
+                        dom.repage(
+                            s,
+                            esc.id,
+                            now=now,
+                            sla=self.tuning.sla,
+                            backup=backup,
+                            clinicians=clinicians,
+                            webhook=self.webhook_enabled,
+                        )
                     except IllegalTransition:
                         continue  # acknowledged meanwhile, or a stale timer
                     done.append((esc.id, esc.sla_deadline, esc.repage_count))
@@ -451,24 +552,42 @@ class EscalationDesk:
         now = self.clock.now()
         await self._db(lambda s: dom.mark_sent(s, notif_id, result_event_id=result, now=now))
         since = (now - n.created_at).total_seconds() * 1000
-        log.info("escalation %s: %s delivered (%s), %.0f ms after it was committed", esc.id, kind.value,
-                 result or n.txn_id, since)
+        log.info(
+            "escalation %s: %s delivered (%s), %.0f ms after it was committed",
+            esc.id,
+            kind.value,
+            result or n.txn_id,
+            since,
+        )
 
-    def _render_args(self, esc: Escalation, room_name: str | None) -> dict[str, Any]:
-        return {"room_name": room_name, "space_name": esc.space, "server_name": self.server_name,
-                "tz": self.staff.rota.zone, "ack_hint": self.ack_reactions[0] if self.ack_reactions else "✅"}
+    def _render_args(self, esc: Escalation, room_name: str | None, member_name: str | None) -> dict[str, Any]:
+        names = dict(self.staff.display_names)
+        if member_name and esc.sender not in names:  # staff are named by the staff file, not by themselves
+            names[esc.sender] = member_name
+        return {
+            "room_name": room_name,
+            "space_name": esc.space,
+            "server_name": self.server_name,
+            "tz": self.staff.rota.zone,
+            "ack_hint": self.ack_reactions[0] if self.ack_reactions else "✅",
+            "names": names,
+        }
 
     async def _send_staff_notice(self, kind: NotificationKind, n: Notification, esc: Escalation) -> EventID:
         room = await self.ensure_staff_room()
-        args = self._render_args(esc, await self._room_name(esc.room_id))
+        room_name, member_name = await asyncio.gather(
+            self._room_name(esc.room_id), self._member_name(esc.room_id, esc.sender)
+        )
+        args = self._render_args(esc, room_name, member_name)
         mentions = list(n.payload.get("mentions") or [])
         if kind is NotificationKind.STAFF_ALERT:
             content = dom.staff_alert_content(esc, mentions=mentions, **args)
         elif kind is NotificationKind.STAFF_UPDATE:
             if not esc.alert_event_id:
                 raise DeliveryError("the alert this edit replaces has not been delivered yet")
-            content = dom.status_edit_content(esc, original_alert_event_id=esc.alert_event_id, mentions=mentions,
-                                              **args)
+            content = dom.status_edit_content(
+                esc, original_alert_event_id=esc.alert_event_id, mentions=mentions, **args
+            )
         else:
             content = dom.repage_content(esc, mentions=mentions, reply_to=esc.alert_event_id, **args)
         return await self.gateway.send(room, content, "m.room.message", txn_id=n.txn_id)
@@ -482,6 +601,21 @@ class EscalationDesk:
             except (GatewayError, TimeoutError, httpx.HTTPError):
                 return None  # not cached: try again next time
         return self._room_names[room_id]
+
+    async def _member_name(self, room_id: str, user: str) -> str | None:
+        """The member's display name in that room (their ``m.room.member`` state), cached; None when
+        they have none or the homeserver does not answer within 2 s (the alert never waits longer)."""
+        key = (room_id, user)
+        if key not in self._member_names:
+            try:
+                state = await asyncio.wait_for(
+                    self.gateway.get_state_event(room_id, "m.room.member", user), 2
+                )
+                name = state.get("displayname") if state else None
+                self._member_names[key] = str(name).strip()[:100] or None if name else None
+            except (GatewayError, TimeoutError, httpx.HTTPError):
+                return None  # not cached: try again next time
+        return self._member_names[key]
 
     async def _send_resources(self, n: Notification) -> EventID:
         user = str(n.payload["user_id"])
@@ -530,7 +664,8 @@ class EscalationDesk:
                 localpart = self.alias[1:].split(":", 1)[0]
                 try:
                     room = await self.gateway.create_private_room(
-                        name="Hearth staff", alias=localpart,
+                        name="Hearth staff",
+                        alias=localpart,
                         topic="Crisis escalations. React ✅ or send !ack <id> to acknowledge; !esc list; !esc help.",
                         power_users=dict.fromkeys(self.staff.all_ids, 50),
                     )
@@ -581,7 +716,9 @@ class EscalationDesk:
         if ev.sender == self.gateway.user_id or ev.type not in ("m.reaction", "m.room.message"):
             return
         content = ev.event.get("content") or {}
-        if self._staff_room is None and (ev.type == "m.reaction" or str(content.get("body", "")).startswith("!")):
+        if self._staff_room is None and (
+            ev.type == "m.reaction" or str(content.get("body", "")).startswith("!")
+        ):
             with contextlib.suppress(GatewayError, TimeoutError, OSError):
                 await asyncio.wait_for(self.ensure_staff_room(), 10)  # events of the first sync after start
         if self._staff_room is None or ev.room_id != self._staff_room:
@@ -621,7 +758,9 @@ class EscalationDesk:
         try:
             await self.acknowledge(esc.id, ev.sender, note=f"reaction {key} ({ev.event_id})")
         except NotStaff as e:
-            log.info("reaction %s on escalation %s by %s refused: not a clinician", ev.event_id, esc.id, ev.sender)
+            log.info(
+                "reaction %s on escalation %s by %s refused: not a clinician", ev.event_id, esc.id, ev.sender
+            )
             await self._reply(ev, f"{e} Your reaction did not acknowledge {esc.id}.")
         except IllegalTransition as e:
             await self._reply(ev, e.reason)
@@ -649,15 +788,17 @@ class EscalationDesk:
                 esc_id = found.id
             if cmd == "!ack":
                 esc = await self.acknowledge(esc_id, ev.sender, note=rest or None)
-                await self._reply(ev, f"{esc.id} acknowledged by {ev.sender}.")
+                await self._reply(ev, f"{esc.id} acknowledged by {self._who(ev.sender)}.")
             elif cmd == "!resolve":
                 outcome, _, note = rest.partition(" ")
                 if not outcome:
-                    await self._reply(ev, f"Say how it ended: !resolve {esc_id} <outcome> [note]. {COMMAND_HELP}")
+                    await self._reply(
+                        ev, f"Say how it ended: !resolve {esc_id} <outcome> [note]. {COMMAND_HELP}"
+                    )
                     return
                 esc = await self.resolve(esc_id, ev.sender, outcome, note.strip() or None)
                 label = dom.OUTCOME_LABELS.get(Outcome(esc.outcome or Outcome.OTHER), esc.outcome)
-                await self._reply(ev, f"{esc.id} resolved by {ev.sender}: {label}.")
+                await self._reply(ev, f"{esc.id} resolved by {self._who(ev.sender)}: {label}.")
             else:
                 if not rest:
                     await self._reply(ev, f"A note needs text: !note {esc_id} <text>.")
@@ -681,10 +822,19 @@ class EscalationDesk:
         lines = [f"{len(active)} active escalation(s), newest first:"]
         for esc in active:
             age = int((now - esc.created_at).total_seconds() // 60)
-            who = f" by {esc.acknowledged_by}" if esc.acknowledged_by else ""
-            lines.append(f"• {esc.id} {esc.severity} {esc.category}: {esc.status}{who}, {age} min ago, "
-                         f"{esc.sender} in {esc.room_id}")
+            who = f" by {self._who(esc.acknowledged_by)}" if esc.acknowledged_by else ""
+            where = self._room_names.get(esc.room_id) or esc.room_id
+            member = dom.person(
+                esc.sender, {esc.sender: self._member_names.get((esc.room_id, esc.sender)) or ""}
+            )
+            lines.append(
+                f"• {esc.id} {esc.severity}, {dom.category_words(esc.category)}: {esc.status}{who}, "
+                f"{age} min ago, {member} in {where}"
+            )
         return "\n".join(lines)
+
+    def _who(self, user: str) -> str:
+        return dom.person(user, self.staff.display_names)
 
     # --- health ----------------------------------------------------------------------------
 
@@ -693,17 +843,24 @@ class EscalationDesk:
         alive = self._notifier is not None and not self._notifier.done()
 
         def read(s: Session) -> tuple[int, datetime | None]:
-            row = s.exec(select(func.count(), func.min(Notification.created_at))
-                         .where(col(Notification.status) == NotificationStatus.PENDING.value)).one()
+            row = s.exec(
+                select(func.count(), func.min(Notification.created_at)).where(
+                    col(Notification.status) == NotificationStatus.PENDING.value
+                )
+            ).one()
             return int(row[0]), row[1]
 
         pending, oldest = await self._db(read)
         if oldest is not None and oldest.tzinfo is None:
             oldest = oldest.replace(tzinfo=UTC)
         age = (self.clock.now() - oldest).total_seconds() if oldest else None
-        return {"ok": alive, "notifier_alive": alive, "pending": pending,
-                "oldest_pending_age_seconds": round(age, 1) if age is not None else None,
-                "staff_room": self._staff_room}
+        return {
+            "ok": alive,
+            "notifier_alive": alive,
+            "pending": pending,
+            "oldest_pending_age_seconds": round(age, 1) if age is not None else None,
+            "staff_room": self._staff_room,
+        }
 
 
 def _strip_reply_fallback(body: str) -> str:

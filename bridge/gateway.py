@@ -113,18 +113,23 @@ def _check(what: str, resp: Any, ok: type) -> Any:
 class NioGateway:
     """matrix-nio client for the bot, plus Synapse admin calls with the bot's (admin) token."""
 
-    def __init__(self, homeserver_url: str, user_id: str, request_timeout: float = 60,
-                 device_id: str = BOT_DEVICE_ID):
+    def __init__(
+        self, homeserver_url: str, user_id: str, request_timeout: float = 60, device_id: str = BOT_DEVICE_ID
+    ):
         self.homeserver_url = homeserver_url
         self.user_id = UserID(user_id)
         self.client = AsyncClient(
             homeserver_url,
             user_id,
             device_id=device_id,
-            config=AsyncClientConfig(encryption_enabled=False, store_sync_tokens=False,
-                                     request_timeout=request_timeout, max_timeouts=1,
-                                     # never sleep inside nio on 429: the caller backs off and stays responsive
-                                     max_limit_exceeded=0),
+            config=AsyncClientConfig(
+                encryption_enabled=False,
+                store_sync_tokens=False,
+                request_timeout=request_timeout,
+                max_timeouts=1,
+                # never sleep inside nio on 429: the caller backs off and stays responsive
+                max_limit_exceeded=0,
+            ),
         )
         self.http = httpx.AsyncClient(base_url=homeserver_url, timeout=10)
 
@@ -141,8 +146,9 @@ class NioGateway:
     async def restore(self, access_token: str) -> bool:
         """Reuse a saved access token; True if the homeserver still accepts it."""
         self.client.access_token = access_token
-        r = await self.http.get("/_matrix/client/v3/account/whoami",
-                                headers={"Authorization": f"Bearer {access_token}"})
+        r = await self.http.get(
+            "/_matrix/client/v3/account/whoami", headers={"Authorization": f"Bearer {access_token}"}
+        )
         if r.status_code == 200 and r.json().get("user_id") == self.user_id:
             self.client.user_id = self.user_id
             return True
@@ -187,8 +193,9 @@ class NioGateway:
 
     async def sync(self, since: str | None, timeout_ms: int, first: bool = False) -> SyncBatch:
         """Every timeline event since ``since``, oldest first per room (limited timelines filled in)."""
-        resp = await self.client.sync(timeout=timeout_ms, since=since, sync_filter=sync_filter(first),
-                                      full_state=first or None)
+        resp = await self.client.sync(
+            timeout=timeout_ms, since=since, sync_filter=sync_filter(first), full_state=first or None
+        )
         resp = _check("sync", resp, SyncResponse)
         batch = SyncBatch(next_batch=resp.next_batch)
         for room_id, info in resp.rooms.join.items():
@@ -205,16 +212,21 @@ class NioGateway:
         out: list[dict[str, Any]] = []
         token = prev_batch
         for _ in range(GAP_MAX_PAGES):
-            resp = _check(f"messages of {room_id}",
-                          await self.client.room_messages(room_id, start=token, end=since, limit=GAP_PAGE),
-                          RoomMessagesResponse)
+            resp = _check(
+                f"messages of {room_id}",
+                await self.client.room_messages(room_id, start=token, end=since, limit=GAP_PAGE),
+                RoomMessagesResponse,
+            )
             out.extend(dict(ev.source) for ev in resp.chunk)
             if not resp.chunk or not resp.end or resp.end == token:
                 break
             token = resp.end
         else:
-            log.error("sync gap in %s: more than %d events since the last sync; older ones were not fetched",
-                      room_id, len(out))
+            log.error(
+                "sync gap in %s: more than %d events since the last sync; older ones were not fetched",
+                room_id,
+                len(out),
+            )
         if out:
             log.info("sync gap in %s: fetched %d events the sync left out", room_id, len(out))
         return out[::-1]
@@ -225,26 +237,42 @@ class NioGateway:
         resp = _check(f"join {room}", await self.client.join(room), JoinResponse)
         return RoomID(resp.room_id)
 
-    async def send(self, room_id: str, content: dict[str, Any], event_type: str = "m.room.message",
-                   txn_id: str | None = None) -> EventID:
-        resp = await self.client.room_send(room_id, event_type, content, tx_id=txn_id,
-                                           ignore_unverified_devices=True)
+    async def send(
+        self,
+        room_id: str,
+        content: dict[str, Any],
+        event_type: str = "m.room.message",
+        txn_id: str | None = None,
+    ) -> EventID:
+        resp = await self.client.room_send(
+            room_id, event_type, content, tx_id=txn_id, ignore_unverified_devices=True
+        )
         return EventID(_check(f"send to {room_id}", resp, RoomSendResponse).event_id)
 
     async def create_room(self, **kwargs: Any) -> RoomID:
         resp = await self.client.room_create(**kwargs)
         return RoomID(_check("create room", resp, RoomCreateResponse).room_id)
 
-    async def create_private_room(self, *, name: str | None = None, topic: str | None = None,
-                                  alias: str | None = None, is_direct: bool = False,
-                                  power_users: dict[str, int] | None = None) -> RoomID:
+    async def create_private_room(
+        self,
+        *,
+        name: str | None = None,
+        topic: str | None = None,
+        alias: str | None = None,
+        is_direct: bool = False,
+        power_users: dict[str, int] | None = None,
+    ) -> RoomID:
         """An invite-only, unencrypted room (the bot has no E2EE), e.g. the staff room or a DM.
 
         Nobody is invited here: callers invite one by one, so one unknown user cannot fail the creation.
         """
         override = {"users": {self.user_id: 100, **(power_users or {})}} if power_users else None
         resp = await self.client.room_create(
-            visibility=RoomVisibility.private, alias=alias, name=name, topic=topic, is_direct=is_direct,
+            visibility=RoomVisibility.private,
+            alias=alias,
+            name=name,
+            topic=topic,
+            is_direct=is_direct,
             preset=RoomPreset.private_chat,
             power_level_override=override,
         )
@@ -257,7 +285,9 @@ class NioGateway:
             raise GatewayError("create room", "no room_id in the answer")
         return RoomID(resp["room_id"])
 
-    async def put_state(self, room_id: str, event_type: str, content: dict[str, Any], state_key: str = "") -> EventID:
+    async def put_state(
+        self, room_id: str, event_type: str, content: dict[str, Any], state_key: str = ""
+    ) -> EventID:
         resp = await self.client.room_put_state(room_id, event_type, content, state_key=state_key)
         return EventID(_check(f"put {event_type} in {room_id}", resp, RoomPutStateResponse).event_id)
 
@@ -277,8 +307,9 @@ class NioGateway:
 
     async def _client_api(self, method: str, path: str, what: str, json: Any = None) -> Any:
         """A client-server call with the bot's token for what nio does not cover; 404 -> None."""
-        r = await self.http.request(method, path, json=json,
-                                    headers={"Authorization": f"Bearer {self.client.access_token}"})
+        r = await self.http.request(
+            method, path, json=json, headers={"Authorization": f"Bearer {self.client.access_token}"}
+        )
         if r.status_code == 404:
             return None
         if r.status_code >= 400:
@@ -289,7 +320,9 @@ class NioGateway:
             raise GatewayError(what, body.get("error", ""), r.status_code, body.get("errcode"))
         return r.json() if r.content else {}
 
-    async def get_state_event(self, room_id: str, event_type: str, state_key: str = "") -> dict[str, Any] | None:
+    async def get_state_event(
+        self, room_id: str, event_type: str, state_key: str = ""
+    ) -> dict[str, Any] | None:
         """The content of one state event, or None if the room has none (or the bot cannot see it)."""
         path = f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/state/{quote(event_type, safe='')}/{quote(state_key, safe='')}"
         try:
@@ -308,6 +341,16 @@ class NioGateway:
         path = f"/_matrix/client/v3/user/{quote(self.user_id, safe='')}/account_data/{quote(event_type, safe='')}"
         await self._client_api("PUT", path, f"set account data {event_type}", json=content)
 
+    async def ensure_display_name(self, name: str) -> bool:
+        """Set the bot's display name to ``name`` unless it already is (a change rewrites the bot's
+        membership in every room it is in, so it is not repeated on each start). True if changed."""
+        path = f"/_matrix/client/v3/profile/{quote(self.user_id, safe='')}/displayname"
+        current = await self._client_api("GET", path, "get the bot's display name")
+        if (current or {}).get("displayname") == name:
+            return False
+        await self._client_api("PUT", path, "set the bot's display name", json={"displayname": name})
+        return True
+
     async def silence_notifications(self) -> None:
         """Enable the bot's ``.m.rule.master`` push rule: it reads every message of every Hearth room
         and needs no notifications. Without it the homeserver records a push action for the bot on
@@ -323,15 +366,17 @@ class NioGateway:
     async def upload(self, data: bytes, content_type: str, filename: str) -> str:
         import io
 
-        resp, _ = await self.client.upload(io.BytesIO(data), content_type=content_type, filename=filename,
-                                           filesize=len(data))
+        resp, _ = await self.client.upload(
+            io.BytesIO(data), content_type=content_type, filename=filename, filesize=len(data)
+        )
         return str(_check(f"upload {filename}", resp, UploadResponse).content_uri)
 
     # --- Synapse admin API (raw HTTP; the bot is a server admin) ---
 
     async def admin(self, method: str, path: str, json: Any = None) -> Any:
-        r = await self.http.request(method, path, json=json,
-                                    headers={"Authorization": f"Bearer {self.client.access_token}"})
+        r = await self.http.request(
+            method, path, json=json, headers={"Authorization": f"Bearer {self.client.access_token}"}
+        )
         if r.status_code >= 400:
             try:
                 body = r.json()
@@ -341,5 +386,8 @@ class NioGateway:
         return r.json() if r.content else {}
 
     async def exempt_from_ratelimit(self, user_id: str) -> None:
-        await self.admin("POST", f"/_synapse/admin/v1/users/{quote(user_id, safe='')}/override_ratelimit",
-                         {"messages_per_second": 0, "burst_count": 0})
+        await self.admin(
+            "POST",
+            f"/_synapse/admin/v1/users/{quote(user_id, safe='')}/override_ratelimit",
+            {"messages_per_second": 0, "burst_count": 0},
+        )

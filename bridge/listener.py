@@ -52,8 +52,15 @@ def record_batch(engine: Engine, user_id: str, batch: SyncBatch, now: datetime) 
             if seen:
                 seen.times_seen += 1
             else:
-                s.add(SeenEvent(event_id=ev.event_id, room_id=ev.room_id, sender=ev.sender,
-                                event_type=ev.type, first_seen_at=now))
+                s.add(
+                    SeenEvent(
+                        event_id=ev.event_id,
+                        room_id=ev.room_id,
+                        sender=ev.sender,
+                        event_type=ev.type,
+                        first_seen_at=now,
+                    )
+                )
         state = s.get(SyncState, user_id)
         if state:
             state.next_batch, state.updated_at = batch.next_batch, now
@@ -65,10 +72,19 @@ def record_batch(engine: Engine, user_id: str, batch: SyncBatch, now: datetime) 
 class Bot:
     """Runs the sync loop until cancelled."""
 
-    def __init__(self, gateway: NioGateway, engine: Engine, clock: Clock, password: str,
-                 handlers: Sequence[Handler] = (), sync_timeout_ms: int = 30000,
-                 on_login: Callable[[], Awaitable[None]] | None = None, session_file: Path | None = None,
-                 concurrent_handlers: Sequence[Handler] = (), sync_min_interval_ms: int = 0):
+    def __init__(
+        self,
+        gateway: NioGateway,
+        engine: Engine,
+        clock: Clock,
+        password: str,
+        handlers: Sequence[Handler] = (),
+        sync_timeout_ms: int = 30000,
+        on_login: Callable[[], Awaitable[None]] | None = None,
+        session_file: Path | None = None,
+        concurrent_handlers: Sequence[Handler] = (),
+        sync_min_interval_ms: int = 0,
+    ):
         self.gateway = gateway
         self.engine = engine
         self.clock = clock

@@ -131,14 +131,17 @@ class ApplyResult:
         orphans = sum(1 for c in self.plan.changes if c.kind == "orphan")
         lines = [f"Applied {self.changes} change(s): {done}."]
         if orphans:
-            lines.append(f"{orphans} room(s) tagged as Hearth's that no theme names: reported, left untouched.")
+            lines.append(
+                f"{orphans} room(s) tagged as Hearth's that no theme names: reported, left untouched."
+            )
         lines += [f"note: {n}" for n in self.plan.notes]
         lines.append(f"{self.tally.summary()} in {self.seconds:.1f}s.")
         return "\n".join(lines)
 
 
-def managed_aliases(themes: Sequence[Theme], server_name: str,
-                    staff_room: str = STAFF_ROOM_LOCALPART) -> list[RoomAlias]:
+def managed_aliases(
+    themes: Sequence[Theme], server_name: str, staff_room: str = STAFF_ROOM_LOCALPART
+) -> list[RoomAlias]:
     """Every alias the themes name, in creation order: the staff room, then each space and its rooms."""
     out = [RoomAlias(f"#{staff_room}:{server_name}")]
     for theme in themes:
@@ -435,8 +438,13 @@ class Provisioner:
         ids: dict[str, str] = {a: str(o.room_id) for a, o in observed.rooms.items() if o.room_id is not None}
         applied: Counter[str] = Counter()
         actions = plan.actions
-        bar = tqdm(total=len(actions), desc="spaces", unit="change", file=sys.stderr,
-                   disable=not self.progress or not actions)
+        bar = tqdm(
+            total=len(actions),
+            desc="spaces",
+            unit="change",
+            file=sys.stderr,
+            disable=not self.progress or not actions,
+        )
         limit = asyncio.Semaphore(APPLY_LANES)
 
         async def run(lane: list[Change]) -> None:
@@ -476,8 +484,9 @@ class Provisioner:
             event_id = await self._req("send", self.gateway.send(room_id, change.content), 1)
             previous = observed.room(RoomAlias(change.alias)).state
             old_marker = previous.get((GUIDELINES_EVENT, ""), {}).get("event_id")
-            old_pins = [p for p in previous.get(("m.room.pinned_events", ""), {}).get("pinned", [])
-                        if p != old_marker]
+            old_pins = [
+                p for p in previous.get(("m.room.pinned_events", ""), {}).get("pinned", []) if p != old_marker
+            ]
             await self._req(
                 "put_state",
                 self.gateway.put_state(room_id, "m.room.pinned_events", {"pinned": [event_id, *old_pins]}),
@@ -485,7 +494,9 @@ class Provisioner:
             )
             await self._req(
                 "put_state",
-                self.gateway.put_state(room_id, GUIDELINES_EVENT, {"sha256": change.detail, "event_id": event_id}),
+                self.gateway.put_state(
+                    room_id, GUIDELINES_EVENT, {"sha256": change.detail, "event_id": event_id}
+                ),
                 1,
             )
         elif change.kind == "invite":
@@ -496,7 +507,9 @@ class Provisioner:
             assert change.state_key is not None
             content = resolve_refs(change.content or {}, ids)
             state_key = resolve_refs(change.state_key, ids)
-            await self._req("put_state", self.gateway.put_state(room_id, change.event_type, content, state_key), 1)
+            await self._req(
+                "put_state", self.gateway.put_state(room_id, change.event_type, content, state_key), 1
+            )
         else:  # orphans are never acted on
             raise ProvisioningError(f"cannot apply a {change.kind!r} change")
 
@@ -517,7 +530,9 @@ class Provisioner:
                 if s_alias in ids:
                     space = session.get(ProvisionedSpace, theme.slug)
                     values: dict[str, Any] = {
-                        "room_id": ids[s_alias], "alias": s_alias, "theme_version": theme.version,
+                        "room_id": ids[s_alias],
+                        "alias": s_alias,
+                        "theme_version": theme.version,
                     }
                     if space is None:
                         session.add(ProvisionedSpace(theme_slug=theme.slug, updated_at=now, **values))
@@ -572,8 +587,13 @@ async def login_gateway(
 # ---------------------------------------------------------------------- entry point for the CLI
 
 
-async def run_spaces(settings: Settings, action: str, themes_dir: Path | None = None,
-                     progress: bool | None = None, out: TextIO = sys.stdout) -> int:
+async def run_spaces(
+    settings: Settings,
+    action: str,
+    themes_dir: Path | None = None,
+    progress: bool | None = None,
+    out: TextIO = sys.stdout,
+) -> int:
     """``hearth spaces plan|apply``: load themes (all or nothing), log in, migrate, then act.
 
     Returns the process exit status: 0 done, 2 invalid themes or staff file, 1 homeserver failure.
@@ -589,20 +609,30 @@ async def run_spaces(settings: Settings, action: str, themes_dir: Path | None = 
     try:
         await asyncio.to_thread(db.migrate, engine)
         gateway = await login_gateway(
-            settings.matrix.homeserver_url, settings.matrix.bot_user_id,
-            settings.matrix.bot_password.get_secret_value(), settings.data_dir / "provision_session.json",
+            settings.matrix.homeserver_url,
+            settings.matrix.bot_user_id,
+            settings.matrix.bot_password.get_secret_value(),
+            settings.data_dir / "provision_session.json",
         )
         provisioner = Provisioner(
-            gateway, engine, SystemClock(), themes=themes, staff=staff,
-            server_name=settings.matrix.server_name, staff_room=settings.escalation.staff_room_alias,
+            gateway,
+            engine,
+            SystemClock(),
+            themes=themes,
+            staff=staff,
+            server_name=settings.matrix.server_name,
+            staff_room=settings.escalation.staff_room_alias,
             progress=sys.stderr.isatty() if progress is None else progress,
         )
         if action == "plan":
             plan, _ = await provisioner.plan(upload=False)
             print(plan.render(), file=out)
             orphans = len(plan.changes) - len(plan.actions)
-            print(f"{len(plan.actions)} change(s) to apply, {orphans} orphan(s) reported; "
-                  f"{provisioner.tally.summary()}.", file=out)
+            print(
+                f"{len(plan.actions)} change(s) to apply, {orphans} orphan(s) reported; "
+                f"{provisioner.tally.summary()}.",
+                file=out,
+            )
         else:
             result = await provisioner.apply()
             print(result.summary(), file=out)

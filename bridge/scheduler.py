@@ -24,8 +24,15 @@ class Scheduler:
         self.last_heartbeat: datetime | None = None
 
     def start(self) -> None:
-        self.aps.add_job(self._heartbeat, "interval", seconds=self.HEARTBEAT_SECONDS, id="heartbeat",
-                         next_run_time=datetime.now(UTC), replace_existing=True, coalesce=True)
+        self.aps.add_job(
+            self._heartbeat,
+            "interval",
+            seconds=self.HEARTBEAT_SECONDS,
+            id="heartbeat",
+            next_run_time=datetime.now(UTC),
+            replace_existing=True,
+            coalesce=True,
+        )
         self.aps.start()
 
     async def _heartbeat(self) -> None:
@@ -37,7 +44,10 @@ class Scheduler:
 
     def health(self) -> dict[str, object]:
         now = self.clock.now()
-        fresh = self.last_heartbeat is not None and (now - self.last_heartbeat).total_seconds() < 3 * self.HEARTBEAT_SECONDS
+        fresh = (
+            self.last_heartbeat is not None
+            and (now - self.last_heartbeat).total_seconds() < 3 * self.HEARTBEAT_SECONDS
+        )
         return {
             "ok": bool(self.aps.running and fresh),
             "running": self.aps.running,

@@ -127,14 +127,19 @@ def mention_count(content: dict[str, Any]) -> int:
     return len(PILL.findall(formatted)) if isinstance(formatted, str) else 0
 
 
-def message_from_event(event: dict[str, Any], room: RoomInfo, sent_at: datetime,
-                       joined_at: datetime | None) -> Message | None:
+def message_from_event(
+    event: dict[str, Any], room: RoomInfo, sent_at: datetime, joined_at: datetime | None
+) -> Message | None:
     """The pipeline's view of a Matrix message event, or None if it carries nothing to screen."""
     content = event.get("content")
     if event.get("type") != "m.room.message" or not isinstance(content, dict):
         return None
     relates = content.get("m.relates_to")
-    if isinstance(relates, dict) and relates.get("rel_type") == "m.replace" and isinstance(content.get("m.new_content"), dict):
+    if (
+        isinstance(relates, dict)
+        and relates.get("rel_type") == "m.replace"
+        and isinstance(content.get("m.new_content"), dict)
+    ):
         content = {**content, **content["m.new_content"]}  # an edit is screened as its new text
     body = content.get("body")
     if not isinstance(body, str):
@@ -165,15 +170,21 @@ def load_pipeline(settings: Settings) -> tuple[Pipeline, str]:
     """Build the full pipeline from settings (slow: loads model weights; call it in a thread)."""
     cfg = settings.moderation
     detector, description = load_toxicity_detector(
-        cfg.toxicity_checkpoint or None, log, quantize=cfg.quantize, runtime=cfg.toxicity_runtime,
-        cache_dir=settings.effective_model_cache_dir)
+        cfg.toxicity_checkpoint or None,
+        log,
+        quantize=cfg.quantize,
+        runtime=cfg.toxicity_runtime,
+        cache_dir=settings.effective_model_cache_dir,
+    )
     model: SupportModel | None = None
     if cfg.crisis_learned:
         model = SupportModel()
         log.info("support model active (crisis tier and category, harm, target): %s", model.description)
         description = f"{description}; support model: {model.description}"
     else:
-        log.warning("support model disabled (moderation.crisis_learned = false): crisis detection is rules only")
+        log.warning(
+            "support model disabled (moderation.crisis_learned = false): crisis detection is rules only"
+        )
         description = f"{description}; support model disabled, crisis rules only"
     pipeline = Pipeline.from_config(cfg.config_dir, extra=[detector], model=model, learned=cfg.crisis_learned)
     return pipeline, description
@@ -189,16 +200,29 @@ def invite_check(settings: Settings, staff: frozenset[str]) -> Check:
         inviter = payload.get("inviter")
         if inviter == bot or inviter in staff or allow_members:
             return None
-        return reject("Members can't invite other members here, so nobody gets messages they didn't ask for. "
-                      "You can talk in the group rooms, or ask a moderator to help you connect.", "invite_policy")
+        return reject(
+            "Members can't invite other members here, so nobody gets messages they didn't ask for. "
+            "You can talk in the group rooms, or ask a moderator to help you connect.",
+            "invite_policy",
+        )
+
     return check
 
 
 class Screening:
     """Owns the pipeline (loaded off the loop at start-up) and its batcher."""
 
-    def __init__(self, engine: Engine, clock: Clock, metrics: Metrics, bot_user: str, budget_ms: int,
-                 load_pipeline: Callable[[], tuple[Pipeline, str]], max_batch: int = 32, max_wait_ms: float = 4.0):
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        metrics: Metrics,
+        bot_user: str,
+        budget_ms: int,
+        load_pipeline: Callable[[], tuple[Pipeline, str]],
+        max_batch: int = 32,
+        max_wait_ms: float = 4.0,
+    ):
         self.engine = engine
         self.clock = clock
         self.metrics = metrics
@@ -213,7 +237,8 @@ class Screening:
         self.ready = asyncio.Event()  # the pipeline is loaded and batching
         self.loaded = asyncio.Event()  # loading has finished, successfully or not (see load_error)
         self.batcher: MicroBatcher[Message, Verdict] = MicroBatcher(
-            self._screen_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, name="screening")
+            self._screen_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, name="screening"
+        )
         self.after_delivery: AfterDelivery | None = None
         # Called (as a kept background task) when the gate's verdict escalates: the clinician is
         # alerted without waiting for the message to come back through the bot's sync.
@@ -238,8 +263,13 @@ class Screening:
         await self.batcher.close()
 
     def health(self) -> dict[str, Any]:
-        return {"ok": self.ready.is_set(), "toxicity": self.description, "error": self.load_error,
-                "batches": self.batcher.batches, "messages": self.batcher.items}
+        return {
+            "ok": self.ready.is_set(),
+            "toxicity": self.description,
+            "error": self.load_error,
+            "batches": self.batcher.batches,
+            "messages": self.batcher.items,
+        }
 
     def _screen_batch(self, messages: list[Message]) -> list[Verdict]:
         assert self.pipeline is not None
@@ -263,6 +293,7 @@ class Screening:
             with Session(self.engine) as s:
                 store.save_decision(s, message, verdict, now=now, source=source)
                 s.commit()
+
         await asyncio.to_thread(write)
 
     def _observe(self, verdict: Verdict, where: str) -> None:
@@ -306,8 +337,9 @@ class Screening:
         block = verdict.of_kind("block")
         if block:
             d = block[0]
-            return reject(d.message or "Your message wasn't sent because it breaks this space's guidelines.",
-                          d.reason)
+            return reject(
+                d.message or "Your message wasn't sent because it breaks this space's guidelines.", d.reason
+            )
         return None
 
     # --- after delivery ---
@@ -325,6 +357,7 @@ class Screening:
         def load() -> ModerationDecision | None:
             with Session(self.engine) as s:
                 return store.get_decision(s, message.event_id)
+
         decision = await asyncio.to_thread(load)
         if decision is not None and decision.acted_at is not None:
             return  # already carried out (a replayed sync after a crash)
@@ -349,13 +382,18 @@ class Screening:
             with Session(self.engine) as s:
                 store.mark_acted(s, message.event_id, now=now)
                 s.commit()
+
         await asyncio.to_thread(done)
 
     async def _record_membership(self, event: dict[str, Any]) -> None:
         content = event.get("content") or {}
         user = str(event.get("state_key", ""))
         ts = event.get("origin_server_ts")
-        joined_at = self.clock.now() if not isinstance(ts, int) else datetime.fromtimestamp(ts / 1000, self.clock.now().tzinfo)
+        joined_at = (
+            self.clock.now()
+            if not isinstance(ts, int)
+            else datetime.fromtimestamp(ts / 1000, self.clock.now().tzinfo)
+        )
         membership = content.get("membership") if isinstance(content, dict) else None
 
         def write() -> None:
@@ -366,17 +404,27 @@ class Screening:
                 elif membership in ("leave", "ban") and row is not None:
                     s.delete(row)
                 s.commit()
+
         await asyncio.to_thread(write)
         self.joins.forget(event["room_id"], user)
 
 
 def verdict_from_decision(row: ModerationDecision) -> Verdict:
     """The stored decision as a Verdict again (signals without evidence text; none is stored)."""
-    dispositions = [Disposition(**{k: v for k, v in d.items() if k in DISPOSITION_FIELDS}) for d in row.dispositions]
+    dispositions = [
+        Disposition(**{k: v for k, v in d.items() if k in DISPOSITION_FIELDS}) for d in row.dispositions
+    ]
     signals = [
-        Signal(detector=s["detector"], label=s["label"], score=float(s["score"]), rule=s.get("rule"),
-               tier=s.get("tier"), category=s.get("category"), action=s.get("action"),
-               evidence=tuple(Span(a, b) for a, b in s.get("spans", [])))
+        Signal(
+            detector=s["detector"],
+            label=s["label"],
+            score=float(s["score"]),
+            rule=s.get("rule"),
+            tier=s.get("tier"),
+            category=s.get("category"),
+            action=s.get("action"),
+            evidence=tuple(Span(a, b) for a, b in s.get("spans", [])),
+        )
         for s in row.signals
     ]
     return Verdict(EventID(row.event_id), dispositions, signals, dict(row.timings), dict(row.errors))

@@ -60,31 +60,52 @@ class HearthService:
         self.gate = Gate()
         # Crisis escalation (issue 5): the moderation pipeline calls `self.desk.raise_for(...)`.
         # The desk loads the staff file; the gate's checks use the same staff list.
-        self.desk = EscalationDesk(settings, self.engine, self.gateway, self.scheduler, self.clock, self.tasks)
-        self.gate.add_check("user_may_join_room", CapacityCheck(
-            self.engine, self.gateway, bot=settings.matrix.bot_user_id, staff=self.desk.everyone))
+        self.desk = EscalationDesk(
+            settings, self.engine, self.gateway, self.scheduler, self.clock, self.tasks
+        )
+        self.gate.add_check(
+            "user_may_join_room",
+            CapacityCheck(
+                self.engine, self.gateway, bot=settings.matrix.bot_user_id, staff=self.desk.everyone
+            ),
+        )
         # Moderation (issue 4): the pipeline at the gate, and after-delivery actions by the bot.
         self.screening = Screening(
-            self.engine, self.clock, self.metrics, settings.matrix.bot_user_id, settings.gate.budget_ms,
-            lambda: load_pipeline(settings), max_batch=settings.moderation.max_batch,
+            self.engine,
+            self.clock,
+            self.metrics,
+            settings.matrix.bot_user_id,
+            settings.gate.budget_ms,
+            lambda: load_pipeline(settings),
+            max_batch=settings.moderation.max_batch,
         )
         self.actions = Actions(
-            self.engine, self.gateway, self.clock, dm_room=self.desk.dm_room, raise_escalation=self.desk.raise_for,
+            self.engine,
+            self.gateway,
+            self.clock,
+            dm_room=self.desk.dm_room,
+            raise_escalation=self.desk.raise_for,
             resources=self.desk.resources,
             flag_retention=timedelta(days=settings.moderation.flag_retention_days),
             notify_staff=self.desk.staff_notice,
         )
         self.screening.after_delivery = self.actions.carry_out
         self.screening.on_crisis = lambda message, verdict: self.tasks.create(
-            self.actions.escalate(message, verdict), name=f"escalate-{message.event_id}")
+            self.actions.escalate(message, verdict), name=f"escalate-{message.event_id}"
+        )
         self.gate.add_check("check_event_for_spam", self.screening.gate_check)
         self.gate.add_check("user_may_invite", invite_check(settings, self.desk.everyone))
         self.bot = Bot(
-            self.gateway, self.engine, self.clock, settings.matrix.bot_password.get_secret_value(),
-            handlers=[self._count_event, self.desk.handle_event], concurrent_handlers=[self.screening.on_event],
+            self.gateway,
+            self.engine,
+            self.clock,
+            settings.matrix.bot_password.get_secret_value(),
+            handlers=[self._count_event, self.desk.handle_event],
+            concurrent_handlers=[self.screening.on_event],
             sync_timeout_ms=settings.matrix.sync_timeout_ms,
             sync_min_interval_ms=settings.matrix.sync_min_interval_ms,
-            on_login=self._after_login, session_file=settings.data_dir / "bot_session.json",
+            on_login=self._after_login,
+            session_file=settings.data_dir / "bot_session.json",
         )
 
     async def _after_login(self) -> None:
@@ -93,6 +114,11 @@ class HearthService:
             await self.gateway.silence_notifications()
         except GatewayError as e:  # an optimisation: the bot works without it
             log.warning("could not silence the bot's push notifications: %s", e)
+        try:
+            if await self.gateway.ensure_display_name(self.settings.matrix.bot_display_name):
+                log.info("bot display name set to %r", self.settings.matrix.bot_display_name)
+        except GatewayError as e:  # cosmetic: members still see the bot's Matrix ID
+            log.warning("could not set the bot's display name: %s", e)
         self.desk.logged_in.set()
 
     async def _count_event(self, ev: TimelineEvent) -> None:
@@ -129,20 +155,41 @@ class HearthService:
     async def run(self) -> None:
         await asyncio.to_thread(db.migrate, self.engine)
         log.info("database ready (%s)", self.engine.dialect.name)
-        server = _Server(uvicorn.Config(
-            create_app(self), host=self.settings.http.host, port=self.settings.http.port,
-            log_config=None, access_log=False, lifespan="off",
-        ))
+        server = _Server(
+            uvicorn.Config(
+                create_app(self),
+                host=self.settings.http.host,
+                port=self.settings.http.port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+            )
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._request_stop, server, sig)
         self.scheduler.start()
         self.desk.start()
         self.tasks.create(self.screening.start(), name="screening-start")
-        self.scheduler.aps.add_job(self.actions.unmute_due, "interval", seconds=30, id="unmute",
-                                   replace_existing=True, coalesce=True, max_instances=1)
-        self.scheduler.aps.add_job(self._purge, "interval", hours=1, id="retention", next_run_time=self.clock.now(),
-                                   replace_existing=True, coalesce=True, max_instances=1)
+        self.scheduler.aps.add_job(
+            self.actions.unmute_due,
+            "interval",
+            seconds=30,
+            id="unmute",
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+        )
+        self.scheduler.aps.add_job(
+            self._purge,
+            "interval",
+            hours=1,
+            id="retention",
+            next_run_time=self.clock.now(),
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+        )
         self.tasks.create(self.bot.run(), name="bot-sync")
         try:
             await server.serve()
@@ -159,6 +206,7 @@ class HearthService:
 
         def purge(session: Session) -> int:
             return store.purge_expired(session, now)
+
         purged = await db.run_db(self.engine, purge)
         if purged:
             log.info("retention: purged %d flagged messages", purged)

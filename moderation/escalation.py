@@ -99,6 +99,7 @@ __all__ = [
     "acknowledge",
     "active_deadlines",
     "add_note",
+    "category_words",
     "check_transition",
     "due_for_repage",
     "escalation_summary",
@@ -115,6 +116,7 @@ __all__ = [
     "normalize_escalation_id",
     "parse_outcome",
     "pending_notifications",
+    "person",
     "purge_excerpts",
     "raise_escalation",
     "repage",
@@ -1193,15 +1195,42 @@ def matrix_to_event(room_id: str, event_id: str, server_name: str | None = None)
     return link + (f"?via={quote(server_name, safe='.:')}" if server_name else "")
 
 
-def _pill(user_id: str) -> str:
-    return f'<a href="https://matrix.to/#/{quote(user_id, safe="@:.")}">{html.escape(user_id)}</a>'
+# What staff read: categories in words, never identifiers.
+CATEGORY_WORDS: dict[str, str] = {
+    "ideation": "thoughts of suicide",
+    "plan_or_means": "plan or means",
+    "attempt_in_progress": "attempt in progress",
+    "self_harm": "self-harm",
+    "harm_to_others": "may harm someone else",
+    "abuse_disclosure": "being harmed by someone",
+    "concern_for_other": "worried about someone else",
+}
+
+
+def category_words(category: str) -> str:
+    """``plan_or_means`` -> ``plan or means``; an unknown category reads with its underscores as spaces."""
+    return CATEGORY_WORDS.get(category, category.replace("_", " "))
+
+
+def person(user_id: str | None, names: Mapping[str, str]) -> str:
+    """``Dr Ana Ruiz (@ana:localhost)`` when a display name is known, else the bare Matrix ID."""
+    if not user_id:
+        return ""
+    name = names.get(user_id)
+    return f"{name} ({user_id})" if name and name != user_id else user_id
+
+
+def _pill(user_id: str, names: Mapping[str, str] | None = None) -> str:
+    label = (names or {}).get(user_id) or user_id
+    return f'<a href="https://matrix.to/#/{quote(user_id, safe="@:.")}">{html.escape(label)}</a>'
 
 
 def _fmt_time(dt: datetime, tz: tzinfo = UTC) -> str:
     return dt.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
 
 
-def _status_line(esc: Escalation, tz: tzinfo) -> str:
+def _status_line(esc: Escalation, tz: tzinfo, names: Mapping[str, str] | None = None) -> str:
+    names = names or {}
     st = Status(esc.status)
     if st is Status.OPEN:
         return "OPEN: awaiting acknowledgement"
@@ -1209,10 +1238,10 @@ def _status_line(esc: Escalation, tz: tzinfo) -> str:
         return f"RE-PAGED ×{esc.repage_count}: still unacknowledged"
     if st is Status.ACKNOWLEDGED:
         when = _fmt_time(esc.acknowledged_at, tz) if esc.acknowledged_at else ""
-        return f"ACKNOWLEDGED by {esc.acknowledged_by} at {when}"
+        return f"ACKNOWLEDGED by {person(esc.acknowledged_by, names)} at {when}"
     label = OUTCOME_LABELS.get(Outcome(esc.outcome), esc.outcome) if esc.outcome else ""
     when = _fmt_time(esc.resolved_at, tz) if esc.resolved_at else ""
-    return f"RESOLVED ({label}) by {esc.resolved_by} at {when}"
+    return f"RESOLVED ({label}) by {person(esc.resolved_by, names)} at {when}"
 
 
 def _alert_parts(
@@ -1225,48 +1254,51 @@ def _alert_parts(
     tz: tzinfo,
     ack_hint: str,
     heading: str,
+    names: Mapping[str, str],
 ) -> tuple[str, str]:
     sev = Severity(esc.severity)
+    category = category_words(esc.category)
+    member = person(esc.sender, names)
     badge = _SEVERITY_BADGE[sev]
     where = room_name or esc.room_id
     if space_name or esc.space:
         where = f"{space_name or esc.space} › {where}"
     link = matrix_to_event(esc.room_id, esc.first_event_id, server_name)
     created = _fmt_time(esc.created_at, tz)
-    status = _status_line(esc, tz)
+    status = _status_line(esc, tz, names)
     excerpt = esc.excerpt or "(excerpt purged)"
     more = f" (+{esc.message_count - 1} more)" if esc.message_count > 1 else ""
     unacked = esc.status in UNACKNOWLEDGED_STATUSES
     hint = f"React {ack_hint} or send !ack {esc.id} to acknowledge." if unacked else ""
 
     plain = [
-        f"{heading} {esc.id}: {badge} · {esc.category}",
+        f"{heading} {esc.id}: {badge} · {category}",
         f"Where: {where}",
-        f"Member: {esc.sender}",
+        f"Member: {member}",
         f"Raised: {created}",
         f"Message{more}: “{excerpt}”",
         f"Status: {status}",
         f"Open: {link}",
     ]
     if mentions:
-        plain.append("On call: " + ", ".join(mentions))
+        plain.append("On call: " + ", ".join(person(u, names) for u in mentions))
     if hint:
         plain.append(hint)
 
     e = html.escape
     rows = [
         ("Where", e(where)),
-        ("Member", e(esc.sender)),
+        ("Member", e(member)),
         ("Raised", e(created)),
         (f"Message{e(more)}", f"<blockquote>{e(excerpt)}</blockquote>"),
         ("Status", f"<b>{e(status)}</b>"),
     ]
-    parts = [f"<h4>{e(heading)} {e(esc.id)}: {e(badge)} · {e(esc.category)}</h4>", "<ul>"]
+    parts = [f"<h4>{e(heading)} {e(esc.id)}: {e(badge)} · {e(category)}</h4>", "<ul>"]
     parts += [f"<li><b>{k}:</b> {v}</li>" for k, v in rows]
     parts.append("</ul>")
     parts.append(f'<p><a href="{e(link)}">Open the message in its room</a></p>')
     if mentions:
-        parts.append("<p>On call: " + ", ".join(_pill(u) for u in mentions) + "</p>")
+        parts.append("<p>On call: " + ", ".join(_pill(u, names) for u in mentions) + "</p>")
     if hint:
         parts.append(f"<p>React {e(ack_hint)} or send <code>!ack {e(esc.id)}</code> to acknowledge.</p>")
     return "\n".join(plain), "".join(parts)
@@ -1281,6 +1313,7 @@ def staff_alert_content(
     server_name: str | None = None,
     tz: tzinfo = UTC,
     ack_hint: str = "✅",
+    names: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The staff-room ``m.text`` for an escalation: readable HTML summary (tier, category, space
     and room, time, escaped excerpt, matrix.to link), ``m.mentions`` of the on-call clinician(s),
@@ -1295,6 +1328,7 @@ def staff_alert_content(
         tz=tz,
         ack_hint=ack_hint,
         heading="Crisis escalation",
+        names=names or {},
     )
     return {
         # m.text, not m.notice: Synapse's default .m.rule.suppress_notices comes before
@@ -1318,6 +1352,7 @@ def status_edit_content(
     server_name: str | None = None,
     tz: tzinfo = UTC,
     ack_hint: str = "✅",
+    names: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """An ``m.replace`` edit of the alert carrying the current status (in the text and in
     ``org.hearth.escalation`` at both levels). ``mentions`` are *newly* mentioned users only (e.g. a
@@ -1330,6 +1365,7 @@ def status_edit_content(
         server_name=server_name,
         tz=tz,
         ack_hint=ack_hint,
+        names=names,
     )
     return {
         "msgtype": "m.notice",
@@ -1353,6 +1389,7 @@ def repage_content(
     server_name: str | None = None,
     tz: tzinfo = UTC,
     ack_hint: str = "✅",
+    names: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """A fresh ``m.notice`` re-paging an unacknowledged escalation (a reply to the alert when
     ``reply_to`` is known), mentioning the backup rota (and every clinician for imminent)."""
@@ -1367,6 +1404,7 @@ def repage_content(
         tz=tz,
         ack_hint=ack_hint,
         heading="⏰ RE-PAGE",
+        names=names or {},
     )
     content: dict[str, Any] = {
         "msgtype": "m.text",  # rings the mentioned clinicians (see staff_alert_content)

@@ -532,8 +532,9 @@ def build_plan(
     then state fixes on existing rooms; then state that points at rooms created later (space
     children); then pins and invites; orphan reports last.
     """
-    desired = desired_state(themes, observed, bot=bot, staff=staff, server_name=server_name, media=media,
-                            staff_room=staff_room)
+    desired = desired_state(
+        themes, observed, bot=bot, staff=staff, server_name=server_name, media=media, staff_room=staff_room
+    )
     creates: list[Change] = []
     updates: list[Change] = []
     forward: list[Change] = []

@@ -137,6 +137,11 @@ class Staff(_Strict):
         """Every staff user ID (moderators then clinicians)."""
         return self.moderator_ids + self.clinician_ids
 
+    @property
+    def display_names(self) -> dict[str, str]:
+        """User ID -> the display name the staff file gives them (how alerts name them)."""
+        return {m.user_id: m.display_name for m in [*self.moderators, *self.clinicians]}
+
 
 class StaffError(ValueError):
     """``staff.toml`` is invalid; the message names the file, the key path and the reason."""

@@ -27,7 +27,9 @@ def test_operator_file_overrides_defaults_and_env_overrides_file(tmp_path, monke
 
 
 def test_invalid_value_names_key_file_and_reason(tmp_path):
-    path = _write(tmp_path, GOOD.replace('secret = "a-real-generated-secret"', 'secret = "x"\nbudget_ms = "soon"'))
+    path = _write(
+        tmp_path, GOOD.replace('secret = "a-real-generated-secret"', 'secret = "x"\nbudget_ms = "soon"')
+    )
     with pytest.raises(SettingsError) as e:
         load_settings(path)
     msg = str(e.value)
@@ -68,7 +70,9 @@ def test_toxicity_runtime_and_model_cache_dir(tmp_path):
     settings = load_settings(_write(tmp_path, GOOD))
     assert settings.moderation.toxicity_runtime == "onnx"
     assert settings.effective_model_cache_dir == settings.data_dir / "model-cache"
-    path = _write(tmp_path, GOOD + f'\n[moderation]\ntoxicity_runtime = "torch"\nmodel_cache_dir = "{tmp_path}/m"\n')
+    path = _write(
+        tmp_path, GOOD + f'\n[moderation]\ntoxicity_runtime = "torch"\nmodel_cache_dir = "{tmp_path}/m"\n'
+    )
     settings = load_settings(path)
     assert settings.moderation.toxicity_runtime == "torch"
     assert settings.effective_model_cache_dir == tmp_path / "m"

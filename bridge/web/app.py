@@ -30,7 +30,9 @@ def create_app(service: HearthService) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def _http_error(_request, exc: HTTPException) -> JSONResponse:
         # Matrix-style bodies ({"errcode", "error"}) at the top level, as Synapse's module expects.
-        body = exc.detail if isinstance(exc.detail, dict) else {"errcode": "M_UNKNOWN", "error": str(exc.detail)}
+        body = (
+            exc.detail if isinstance(exc.detail, dict) else {"errcode": "M_UNKNOWN", "error": str(exc.detail)}
+        )
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     app.include_router(health.router)

@@ -23,4 +23,6 @@ def bearer_matches(request: Request, secret: str) -> bool:
 
 def require_bearer(request: Request, secret: str, what: str) -> None:
     if not bearer_matches(request, secret):
-        raise HTTPException(status_code=401, detail={"errcode": "M_UNAUTHORIZED", "error": f"missing or wrong {what}"})
+        raise HTTPException(
+            status_code=401, detail={"errcode": "M_UNAUTHORIZED", "error": f"missing or wrong {what}"}
+        )

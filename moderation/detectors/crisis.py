@@ -230,7 +230,9 @@ class InMemoryContextStore:
                 if len(self._by_key) >= self._max_members:
                     self._sweep(recent.at)
                 q = self._by_key[key] = deque(maxlen=max(1, window.messages + 1))
-            earlier = [r for r in q if r.event_id != recent.event_id and recent.at - span <= r.at <= recent.at]
+            earlier = [
+                r for r in q if r.event_id != recent.event_id and recent.at - span <= r.at <= recent.at
+            ]
             if all(r.event_id != recent.event_id for r in q):
                 q.append(recent)
             while q and q[0].at < recent.at - span:
@@ -410,6 +412,7 @@ class CrisisDetector:
             a.evidence = sorted({sp for c in same for sp in c[3]})
             a.score = TIER_SCORE[a.tier]
         return a, any_suppressor
+
 
 def _clauses(text: str) -> list[tuple[int, int]]:
     """``(start, end)`` of each clause: text between sentence ends and "but" / "however"."""

@@ -46,6 +46,8 @@ class HarmDetector:
             kind, _ = s.harm_type()
             score = self.model.thresholds.harm_score(s.p_harm)
             if score >= REPORT_FLOOR:
-                signals.append(Signal(detector=self.name, label=f"harm.{kind}", score=round(score, 4), rule=kind))
+                signals.append(
+                    Signal(detector=self.name, label=f"harm.{kind}", score=round(score, 4), rule=kind)
+                )
             out.append(signals)
         return out

@@ -150,7 +150,9 @@ class SupportModel:
 
         self.card = load_card(card_file)
         t = self.card["thresholds"]
-        self.thresholds = Thresholds(float(t["alert"]), float(t["high"]), float(t["imminent"]), float(t["harm"]))
+        self.thresholds = Thresholds(
+            float(t["alert"]), float(t["high"]), float(t["imminent"]), float(t["harm"])
+        )
         self.max_tokens = int(self.card["max_tokens"])
         # mean pooling dilutes one sentence in a long post: texts longer than this are read in windows
         # of this many tokens, half overlapping, and each head takes the window that says most

@@ -43,8 +43,18 @@ class FakeClock:
 
 def _check(engine, admin: FakeAdmin, clock: FakeClock | None = None) -> CapacityCheck:  # type: ignore[no-untyped-def]
     with Session(engine) as s:
-        s.add(ProvisionedRoom(alias="#a-quiet:localhost", room_id=ROOM, space_slug="a", room_slug="quiet",
-                              capacity=2, profile="quiet", members_may_post=True, updated_at=datetime.now(UTC)))
+        s.add(
+            ProvisionedRoom(
+                alias="#a-quiet:localhost",
+                room_id=ROOM,
+                space_slug="a",
+                room_slug="quiet",
+                capacity=2,
+                profile="quiet",
+                members_may_post=True,
+                updated_at=datetime.now(UTC),
+            )
+        )
         s.commit()
     return CapacityCheck(engine, admin, bot=BOT, staff=[STAFF], monotonic=clock or FakeClock())
 

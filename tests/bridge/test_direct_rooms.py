@@ -39,7 +39,9 @@ class MemoryGateway:
         await asyncio.sleep(0)
         self.account[event_type] = copy.deepcopy(content)
 
-    async def get_state_event(self, room_id: str, event_type: str, state_key: str = "") -> dict[str, Any] | None:
+    async def get_state_event(
+        self, room_id: str, event_type: str, state_key: str = ""
+    ) -> dict[str, Any] | None:
         await asyncio.sleep(0)
         m = self.membership.get((room_id, state_key))
         return {"membership": m} if m else None

@@ -41,9 +41,13 @@ def test_a_webhook_needs_a_secret():
 
 def test_a_placeholder_webhook_secret_is_refused_in_production():
     with pytest.raises(SettingsError, match="escalation.webhook_secret"):
-        load_settings(None, matrix={"bot_password": "x" * 20}, gate={"secret": "y" * 20},
-                      staff_api={"token": "z" * 20},
-                      escalation={"webhook_url": "https://example.org/hook", "webhook_secret": "CHANGE-ME"})
+        load_settings(
+            None,
+            matrix={"bot_password": "x" * 20},
+            gate={"secret": "y" * 20},
+            staff_api={"token": "z" * 20},
+            escalation={"webhook_url": "https://example.org/hook", "webhook_secret": "CHANGE-ME"},
+        )
 
 
 def test_default_toml_documents_the_escalation_section():

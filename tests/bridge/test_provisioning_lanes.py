@@ -15,8 +15,9 @@ from tests.spaces.fake_homeserver import FakeHomeserver
 
 def _provisioner(themes: list[Any]) -> Provisioner:
     # lanes() needs neither the gateway nor the database.
-    return Provisioner(cast(Any, None), cast(Any, None), SystemClock(), themes=themes, staff=load_staff(),
-                       server_name=SERVER)
+    return Provisioner(
+        cast(Any, None), cast(Any, None), SystemClock(), themes=themes, staff=load_staff(), server_name=SERVER
+    )
 
 
 def test_lanes_split_a_plan_from_empty_by_theme_and_keep_its_order() -> None:
@@ -26,7 +27,9 @@ def test_lanes_split_a_plan_from_empty_by_theme_and_keep_its_order() -> None:
     plan = build_plan(themes, observed, bot=BOT, staff=staff, server_name=SERVER, media=fake_media(themes))
     lanes = _provisioner(themes).lanes(plan.actions)
     assert len(lanes) == 1 + len(themes)  # the staff room, then one lane per theme
-    assert sorted(c for lane in lanes for c in map(plan.actions.index, lane)) == list(range(len(plan.actions)))
+    assert sorted(c for lane in lanes for c in map(plan.actions.index, lane)) == list(
+        range(len(plan.actions))
+    )
     for lane in lanes:
         positions = [plan.actions.index(c) for c in lane]
         assert positions == sorted(positions)

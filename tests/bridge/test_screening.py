@@ -19,14 +19,29 @@ ROOM = "!support:localhost"
 
 def _catalogue(engine) -> None:
     with Session(engine) as s:
-        s.add(ProvisionedRoom(alias="#t-discussion:localhost", room_id=ROOM, space_slug="t", room_slug="discussion",
-                              capacity=10, profile="support", members_may_post=True, updated_at=datetime.now(UTC)))
+        s.add(
+            ProvisionedRoom(
+                alias="#t-discussion:localhost",
+                room_id=ROOM,
+                space_slug="t",
+                room_slug="discussion",
+                capacity=10,
+                profile="support",
+                members_may_post=True,
+                updated_at=datetime.now(UTC),
+            )
+        )
         s.commit()
 
 
 def _event(event_id: str) -> dict:
-    return {"type": "m.room.message", "event_id": event_id, "sender": "@member:localhost", "room_id": ROOM,
-            "content": {"msgtype": "m.text", "body": "hello everyone"}}
+    return {
+        "type": "m.room.message",
+        "event_id": event_id,
+        "sender": "@member:localhost",
+        "room_id": ROOM,
+        "content": {"msgtype": "m.text", "body": "hello everyone"},
+    }
 
 
 def _broken_loader():
@@ -68,9 +83,17 @@ async def test_join_times_are_read_once_and_forgotten_on_a_membership_change(eng
     assert await screening.joins.get(ROOM, member) is None  # unknown: not cached
 
     def join_event(ts_ms: int, membership: str = "join") -> TimelineEvent:
-        return TimelineEvent(ROOM, {"type": "m.room.member", "state_key": member, "sender": member,
-                                    "event_id": f"$m{ts_ms}", "origin_server_ts": ts_ms,
-                                    "content": {"membership": membership}})
+        return TimelineEvent(
+            ROOM,
+            {
+                "type": "m.room.member",
+                "state_key": member,
+                "sender": member,
+                "event_id": f"$m{ts_ms}",
+                "origin_server_ts": ts_ms,
+                "content": {"membership": membership},
+            },
+        )
 
     await screening.on_event(join_event(1_700_000_000_000))
     first = await screening.joins.get(ROOM, member)

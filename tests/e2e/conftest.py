@@ -40,8 +40,12 @@ class Stack:
         """The bot's account, through a separate device (the service keeps its own session)."""
         if self._bot is not None:
             return self._bot
-        token = stack.login(self.layout, self.layout.bot_localpart, self.settings["matrix"]["bot_password"],
-                            device_id="TEST_" + secrets.token_hex(3))
+        token = stack.login(
+            self.layout,
+            self.layout.bot_localpart,
+            self.settings["matrix"]["bot_password"],
+            device_id="TEST_" + secrets.token_hex(3),
+        )
         self._bot = User(self.layout.hs_url, self.layout.bot_user_id, token)
         return self._bot
 
@@ -65,8 +69,14 @@ def hearth_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         url, pg_name = _fresh_pg_database(PG_ADMIN_URL)
     layout = stack.StackLayout(root=Path(root), hs_port=stack.free_port(), hearth_port=stack.free_port())
     webhook_port = stack.free_port()
-    stack.prepare(layout, {"database_url": url, "matrix": {"sync_timeout_ms": 5000},
-                           "escalation": escalation_overrides(Path(root), webhook_port)})
+    stack.prepare(
+        layout,
+        {
+            "database_url": url,
+            "matrix": {"sync_timeout_ms": 5000},
+            "escalation": escalation_overrides(Path(root), webhook_port),
+        },
+    )
     try:
         stack.up(layout, say=lambda _msg: None)
         engine = make_engine(url)
@@ -90,6 +100,13 @@ def resolve_open_escalations(hs: Stack) -> None:
     actor = "@e2e-teardown:localhost"
     with Session(hs.engine) as s:
         for esc in dom.list_escalations(s, status=list(dom.ACTIVE_STATUSES), limit=1000):
-            dom.resolve(s, esc.id, actor=actor, staff=[actor], outcome="other", now=datetime.now(UTC),
-                        note="closed by the end-to-end test teardown")
+            dom.resolve(
+                s,
+                esc.id,
+                actor=actor,
+                staff=[actor],
+                outcome="other",
+                now=datetime.now(UTC),
+                note="closed by the end-to-end test teardown",
+            )
         s.commit()

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bridge import stack
+from tests.e2e.matrix import MatrixError, User, q, wait_for
+
+ALIAS = "#hearth-staff:localhost"
 CLINICIAN = "@escclin1:localhost"  # on call around the clock
 BACKUP = "@escclin2:localhost"  # the rota's fallback
 MODERATOR = "@escmod1:localhost"
@@ -52,3 +56,35 @@ def escalation_overrides(root: Path, webhook_port: int) -> dict[str, object]:
         "webhook_url": f"http://127.0.0.1:{webhook_port}/hooks/hearth",
         "webhook_secret": WEBHOOK_SECRET,
     }
+
+
+def staff_room(hs) -> str:
+    def resolve() -> str | None:
+        try:
+            return str(hs.bot().call("GET", f"/_matrix/client/v3/directory/room/{q(ALIAS)}")["room_id"])
+        except MatrixError:
+            return None
+
+    return wait_for(resolve, timeout=30, what="the staff room to exist")
+
+
+def staff_user(hs, user_id: str) -> User:
+    """Log in as (registering if needed) a staff account from the test staff file, in the staff room."""
+    localpart = user_id[1:].split(":", 1)[0]
+    password = f"pw-{localpart}"
+    token = stack.register_user(hs.layout, localpart, password) or stack.login(hs.layout, localpart, password)
+    user = User(hs.layout.hs_url, user_id, token)
+    stack.exempt_from_ratelimit(hs.layout, hs.admin.token, user_id)
+    join_staff_room(hs, user)
+    return user
+
+
+def join_staff_room(hs, user: User) -> str:
+    room = staff_room(hs)
+    try:
+        hs.bot().invite(room, user.user_id)
+    except MatrixError as e:
+        if e.status != 403:  # 403: already invited or joined
+            raise
+    user.join(room)
+    return room

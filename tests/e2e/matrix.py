@@ -31,8 +31,13 @@ class User:
         self.token = token
 
     def call(self, method: str, path: str, body: Any = None, timeout: float = 30) -> dict[str, Any]:
-        r = httpx.request(method, f"{self.hs}{path}", json=body, timeout=timeout,
-                          headers={"Authorization": f"Bearer {self.token}"})
+        r = httpx.request(
+            method,
+            f"{self.hs}{path}",
+            json=body,
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
         data = r.json() if r.content else {}
         if r.status_code >= 400:
             raise MatrixError(r.status_code, data)
@@ -49,23 +54,33 @@ class User:
 
     def send(self, room_id: str, content: dict[str, Any], event_type: str = "m.room.message") -> str:
         txn = secrets.token_hex(8)
-        return str(self.call("PUT", f"/_matrix/client/v3/rooms/{q(room_id)}/send/{event_type}/{txn}", content)["event_id"])
+        return str(
+            self.call("PUT", f"/_matrix/client/v3/rooms/{q(room_id)}/send/{event_type}/{txn}", content)[
+                "event_id"
+            ]
+        )
 
     def say(self, room_id: str, text: str) -> str:
         return self.send(room_id, {"msgtype": "m.text", "body": text})
 
     def state(self, room_id: str) -> list[dict[str, Any]]:
-        r = httpx.get(f"{self.hs}/_matrix/client/v3/rooms/{q(room_id)}/state", timeout=30,
-                      headers={"Authorization": f"Bearer {self.token}"})
+        r = httpx.get(
+            f"{self.hs}/_matrix/client/v3/rooms/{q(room_id)}/state",
+            timeout=30,
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
         r.raise_for_status()
         return list(r.json())
 
     def messages(self, room_id: str, limit: int = 100) -> list[dict[str, Any]]:
-        return list(self.call("GET", f"/_matrix/client/v3/rooms/{q(room_id)}/messages?dir=b&limit={limit}")["chunk"])
+        return list(
+            self.call("GET", f"/_matrix/client/v3/rooms/{q(room_id)}/messages?dir=b&limit={limit}")["chunk"]
+        )
 
 
-def new_user(layout: stack.StackLayout, prefix: str = "member", admin: bool = False,
-             exempt_with: str | None = None) -> User:
+def new_user(
+    layout: stack.StackLayout, prefix: str = "member", admin: bool = False, exempt_with: str | None = None
+) -> User:
     """Register a fresh user; ``exempt_with`` (an admin token) lifts its rate limits, as tests send fast."""
     name = f"{prefix}{secrets.token_hex(4)}"
     password = secrets.token_hex(12)
@@ -76,7 +91,9 @@ def new_user(layout: stack.StackLayout, prefix: str = "member", admin: bool = Fa
     return user
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 20, interval: float = 0.2, what: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 20, interval: float = 0.2, what: str = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -33,13 +33,21 @@ from moderation.escalation import (
     verify_webhook,
 )
 from tests.e2e.conftest import resolve_open_escalations
-from tests.e2e.escalation_staff import BACKUP, CLINICIAN, IMMINENT_SLA_SECONDS, MODERATOR, WEBHOOK_SECRET
-from tests.e2e.matrix import MatrixError, User, q, wait_for
+from tests.e2e.escalation_staff import (
+    BACKUP,
+    CLINICIAN,
+    IMMINENT_SLA_SECONDS,
+    MODERATOR,
+    WEBHOOK_SECRET,
+    join_staff_room,
+    staff_room,
+    staff_user,
+)
+from tests.e2e.matrix import User, q, wait_for
 
 pytestmark = pytest.mark.e2e
 
 SLA = SlaPolicy(imminent=IMMINENT_SLA_SECONDS)
-ALIAS = "#hearth-staff:localhost"
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -52,38 +60,6 @@ def _close_escalations_afterwards(hearth_stack) -> Iterator[None]:
     resolve_open_escalations(hearth_stack)
 
 
-def staff_room(hs) -> str:
-    def resolve() -> str | None:
-        try:
-            return str(hs.bot().call("GET", f"/_matrix/client/v3/directory/room/{q(ALIAS)}")["room_id"])
-        except MatrixError:
-            return None
-
-    return wait_for(resolve, timeout=30, what="the staff room to exist")
-
-
-def staff_user(hs, user_id: str) -> User:
-    """Log in as (registering if needed) a staff account from the test staff file, in the staff room."""
-    localpart = user_id[1:].split(":", 1)[0]
-    password = f"pw-{localpart}"
-    token = stack.register_user(hs.layout, localpart, password) or stack.login(hs.layout, localpart, password)
-    user = User(hs.layout.hs_url, user_id, token)
-    stack.exempt_from_ratelimit(hs.layout, hs.admin.token, user_id)
-    join_staff_room(hs, user)
-    return user
-
-
-def join_staff_room(hs, user: User) -> str:
-    room = staff_room(hs)
-    try:
-        hs.bot().invite(room, user.user_id)
-    except MatrixError as e:
-        if e.status != 403:  # 403: already invited or joined
-            raise
-    user.join(room)
-    return room
-
-
 def crisis_message(hs) -> tuple[User, str, str]:
     """A member, a room of theirs and a real message event in it."""
     member = hs.member()
@@ -91,15 +67,26 @@ def crisis_message(hs) -> tuple[User, str, str]:
     return member, room, member.say(room, "a message the detector found concerning")
 
 
-def commit_escalation(hs, member: User, room: str, event_id: str, *, severity: str = "high",
-                      category: str = "ideation") -> str:
+def commit_escalation(
+    hs, member: User, room: str, event_id: str, *, severity: str = "high", category: str = "ideation"
+) -> str:
     """Commit an escalation with its outbox rows, as ``EscalationDesk.raise_for`` does."""
     with Session(hs.engine) as s:
         esc, created = raise_escalation(
-            s, room_id=room, sender=member.user_id, event_id=event_id, severity=severity, category=category,
+            s,
+            room_id=room,
+            sender=member.user_id,
+            event_id=event_id,
+            severity=severity,
+            category=category,
             signals=[{"detector": "crisis", "label": f"crisis.{category}", "score": 0.97}],
-            excerpt="a message the detector found concerning", space="grief", locale="en-GB",
-            now=datetime.now(UTC), sla=SLA, on_call=[CLINICIAN], webhook=True,
+            excerpt="a message the detector found concerning",
+            space="grief",
+            locale="en-GB",
+            now=datetime.now(UTC),
+            sla=SLA,
+            on_call=[CLINICIAN],
+            webhook=True,
         )
         s.commit()
         assert created
@@ -128,19 +115,28 @@ def staff_events(hs, esc_id: str | None = None) -> list[dict[str, Any]]:
 
 def alerts(hs, esc_id: str) -> list[dict[str, Any]]:
     """The alert notices (not edits, not re-pages) of an escalation."""
-    return [e for e in staff_events(hs, esc_id)
-            if e["type"] == "m.room.message" and "m.relates_to" not in e["content"]]
+    return [
+        e
+        for e in staff_events(hs, esc_id)
+        if e["type"] == "m.room.message" and "m.relates_to" not in e["content"]
+    ]
 
 
 def edits(hs, esc_id: str, alert_id: str) -> list[dict[str, Any]]:
-    return [e for e in staff_events(hs, esc_id)
-            if (e["content"].get("m.relates_to") or {}).get("rel_type") == "m.replace"
-            and e["content"]["m.relates_to"]["event_id"] == alert_id]
+    return [
+        e
+        for e in staff_events(hs, esc_id)
+        if (e["content"].get("m.relates_to") or {}).get("rel_type") == "m.replace"
+        and e["content"]["m.relates_to"]["event_id"] == alert_id
+    ]
 
 
 def replies_to(hs, event_id: str) -> list[dict[str, Any]]:
-    return [e for e in staff_events(hs)
-            if ((e["content"].get("m.relates_to") or {}).get("m.in_reply_to") or {}).get("event_id") == event_id]
+    return [
+        e
+        for e in staff_events(hs)
+        if ((e["content"].get("m.relates_to") or {}).get("m.in_reply_to") or {}).get("event_id") == event_id
+    ]
 
 
 def one_alert(hs, esc_id: str) -> dict[str, Any]:
@@ -149,8 +145,11 @@ def one_alert(hs, esc_id: str) -> dict[str, Any]:
 
 
 def react(user: User, room: str, event_id: str, key: str = "✅") -> str:
-    return user.send(room, {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}},
-                     event_type="m.reaction")
+    return user.send(
+        room,
+        {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}},
+        event_type="m.reaction",
+    )
 
 
 def command(hs, user: User, text: str) -> str:
@@ -174,8 +173,13 @@ def test_an_escalation_produces_exactly_one_alert_and_a_private_message(hearth_s
     assert alert["sender"] == hs.layout.bot_user_id
     assert content["msgtype"] == "m.text"
     assert content["org.hearth.escalation"] == {
-        "id": esc_id, "severity": "imminent", "category": "plan", "status": "open",
-        "room_id": room, "event_id": event_id, "sender": member.user_id,
+        "id": esc_id,
+        "severity": "imminent",
+        "category": "plan",
+        "status": "open",
+        "room_id": room,
+        "event_id": event_id,
+        "sender": member.user_id,
     }
     assert content["m.mentions"] == {"user_ids": [CLINICIAN]}
     assert "matrix.to" in content["formatted_body"]
@@ -185,7 +189,9 @@ def test_an_escalation_produces_exactly_one_alert_and_a_private_message(hearth_s
     def dm_invite() -> str | None:
         # A fresh filter each time: Synapse caches initial-sync responses per filter for a while.
         fresh = q(json.dumps({"presence": {"types": [secrets.token_hex(4)]}}))
-        invites = member.call("GET", f"/_matrix/client/v3/sync?timeout=0&filter={fresh}")["rooms"].get("invite", {})
+        invites = member.call("GET", f"/_matrix/client/v3/sync?timeout=0&filter={fresh}")["rooms"].get(
+            "invite", {}
+        )
         return next(iter(invites), None)
 
     dm = wait_for(dm_invite, timeout=30, what="the private resources room invite")
@@ -198,8 +204,10 @@ def test_an_escalation_produces_exactly_one_alert_and_a_private_message(hearth_s
 
     time.sleep(3)  # a few more notifier rounds: still exactly one alert, everything marked sent
     assert len(alerts(hs, esc_id)) == 1
-    sent = wait_for(lambda: all(n.status == "sent" for n in notifications(hs, esc_id)
-                                if n.kind != "webhook") or None, what="the outbox marked sent")
+    sent = wait_for(
+        lambda: all(n.status == "sent" for n in notifications(hs, esc_id) if n.kind != "webhook") or None,
+        what="the outbox marked sent",
+    )
     assert sent
     assert escalation(hs, esc_id).alert_event_id == alert["event_id"]
 
@@ -246,13 +254,20 @@ def test_a_crash_between_sending_and_marking_sent_sends_nothing_twice(hearth_sta
     # before marking it sent: replay that send with the service's saved session.
     token = json.loads((hs.layout.root / "bot_session.json").read_text())["access_token"]
     with Session(hs.engine) as s:
-        notif = s.exec(select(Notification).where(Notification.escalation_id == esc_id,
-                                                  Notification.kind == "staff_alert")).one()
+        notif = s.exec(
+            select(Notification).where(
+                Notification.escalation_id == esc_id, Notification.kind == "staff_alert"
+            )
+        ).one()
         esc = s.get(Escalation, esc_id)
         assert esc is not None
         content = staff_alert_content(esc, mentions=notif.payload["mentions"])
-    r = httpx.put(f"{hs.layout.hs_url}/_matrix/client/v3/rooms/{q(room_id)}/send/m.room.message/{q(notif.txn_id)}",
-                  json=content, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    r = httpx.put(
+        f"{hs.layout.hs_url}/_matrix/client/v3/rooms/{q(room_id)}/send/m.room.message/{q(notif.txn_id)}",
+        json=content,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
     assert r.status_code == 200, r.text
     first = r.json()["event_id"]
     stack.start_hearth(hs.layout)
@@ -314,8 +329,9 @@ def test_an_unacknowledged_imminent_escalation_repages_after_its_sla(hearth_stac
     alert = one_alert(hs, esc_id)
     assert escalation(hs, esc_id).status == "open"
 
-    repage = wait_for(lambda: replies_to(hs, alert["event_id"]), timeout=IMMINENT_SLA_SECONDS + 15,
-                      what="the re-page")[0]
+    repage = wait_for(
+        lambda: replies_to(hs, alert["event_id"]), timeout=IMMINENT_SLA_SECONDS + 15, what="the re-page"
+    )[0]
     content = repage["content"]
     assert content["body"].startswith("Re-page #1")
     assert content["org.hearth.escalation"]["status"] == "repaged"
@@ -351,8 +367,13 @@ def test_staff_room_commands(hearth_stack):
 
     row = escalation(hs, esc_id)
     assert (row.status, row.outcome, row.resolved_by) == ("resolved", "false_alarm", CLINICIAN)
-    wait_for(lambda: any(e["content"]["m.new_content"]["org.hearth.escalation"]["status"] == "resolved"
-                         for e in edits(hs, esc_id, alert["event_id"])), what="the resolved edit")
+    wait_for(
+        lambda: any(
+            e["content"]["m.new_content"]["org.hearth.escalation"]["status"] == "resolved"
+            for e in edits(hs, esc_id, alert["event_id"])
+        ),
+        what="the resolved edit",
+    )
 
 
 # --- webhook ----------------------------------------------------------------------------------
@@ -394,24 +415,31 @@ def test_the_webhook_receives_a_signed_post(hearth_stack, webhook_inbox):
     payload = json.loads(body)
     assert payload["type"] == "escalation.opened"
     assert payload["id"] == headers["X-Hearth-Delivery"] == f"hearth.{esc_id}.webhook.0"
-    assert verify_webhook(WEBHOOK_SECRET.encode(), body, headers[WEBHOOK_SIGNATURE_HEADER],
-                          now_ts=int(time.time()))
-    assert not verify_webhook(b"wrong secret", body, headers[WEBHOOK_SIGNATURE_HEADER], now_ts=int(time.time()))
+    assert verify_webhook(
+        WEBHOOK_SECRET.encode(), body, headers[WEBHOOK_SIGNATURE_HEADER], now_ts=int(time.time())
+    )
+    assert not verify_webhook(
+        b"wrong secret", body, headers[WEBHOOK_SIGNATURE_HEADER], now_ts=int(time.time())
+    )
     assert "concerning" not in body.decode(), "the webhook must not carry message text"
-    wait_for(lambda: all(n.status == "sent" for n in notifications(hs, esc_id) if n.kind == "webhook"),
-             what="the webhook marked sent")
+    wait_for(
+        lambda: all(n.status == "sent" for n in notifications(hs, esc_id) if n.kind == "webhook"),
+        what="the webhook marked sent",
+    )
 
 
 # --- staff API --------------------------------------------------------------------------------
 
 
-def api(hs, method: str, path: str, actor: str | None = CLINICIAN, token: str | None = None,
-        **kwargs: Any) -> httpx.Response:
+def api(
+    hs, method: str, path: str, actor: str | None = CLINICIAN, token: str | None = None, **kwargs: Any
+) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token or hs.settings['staff_api']['token']}"}
     if actor:
         headers["X-Hearth-Actor"] = actor
-    return httpx.request(method, f"{hs.layout.hearth_url}/api/escalations{path}", headers=headers, timeout=10,
-                         **kwargs)
+    return httpx.request(
+        method, f"{hs.layout.hearth_url}/api/escalations{path}", headers=headers, timeout=10, **kwargs
+    )
 
 
 def test_staff_api_lists_reads_and_acts_with_role_checks(hearth_stack):
@@ -431,8 +459,12 @@ def test_staff_api_lists_reads_and_acts_with_role_checks(hearth_stack):
     assert [e["id"] for e in listed] == [esc_id]
     assert listed[0]["severity"] == "high"
     assert listed[0]["status"] == "open"
-    ids = [e["id"] for e in api(hs, "GET", "", params={"status": ["open", "repaged"], "severity": "high"})
-           .json()["escalations"]]
+    ids = [
+        e["id"]
+        for e in api(hs, "GET", "", params={"status": ["open", "repaged"], "severity": "high"}).json()[
+            "escalations"
+        ]
+    ]
     assert esc_id in ids
     assert api(hs, "GET", "", params={"room_id": room, "severity": "moderate"}).json()["escalations"] == []
     r = api(hs, "GET", "", params={"status": "closed"})

@@ -12,11 +12,12 @@ import pytest
 from sqlmodel import Session, select
 
 from bridge import stack
-from moderation.escalation import Escalation
+from moderation.escalation import Escalation, category_words
 from moderation.models import FlaggedMessage, ModerationDecision
 from spaces.models import ProvisionedRoom
 from tests.e2e.conftest import resolve_open_escalations
-from tests.e2e.matrix import MatrixError, wait_for
+from tests.e2e.escalation_staff import CLINICIAN, staff_user
+from tests.e2e.matrix import MatrixError, q, wait_for
 from tests.moderation.factories import DISTRESSED_BURST
 
 pytestmark = pytest.mark.e2e
@@ -29,9 +30,18 @@ def hearth_room(hs, profile: str = "support") -> str:
     """A room the bot created, registered in Hearth's catalogue as one of its support rooms."""
     room = hs.bot().create_room(name=f"moderated {profile}", preset="public_chat")
     with Session(hs.engine) as s:
-        s.add(ProvisionedRoom(alias=f"#e2e-{secrets.token_hex(4)}:localhost", room_id=room, space_slug=E2E_SPACE,
-                              room_slug="discussion", capacity=100, profile=profile, members_may_post=True,
-                              updated_at=datetime.now(UTC)))
+        s.add(
+            ProvisionedRoom(
+                alias=f"#e2e-{secrets.token_hex(4)}:localhost",
+                room_id=room,
+                space_slug=E2E_SPACE,
+                room_slug="discussion",
+                capacity=100,
+                profile=profile,
+                members_may_post=True,
+                updated_at=datetime.now(UTC),
+            )
+        )
         s.commit()
     return room
 
@@ -72,7 +82,9 @@ def test_abuse_aimed_at_others_is_refused_before_delivery(hearth_stack, room_and
     assert not any("waste of space" in b for b in bodies)
 
 
-def test_an_attack_on_people_for_who_they_are_is_refused_but_reporting_one_is_not(hearth_stack, room_and_member):
+def test_an_attack_on_people_for_who_they_are_is_refused_but_reporting_one_is_not(
+    hearth_stack, room_and_member
+):
     room, member = room_and_member
     with pytest.raises(MatrixError) as e:
         member.say(room, "Honestly gay men are vermin and should stay away from this group.")
@@ -85,13 +97,16 @@ def test_an_attack_on_people_for_who_they_are_is_refused_but_reporting_one_is_no
     assert [d["kind"] for d in row.dispositions] == ["allow"]
 
 
-@pytest.mark.parametrize("text", [
-    "Thanks everyone, I slept a bit better last night.",
-    "Honestly this week has been fucking exhausting, but I'm still here.",
-    "When I was a kid he told me to kill myself, and I believed him for years.",
-    "My brother died by suicide two years ago and the anniversary is next week.",
-    "This commute is killing me lol",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Thanks everyone, I slept a bit better last night.",
+        "Honestly this week has been fucking exhausting, but I'm still here.",
+        "When I was a kid he told me to kill myself, and I believed him for years.",
+        "My brother died by suicide two years ago and the anniversary is next week.",
+        "This commute is killing me lol",
+    ],
+)
 def test_ordinary_support_talk_is_delivered_and_its_decision_stored(hearth_stack, room_and_member, text):
     room, member = room_and_member
     event_id = member.say(room, text)
@@ -119,6 +134,7 @@ def test_crisis_is_never_blocked_and_raises_an_escalation(hearth_stack, room_and
     def escalation():
         with Session(hearth_stack.engine) as s:
             return s.exec(select(Escalation).where(Escalation.first_event_id == event_id)).first()
+
     esc = wait_for(escalation, timeout=20, what="an escalation for the crisis message")
     assert esc.severity == "imminent"
     assert esc.sender == member.user_id
@@ -141,6 +157,7 @@ def test_message_delivered_while_the_gate_was_down_is_rescreened_and_redacted(he
     def redacted():
         ev = next((e for e in member.messages(room) if e["event_id"] == abusive), None)
         return ev is not None and not ev.get("content")
+
     wait_for(redacted, timeout=30, what="the delivered abusive message to be redacted")
 
 
@@ -161,7 +178,9 @@ def test_healthz_names_the_active_toxicity_scorer(hearth_stack):
     assert moderation["toxicity"]
 
 
-def test_a_method_request_is_escalated_and_flagged_with_its_text_kept_until_purge(hearth_stack, room_and_member):
+def test_a_method_request_is_escalated_and_flagged_with_its_text_kept_until_purge(
+    hearth_stack, room_and_member
+):
     room, member = room_and_member
     text = "what's the lethal dose of my sleeping tablets"
     event_id = member.say(room, text)  # a person who may be in crisis: never blocked
@@ -169,6 +188,7 @@ def test_a_method_request_is_escalated_and_flagged_with_its_text_kept_until_purg
     def flagged():
         with Session(hearth_stack.engine) as s:
             return s.exec(select(FlaggedMessage).where(FlaggedMessage.event_id == event_id)).first()
+
     row = wait_for(flagged, timeout=30, what="the message to be flagged for human review")
     assert row.body == text  # kept because a moderator needs it ...
     assert (row.purge_after - row.created_at).days == 30  # ... and only until the retention purge
@@ -225,3 +245,50 @@ def test_support_group_harm_is_refused_with_its_own_kind_message(hearth_stack, r
     assert e.value.status == 403
     assert e.value.body["org.hearth.reason"].startswith("harm.pro_eating_disorder")
     assert "eating-disorder" in e.value.body["error"]
+
+
+def test_a_members_crisis_rings_the_clinician_and_names_people_in_words(hearth_stack, room_and_member):
+    """A real crisis sent by a member: the on-call clinician's ``/notifications`` holds the alert (a
+    highlight under Synapse's default push rules), naming the member and the clinician by their
+    display names and the category in words."""
+    room, member = room_and_member
+    member.call(
+        "PUT", f"/_matrix/client/v3/profile/{q(member.user_id)}/displayname", {"displayname": "Robin"}
+    )
+    clinician = staff_user(hearth_stack, CLINICIAN)
+    wait_for(
+        lambda: next(
+            (
+                e
+                for e in member.state(room)
+                if e["type"] == "m.room.member"
+                and e["state_key"] == member.user_id
+                and e["content"].get("displayname") == "Robin"
+            ),
+            None,
+        ),
+        what="the member's display name in the room",
+    )
+    sent = member.say(
+        room, "I took all of them about twenty minutes ago and I'm getting really sleepy. bye everyone"
+    )
+    esc = wait_for(lambda: _escalation_for(hearth_stack, [sent]), timeout=20, what="the escalation")
+
+    def notified() -> dict | None:
+        notes = clinician.call("GET", "/_matrix/client/v3/notifications?limit=50")["notifications"]
+        return next(
+            (
+                n
+                for n in notes
+                if (n["event"]["content"].get("org.hearth.escalation") or {}).get("id") == esc.id
+            ),
+            None,
+        )
+
+    note = wait_for(notified, timeout=10, what="the clinician's notification for the alert")
+    assert "highlight" in [a.get("set_tweak") for a in note["actions"] if isinstance(a, dict)]
+    body = note["event"]["content"]["body"]
+    assert f"Member: Robin ({member.user_id})" in body
+    assert f"On call: Test clinician on call ({CLINICIAN})" in body
+    assert category_words(esc.category) in body
+    assert f"· {esc.category}\n" not in body

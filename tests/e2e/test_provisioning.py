@@ -56,12 +56,20 @@ def apply(hs, themes_dir: Path = DEFAULT_THEMES_DIR) -> ApplyResult:  # type: ig
 
     async def go() -> ApplyResult:
         gateway = await login_gateway(
-            settings.matrix.homeserver_url, settings.matrix.bot_user_id,
-            settings.matrix.bot_password.get_secret_value(), hs.layout.root / "provision_session.json",
+            settings.matrix.homeserver_url,
+            settings.matrix.bot_user_id,
+            settings.matrix.bot_password.get_secret_value(),
+            hs.layout.root / "provision_session.json",
         )
         try:
-            provisioner = Provisioner(gateway, hs.engine, SystemClock(), themes=load_themes(themes_dir),
-                                      staff=staff_of(hs), server_name=settings.matrix.server_name)
+            provisioner = Provisioner(
+                gateway,
+                hs.engine,
+                SystemClock(),
+                themes=load_themes(themes_dir),
+                staff=staff_of(hs),
+                server_name=settings.matrix.server_name,
+            )
             return await provisioner.apply()
         finally:
             await gateway.close()
@@ -72,7 +80,10 @@ def apply(hs, themes_dir: Path = DEFAULT_THEMES_DIR) -> ApplyResult:  # type: ig
 def hearth_cli(hs, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
     return subprocess.run(
         [sys.executable, "-m", "bridge", "--config", str(hs.layout.hearth_toml), "spaces", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -88,8 +99,11 @@ def resolve(user: User, alias: str) -> str:
 
 def download(user: User, mxc: str) -> bytes:
     server, media_id = mxc.removeprefix("mxc://").split("/", 1)
-    r = httpx.get(f"{user.hs}/_matrix/client/v1/media/download/{server}/{media_id}", timeout=30,
-                  headers={"Authorization": f"Bearer {user.token}"})
+    r = httpx.get(
+        f"{user.hs}/_matrix/client/v1/media/download/{server}/{media_id}",
+        timeout=30,
+        headers={"Authorization": f"Bearer {user.token}"},
+    )
     r.raise_for_status()
     return r.content
 
@@ -99,24 +113,40 @@ def managed_room_ids(hs) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def _sync_filter(room_ids: list[str], limit: int) -> str:
-    return json.dumps({
-        "presence": {"types": []}, "account_data": {"types": []},
-        "room": {"rooms": room_ids, "timeline": {"limit": limit}, "state": {"types": []},
-                 "ephemeral": {"types": []}, "account_data": {"types": []}},
-    })
+    return json.dumps(
+        {
+            "presence": {"types": []},
+            "account_data": {"types": []},
+            "room": {
+                "rooms": room_ids,
+                "timeline": {"limit": limit},
+                "state": {"types": []},
+                "ephemeral": {"types": []},
+                "account_data": {"types": []},
+            },
+        }
+    )
 
 
 def sync_token(bot: User, room_ids: list[str]) -> str:
-    body = bot.call("GET", f"/_matrix/client/v3/sync?timeout=0&filter={q(_sync_filter(room_ids, 0))}", timeout=120)
+    body = bot.call(
+        "GET", f"/_matrix/client/v3/sync?timeout=0&filter={q(_sync_filter(room_ids, 0))}", timeout=120
+    )
     return str(body["next_batch"])
 
 
 def events_since(bot: User, room_ids: list[str], since: str) -> list[tuple[str, dict[str, Any]]]:
     """Every event the homeserver delivered in ``room_ids`` since ``since`` (room ID, event)."""
-    body = bot.call("GET", f"/_matrix/client/v3/sync?timeout=0&since={q(since)}"
-                           f"&filter={q(_sync_filter(room_ids, 100))}", timeout=60)
-    return [(rid, ev) for rid, r in body.get("rooms", {}).get("join", {}).items()
-            for ev in r.get("timeline", {}).get("events", [])]
+    body = bot.call(
+        "GET",
+        f"/_matrix/client/v3/sync?timeout=0&since={q(since)}&filter={q(_sync_filter(room_ids, 100))}",
+        timeout=60,
+    )
+    return [
+        (rid, ev)
+        for rid, r in body.get("rooms", {}).get("join", {}).items()
+        for ev in r.get("timeline", {}).get("events", [])
+    ]
 
 
 def copy_themes(tmp_path: Path) -> Path:
@@ -143,8 +173,9 @@ def theme(slug: str) -> Theme:
 @pytest.fixture(scope="module")
 def first_apply(hearth_stack) -> ApplyResult:  # type: ignore[no-untyped-def]
     """Apply every shipped theme to the (space-less) stack once for the whole module."""
-    assert hearth_stack.admin.call("GET", f"/_synapse/admin/v1/rooms?search_term={q('Anxiety')}")["rooms"] == [], \
-        "the stack already has spaces: this module must apply from empty"
+    assert (
+        hearth_stack.admin.call("GET", f"/_synapse/admin/v1/rooms?search_term={q('Anxiety')}")["rooms"] == []
+    ), "the stack already has spaces: this module must apply from empty"
     return apply(hearth_stack)
 
 
@@ -317,7 +348,9 @@ def test_hierarchy_shows_each_rooms_hint_before_joining(hearth_stack, first_appl
     root = next(r for r in body["rooms"] if r["room_id"] == space_id)
     hints = [c["content"][HINT_KEY] for c in root["children_state"]]
     assert len(hints) == len(t.rooms)
-    assert {(h["preset"], h["capacity"]) for h in hints} == {(r.scene.preset, r.scene.capacity) for r in t.rooms}
+    assert {(h["preset"], h["capacity"]) for h in hints} == {
+        (r.scene.preset, r.scene.capacity) for r in t.rooms
+    }
 
 
 def test_a_join_beyond_capacity_is_refused_by_the_gate(hearth_stack, first_apply, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -357,7 +390,9 @@ def test_rooms_no_theme_names_are_reported_never_deleted(hearth_stack, first_app
     result = apply(hs, themes_dir)
     assert result.changes == 0
     orphans = [c for c in result.plan.changes if c.kind == "orphan"]
-    assert {c.alias for c in orphans} == {space_alias(t, SERVER)} | {room_alias(t, r, SERVER) for r in t.rooms}
+    assert {c.alias for c in orphans} == {space_alias(t, SERVER)} | {
+        room_alias(t, r, SERVER) for r in t.rooms
+    }
     for alias in (space_alias(t, SERVER), room_alias(t, t.rooms[0], SERVER)):
         room_id = resolve(hs.admin, alias)
         assert (MANAGED_EVENT, "") in admin_state(hs, room_id)

@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from bridge import stack
 from bridge.gateway import SYNC_TIMELINE_LIMIT, NioGateway
 from bridge.models import SeenEvent, SyncState
-from tests.e2e.matrix import wait_for
+from tests.e2e.matrix import q, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -47,8 +47,11 @@ def test_the_bot_asks_for_no_notifications_and_presence_is_off(hearth_stack):
     assert rule == {"enabled": True}
     member = hearth_stack.member()
     member.call("GET", "/_matrix/client/v3/sync?timeout=0&set_presence=online")  # would show them online
-    r = httpx.get(f"{hearth_stack.layout.hs_url}/_matrix/client/v3/presence/{member.user_id}/status",
-                  headers={"Authorization": f"Bearer {bot.token}"}, timeout=10)
+    r = httpx.get(
+        f"{hearth_stack.layout.hs_url}/_matrix/client/v3/presence/{member.user_id}/status",
+        headers={"Authorization": f"Bearer {bot.token}"},
+        timeout=10,
+    )
     assert r.status_code == 404 or r.json().get("presence") in (None, "offline"), r.text
 
 
@@ -82,7 +85,9 @@ def test_bot_misses_nothing_sent_while_it_was_down(hearth_stack):
     stack.stop_hearth(hs.layout)
     # Hearth is down: check_event_for_spam fails open, so the messages are delivered. More of them
     # than one sync returns per room: the bot fills in the limited timeline and skips none.
-    while_down = [member.say(room, f"sent while Hearth was down ({i})") for i in range(SYNC_TIMELINE_LIMIT + 5)]
+    while_down = [
+        member.say(room, f"sent while Hearth was down ({i})") for i in range(SYNC_TIMELINE_LIMIT + 5)
+    ]
     stack.start_hearth(hs.layout)
     for event_id in while_down:
         row = wait_for(lambda: seen(hs, event_id), what="each message sent during downtime")  # noqa: B023
@@ -110,8 +115,12 @@ def test_a_message_sent_through_synapse_reaches_the_gate(hearth_stack):
 @pytest.mark.parametrize("auth", [None, "Bearer wrong-secret", "Basic abc"])
 def test_gate_refuses_callers_without_the_secret(hearth_stack, auth):
     headers = {"Authorization": auth} if auth else {}
-    r = httpx.post(f"{hearth_stack.layout.hearth_url}/_hearth/antispam/check_event_for_spam",
-                   json={"event": {}}, headers=headers, timeout=5)
+    r = httpx.post(
+        f"{hearth_stack.layout.hearth_url}/_hearth/antispam/check_event_for_spam",
+        json={"event": {}},
+        headers=headers,
+        timeout=5,
+    )
     assert r.status_code == 401
     assert r.json()["errcode"] == "M_UNAUTHORIZED"
 
@@ -120,7 +129,11 @@ def test_gate_answers_callers_with_the_secret(hearth_stack):
     secret = hearth_stack.settings["gate"]["secret"]
     url = f"{hearth_stack.layout.hearth_url}/_hearth/antispam"
     auth = {"Authorization": f"Bearer {secret}"}
-    invite = {"inviter": hearth_stack.layout.bot_user_id, "invitee": "@b:localhost", "room_id": "!r:localhost"}
+    invite = {
+        "inviter": hearth_stack.layout.bot_user_id,
+        "invitee": "@b:localhost",
+        "room_id": "!r:localhost",
+    }
     assert httpx.post(f"{url}/user_may_invite", json=invite, headers=auth).status_code == 200
     assert httpx.post(f"{url}/no_such_callback", json={}, headers=auth).status_code == 404
     bad = httpx.post(f"{url}/check_event_for_spam", content=b"not json", headers=auth)
@@ -139,6 +152,7 @@ def test_healthz_names_synapse_when_it_is_down(hearth_stack):
     layout = hearth_stack.layout
     stack.stop_synapse(layout)
     try:
+
         def down():
             r = httpx.get(f"{layout.hearth_url}/healthz", timeout=10)
             return r if r.status_code == 503 else None
@@ -148,8 +162,11 @@ def test_healthz_names_synapse_when_it_is_down(hearth_stack):
         assert "database" not in r.json()["down"]
     finally:
         stack.start_synapse(layout)
-    wait_for(lambda: httpx.get(f"{layout.hearth_url}/healthz", timeout=10).status_code == 200, timeout=60,
-             what="/healthz to recover")
+    wait_for(
+        lambda: httpx.get(f"{layout.hearth_url}/healthz", timeout=10).status_code == 200,
+        timeout=60,
+        what="/healthz to recover",
+    )
 
 
 def test_sigkill_then_restart_recovers(hearth_stack):
@@ -170,11 +187,31 @@ def test_a_limited_sync_is_filled_in_so_no_event_is_skipped(hearth_stack):
         try:
             assert await gw.restore(member.token)
             first = await gw.sync(None, 0, first=True)
-            sent = [await asyncio.to_thread(member.say, room, f"message {i}") for i in range(SYNC_TIMELINE_LIMIT + 7)]
+            sent = [
+                await asyncio.to_thread(member.say, room, f"message {i}")
+                for i in range(SYNC_TIMELINE_LIMIT + 7)
+            ]
             batch = await gw.sync(first.next_batch, 0)
-            return sent, [ev.event_id for ev in batch.timeline if ev.room_id == room and ev.type == "m.room.message"]
+            return sent, [
+                ev.event_id for ev in batch.timeline if ev.room_id == room and ev.type == "m.room.message"
+            ]
         finally:
             await gw.close()
 
     sent, got = asyncio.run(run())
     assert got == sent
+
+
+def test_the_bot_is_named_as_configured(hearth_stack):
+    """``matrix.bot_display_name`` is what members see beside the bot's messages."""
+    name = hearth_stack.settings["matrix"].get("bot_display_name", "Hearth")
+    bot = hearth_stack.bot()
+    profile = wait_for(
+        lambda: (
+            bot.call("GET", f"/_matrix/client/v3/profile/{q(bot.user_id)}/displayname").get("displayname")
+            == name
+            or None
+        ),
+        what="the bot's display name",
+    )
+    assert profile

@@ -36,24 +36,32 @@ def test_synapse_runs_on_postgresql_and_remembers_it(tmp_path, pg_server):
         try:
             token = stack.register_user(layout, "pgmember", secrets.token_hex(8))
             assert token
-            r = httpx.get(f"{layout.hs_url}/_matrix/client/v3/account/whoami",
-                          headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            r = httpx.get(
+                f"{layout.hs_url}/_matrix/client/v3/account/whoami",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=10,
+            )
             assert r.json()["user_id"] == "@pgmember:localhost"
             import psycopg
 
             with psycopg.connect(url) as conn:  # the account lives in PostgreSQL, not in a SQLite file
-                assert conn.execute("SELECT count(*) FROM users WHERE name = %s",
-                                    ("@pgmember:localhost",)).fetchone() == (1,)
+                assert conn.execute(
+                    "SELECT count(*) FROM users WHERE name = %s", ("@pgmember:localhost",)
+                ).fetchone() == (1,)
             assert not (layout.synapse_dir / "homeserver.db").exists()
             # A server without autovacuum (this build machine's) gets its statistics refreshed at
             # start-up, so Synapse's queries keep their index plans; with autovacuum nothing is done.
             with psycopg.connect(url, autocommit=True) as conn:
                 autovacuum_off = conn.execute("SHOW autovacuum").fetchone() == ("off",)
-                before = conn.execute("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'users'").fetchone()
+                before = conn.execute(
+                    "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'users'"
+                ).fetchone()
             assert stack.refresh_planner_statistics(url) is autovacuum_off
             if autovacuum_off:
                 with psycopg.connect(url) as conn:
-                    after = conn.execute("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'users'").fetchone()
+                    after = conn.execute(
+                        "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'users'"
+                    ).fetchone()
                 assert after is not None
                 assert after[0] is not None
                 assert before is None or before[0] is None or after[0] > before[0]

@@ -131,7 +131,6 @@ def test_unknown_category_refused(tmp_path):
         load_crisis_config(cfg)
 
 
-
 # ---------------------------------------------------------------- the learned model's part (a small fake)
 
 
@@ -153,7 +152,9 @@ class KeywordModel:
                 tier = np.array([0.05, 0.05, 0.10, 0.80], dtype=np.float32)
             category = np.zeros(len(CATEGORIES), dtype=np.float32)
             category[CATEGORIES.index("plan_or_means")] = 1.0
-            out.append(Scores(tier, category, np.eye(10, dtype=np.float32)[0], np.eye(5, dtype=np.float32)[0]))
+            out.append(
+                Scores(tier, category, np.eye(10, dtype=np.float32)[0], np.eye(5, dtype=np.float32)[0])
+            )
         return out
 
 
@@ -204,7 +205,9 @@ def test_context_store_forgets_what_is_past_the_window():
     for i in range(4):
         earlier = store.record(("r", "u"), Recent(f"$e{i}", T0 + timedelta(minutes=i), f"m{i}"), window)
     assert [r.text for r in earlier] == ["m1", "m2"]  # at most two earlier ones, oldest first
-    assert store.record(("r", "u"), Recent("$e3", T0 + timedelta(minutes=3), "m3"), window)  # same event: once
+    assert store.record(
+        ("r", "u"), Recent("$e3", T0 + timedelta(minutes=3), "m3"), window
+    )  # same event: once
     assert store.sweep(T0 + timedelta(minutes=30)) == 1
     assert len(store) == 0
 
@@ -226,7 +229,9 @@ def test_context_without_a_model_is_off(rules_only):
 )
 def test_context_and_learned_config_errors_name_the_key(tmp_path, body, message):
     cfg = tmp_path / "crisis.toml"
-    cfg.write_text('[[rule]]\nname = "x"\ngroup = "g"\ntier = "high"\ncategory = "ideation"\npatterns = ["a"]\n' + body)
+    cfg.write_text(
+        '[[rule]]\nname = "x"\ngroup = "g"\ntier = "high"\ncategory = "ideation"\npatterns = ["a"]\n' + body
+    )
     with pytest.raises(ConfigError, match=message) as err:
         load_crisis_config(cfg)
     assert err.value.file == str(cfg)

@@ -655,6 +655,42 @@ def test_staff_alert_content_shape():
     json.dumps(c)  # serialisable as event content
 
 
+def test_alerts_name_people_by_display_name_and_categories_in_words():
+    names = {DR_A: "Dr Ada Lind (psychiatrist)", MEMBER: "River"}
+    c = staff_alert_content(_esc(category="plan_or_means"), mentions=[DR_A], names=names)
+    body, html_ = c["body"], c["formatted_body"]
+    assert "IMMINENT · plan or means" in body
+    assert "plan_or_means" not in body
+    assert "plan_or_means" not in html_
+    assert f"Member: River ({MEMBER})" in body
+    assert f"On call: Dr Ada Lind (psychiatrist) ({DR_A})" in body
+    assert f'<a href="https://matrix.to/#/{DR_A}">Dr Ada Lind (psychiatrist)</a>' in html_
+    assert c["m.mentions"] == {"user_ids": [DR_A]}  # the mention that rings is by ID, whatever the name
+    assert c["org.hearth.escalation"]["category"] == "plan_or_means"  # machines keep the identifier
+    acked = _esc(status="acknowledged", acknowledged_by=DR_A, acknowledged_at=T0 + timedelta(minutes=1))
+    assert (
+        f"ACKNOWLEDGED by Dr Ada Lind (psychiatrist) ({DR_A})"
+        in status_edit_content(acked, original_alert_event_id="$a", names=names)["m.new_content"]["body"]
+    )
+    repage = repage_content(
+        _esc(status="repaged", repage_count=1, category="concern_for_other"), mentions=[DR_A], names=names
+    )
+    assert "worried about someone else" in repage["body"]
+    assert "Dr Ada Lind" in repage["formatted_body"]
+    # a display name is member-controlled text: escaped, and the ID is always beside it
+    sly = staff_alert_content(_esc(), names={MEMBER: "<b>Dr</b> Ada"})
+    assert "&lt;b&gt;Dr&lt;/b&gt; Ada (@river:localhost)" in sly["formatted_body"]
+
+
+def test_every_crisis_category_has_words():
+    from moderation.escalation import CATEGORY_WORDS, category_words
+    from moderation.labels import CATEGORIES
+
+    assert set(CATEGORY_WORDS) == set(CATEGORIES)
+    assert all("_" not in category_words(c) for c in CATEGORIES)
+    assert category_words("something_new") == "something new"
+
+
 def test_status_edit_content_is_an_m_replace_with_status_in_both_levels():
     esc = _esc(status="acknowledged", acknowledged_by=DR_A, acknowledged_at=T0 + timedelta(minutes=1))
     c = status_edit_content(esc, original_alert_event_id="$alert", room_name="Check-in")

@@ -101,7 +101,9 @@ def test_toxicity_blocks_only_what_is_aimed_at_people_here(policy, label):
     assert kinds(ds)[0] == "block"
 
 
-@pytest.mark.parametrize("harm", ["incitement_self_harm", "method_tip", "pro_eating_disorder", "wish_harm", "spam"])
+@pytest.mark.parametrize(
+    "harm", ["incitement_self_harm", "method_tip", "pro_eating_disorder", "wish_harm", "spam"]
+)
 def test_support_group_harms_block_with_their_own_message(policy, harm):
     sig = Signal(detector="harm", label=f"harm.{harm}", score=0.8, rule=harm)
     ds = policy.decide(message("x"), [sig, target("reader", 0.9)])

@@ -149,7 +149,9 @@ def test_a_distressed_member_sending_eight_messages_in_twenty_seconds_is_heard_n
 def test_messages_read_together_reach_imminent(pipeline, said):
     pipe = fresh(pipeline)
     alone = [fresh(pipeline).screen([message(t)])[0] for t in said]
-    assert all(d.tier != "imminent" for v in alone for d in v.of_kind("escalate")), "no single one is imminent"
+    assert all(d.tier != "imminent" for v in alone for d in v.of_kind("escalate")), (
+        "no single one is imminent"
+    )
     verdicts = [
         pipe.screen([message(t, sender="@ctx:localhost", sent_at=T0 + timedelta(seconds=20 * i))])[0]
         for i, t in enumerate(said)

@@ -207,8 +207,9 @@ def test_missing_media_is_an_error(themes, staff):
 
 def test_the_staff_room_follows_the_escalation_setting(themes, staff, media):
     """``escalation.staff_room_alias`` names one room for both provisioning and the escalation desk."""
-    plan = build_plan(themes, Observed(), bot=BOT, staff=staff, server_name=SERVER, media=media,
-                      staff_room="care-team")
+    plan = build_plan(
+        themes, Observed(), bot=BOT, staff=staff, server_name=SERVER, media=media, staff_room="care-team"
+    )
     hs = FakeHomeserver()
     hs.apply(plan)
     assert f"#care-team:{SERVER}" in hs.aliases

@@ -29,8 +29,10 @@ async def spaces(svc=Depends(service)) -> dict[str, Any]:
     """Provisioned support spaces and their rooms: aliases, 3D preset, capacity, moderation profile."""
 
     def read(session: Session) -> tuple[list[ProvisionedSpace], list[ProvisionedRoom]]:
-        return (list(session.exec(select(ProvisionedSpace).order_by(ProvisionedSpace.theme_slug))),
-                list(session.exec(select(ProvisionedRoom))))
+        return (
+            list(session.exec(select(ProvisionedSpace).order_by(ProvisionedSpace.theme_slug))),
+            list(session.exec(select(ProvisionedRoom))),
+        )
 
     space_rows, room_rows = await db.run_db(svc.engine, read)
     themes = _themes()
@@ -39,28 +41,34 @@ async def spaces(svc=Depends(service)) -> dict[str, Any]:
         theme = themes.get(sp.theme_slug)
         order = {r.slug: i for i, r in enumerate(theme.rooms)} if theme else {}
         rooms = []
-        for row in sorted((r for r in room_rows if r.space_slug == sp.theme_slug),
-                          key=lambda r: (order.get(r.room_slug, 99), r.room_slug)):
+        for row in sorted(
+            (r for r in room_rows if r.space_slug == sp.theme_slug),
+            key=lambda r: (order.get(r.room_slug, 99), r.room_slug),
+        ):
             room = next((r for r in theme.rooms if r.slug == row.room_slug), None) if theme else None
-            rooms.append({
-                "slug": row.room_slug,
-                "alias": row.alias,
-                "room_id": row.room_id,
-                "name": room.name if room else None,
-                "topic": " ".join(room.topic.split()) if room else None,
-                "preset": room.scene.preset if room else None,
-                "purpose": room.scene.purpose if room else None,
-                "capacity": row.capacity,
-                "moderation_profile": row.profile,
-                "members_may_post": row.members_may_post,
-            })
-        out.append({
-            "slug": sp.theme_slug,
-            "alias": sp.alias,
-            "room_id": sp.room_id,
-            "name": theme.name if theme else None,
-            "description": " ".join(theme.description.split()) if theme else None,
-            "theme_version": sp.theme_version,
-            "rooms": rooms,
-        })
+            rooms.append(
+                {
+                    "slug": row.room_slug,
+                    "alias": row.alias,
+                    "room_id": row.room_id,
+                    "name": room.name if room else None,
+                    "topic": " ".join(room.topic.split()) if room else None,
+                    "preset": room.scene.preset if room else None,
+                    "purpose": room.scene.purpose if room else None,
+                    "capacity": row.capacity,
+                    "moderation_profile": row.profile,
+                    "members_may_post": row.members_may_post,
+                }
+            )
+        out.append(
+            {
+                "slug": sp.theme_slug,
+                "alias": sp.alias,
+                "room_id": sp.room_id,
+                "name": theme.name if theme else None,
+                "description": " ".join(theme.description.split()) if theme else None,
+                "theme_version": sp.theme_version,
+                "rooms": rooms,
+            }
+        )
     return {"spaces": out}

@@ -34,13 +34,17 @@ SeverityName = Literal["imminent", "high", "moderate"]
 class ActorBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    actor: str | None = Field(None, description="Matrix user ID of the acting staff member (or X-Hearth-Actor)")
+    actor: str | None = Field(
+        None, description="Matrix user ID of the acting staff member (or X-Hearth-Actor)"
+    )
     note: str | None = Field(None, max_length=4000)
 
 
 class ResolveBody(ActorBody):
-    outcome: str = Field(description="contacted, referred_emergency, false_alarm, no_response, "
-                                     "handed_to_other_service or other")
+    outcome: str = Field(
+        description="contacted, referred_emergency, false_alarm, no_response, "
+        "handed_to_other_service or other"
+    )
 
 
 class NoteBody(BaseModel):
@@ -51,8 +55,9 @@ class NoteBody(BaseModel):
 
 
 def _desk(request: Request) -> EscalationDesk:
-    require_bearer(request, request.app.state.service.settings.staff_api.token.get_secret_value(),
-                   "staff API token")
+    require_bearer(
+        request, request.app.state.service.settings.staff_api.token.get_secret_value(), "staff API token"
+    )
     desk: EscalationDesk = request.app.state.service.desk
     return desk
 
@@ -80,7 +85,9 @@ def _translate(e: Exception) -> HTTPException:
     if isinstance(e, NotPermitted | NotStaff):
         return _error(403, "M_FORBIDDEN", str(e))
     if isinstance(e, IllegalTransition):
-        return _error(409, "HEARTH_ILLEGAL_TRANSITION", e.reason, from_status=e.from_status, to_status=e.to_status)
+        return _error(
+            409, "HEARTH_ILLEGAL_TRANSITION", e.reason, from_status=e.from_status, to_status=e.to_status
+        )
     return _error(422, "M_INVALID_PARAM", str(e))
 
 
@@ -95,19 +102,41 @@ def _escalation(esc: Escalation) -> dict[str, Any]:
 
 
 def _audit(a: EscalationAudit) -> dict[str, Any]:
-    return {"transition": a.transition, "from_status": a.from_status, "to_status": a.to_status,
-            "actor": a.actor, "note": a.note, "at": a.at.isoformat()}
+    return {
+        "transition": a.transition,
+        "from_status": a.from_status,
+        "to_status": a.to_status,
+        "actor": a.actor,
+        "note": a.note,
+        "at": a.at.isoformat(),
+    }
 
 
 def _trail(t: EscalationTrail) -> dict[str, Any]:
     return _escalation(t.escalation) | {
-        "evidence": [{"event_id": e.event_id, "severity": e.severity, "category": e.category,
-                      "signals": e.signals, "at": e.created_at.isoformat()} for e in t.evidence],
+        "evidence": [
+            {
+                "event_id": e.event_id,
+                "severity": e.severity,
+                "category": e.category,
+                "signals": e.signals,
+                "at": e.created_at.isoformat(),
+            }
+            for e in t.evidence
+        ],
         "audit": [_audit(a) for a in t.audit],
-        "notifications": [{"kind": n.kind, "status": n.status, "attempts": n.attempts,
-                           "created_at": n.created_at.isoformat(),
-                           "sent_at": n.sent_at.isoformat() if n.sent_at else None,
-                           "event_id": n.result_event_id, "last_error": n.last_error} for n in t.notifications],
+        "notifications": [
+            {
+                "kind": n.kind,
+                "status": n.status,
+                "attempts": n.attempts,
+                "created_at": n.created_at.isoformat(),
+                "sent_at": n.sent_at.isoformat() if n.sent_at else None,
+                "event_id": n.result_event_id,
+                "last_error": n.last_error,
+            }
+            for n in t.notifications
+        ],
     }
 
 
@@ -123,14 +152,16 @@ async def list_escalations(
 ) -> dict[str, Any]:
     """List escalations, newest first, filtered by status (repeatable), severity and room."""
     _actor(x_hearth_actor, None, desk)
-    rows = await desk.list_escalations(status=status, severity=severity, room_id=room_id, limit=limit,
-                                       offset=offset)
+    rows = await desk.list_escalations(
+        status=status, severity=severity, room_id=room_id, limit=limit, offset=offset
+    )
     return {"escalations": [_escalation(e) for e in rows], "limit": limit, "offset": offset}
 
 
 @router.get("/{esc_id}")
-async def get_escalation(esc_id: str, x_hearth_actor: str | None = Header(None),
-                         desk: EscalationDesk = Depends(_desk)) -> dict[str, Any]:
+async def get_escalation(
+    esc_id: str, x_hearth_actor: str | None = Header(None), desk: EscalationDesk = Depends(_desk)
+) -> dict[str, Any]:
     """One escalation with its evidence, audit trail and notifications."""
     _actor(x_hearth_actor, None, desk)
     try:
@@ -140,8 +171,12 @@ async def get_escalation(esc_id: str, x_hearth_actor: str | None = Header(None),
 
 
 @router.post("/{esc_id}/acknowledge")
-async def acknowledge(esc_id: str, body: ActorBody | None = None, x_hearth_actor: str | None = Header(None),
-                      desk: EscalationDesk = Depends(_desk)) -> dict[str, Any]:
+async def acknowledge(
+    esc_id: str,
+    body: ActorBody | None = None,
+    x_hearth_actor: str | None = Header(None),
+    desk: EscalationDesk = Depends(_desk),
+) -> dict[str, Any]:
     """Acknowledge an open or re-paged escalation (clinicians only); stops re-paging."""
     body = body or ActorBody()
     actor = _actor(x_hearth_actor, body.actor, desk)
@@ -152,8 +187,12 @@ async def acknowledge(esc_id: str, body: ActorBody | None = None, x_hearth_actor
 
 
 @router.post("/{esc_id}/resolve")
-async def resolve(esc_id: str, body: ResolveBody, x_hearth_actor: str | None = Header(None),
-                  desk: EscalationDesk = Depends(_desk)) -> dict[str, Any]:
+async def resolve(
+    esc_id: str,
+    body: ResolveBody,
+    x_hearth_actor: str | None = Header(None),
+    desk: EscalationDesk = Depends(_desk),
+) -> dict[str, Any]:
     """Resolve an escalation with an outcome (clinicians only); an unacknowledged one is acknowledged first."""
     actor = _actor(x_hearth_actor, body.actor, desk)
     try:
@@ -163,8 +202,12 @@ async def resolve(esc_id: str, body: ResolveBody, x_hearth_actor: str | None = H
 
 
 @router.post("/{esc_id}/notes", status_code=201)
-async def add_note(esc_id: str, body: NoteBody, x_hearth_actor: str | None = Header(None),
-                   desk: EscalationDesk = Depends(_desk)) -> dict[str, Any]:
+async def add_note(
+    esc_id: str,
+    body: NoteBody,
+    x_hearth_actor: str | None = Header(None),
+    desk: EscalationDesk = Depends(_desk),
+) -> dict[str, Any]:
     """Add a staff note to an escalation's audit trail (any staff member, any status)."""
     actor = _actor(x_hearth_actor, body.actor, desk)
     try:

@@ -13,5 +13,8 @@ router = APIRouter(prefix="/schemas", tags=["schemas"])
 @router.get("/room-scene.json")
 async def room_scene() -> JSONResponse:
     """JSON Schema (draft 2020-12) of the org.hearth.room.scene state event content."""
-    return JSONResponse(room_scene_schema(), media_type="application/schema+json",
-                        headers={"Cache-Control": "public, max-age=300"})
+    return JSONResponse(
+        room_scene_schema(),
+        media_type="application/schema+json",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
