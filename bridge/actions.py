@@ -22,9 +22,7 @@ from bridge.clock import Clock
 from bridge.gateway import GatewayError, NioGateway
 from bridge.models import Mute
 from config.ids import RoomID
-from moderation import escalation as dom
 from moderation import store
-from moderation.resources import CrisisResources
 from moderation.types import Message, Verdict
 
 log = logging.getLogger(__name__)
@@ -50,7 +48,7 @@ class Actions:
         *,
         dm_room: Callable[[str], Awaitable[RoomID]],
         raise_escalation: Callable[..., Awaitable[Any]],
-        resources: CrisisResources,
+        resources_for: Callable[[str, str | None], Awaitable[dict[str, Any]]],
         flag_retention: timedelta,
         notify_staff: Callable[[str], Awaitable[None]] | None = None,
     ):
@@ -59,7 +57,7 @@ class Actions:
         self.clock = clock
         self.dm_room = dm_room
         self.raise_escalation = raise_escalation
-        self.resources = resources
+        self.resources_for = resources_for
         self.flag_retention = flag_retention
         self.notify_staff = notify_staff
         self._mute_lock = asyncio.Lock()
@@ -70,7 +68,7 @@ class Actions:
         # (Usually already raised at the gate; raising again for the same event changes nothing.)
         await self.escalate(message, verdict)
         if "send_resources" in kinds and "escalate" not in kinds:
-            await self._dm(message.sender, dom.member_resources_content(None, self.resources))
+            await self._dm(message.sender, await self.resources_for(message.sender, message.space))
         if "block" in kinds and delivered_unscreened:
             await self._redact(message, "removed by Hearth's moderation after delivery")
             block = verdict.of_kind("block")[0]

@@ -80,6 +80,11 @@ class DirectRooms:
             log.info("opened a private room %s", room)
             return room
 
+    async def is_private_room(self, user: str, room: str) -> bool:
+        """Whether ``room`` is one of the bot's remembered 1:1 rooms with ``user`` (``m.direct``)."""
+        direct = await self.gateway.get_account_data("m.direct") or {}
+        return room in (direct.get(user) or [])
+
     async def _remember(self, user: str, room: RoomID) -> None:
         async with self._direct_lock:  # re-read inside: another member's room may have been added
             direct = await self.gateway.get_account_data("m.direct") or {}

@@ -47,9 +47,11 @@ from bridge.clock import Clock
 from bridge.db import run_db
 from bridge.direct_rooms import DirectRooms
 from bridge.gateway import GatewayError, NioGateway, TimelineEvent
+from bridge.regions import region_for
 from bridge.scheduler import Scheduler
 from bridge.tasks import TaskGroup
 from config.ids import EventID, RoomID, UserID
+from config.resources import CrisisResources, ResourceConfigError, load_crisis_resources
 from config.settings import Settings, SettingsError
 from moderation import escalation as dom
 from moderation.escalation import (
@@ -65,7 +67,6 @@ from moderation.escalation import (
     NotStaff,
     Outcome,
 )
-from moderation.resources import CrisisResources, ResourceConfigError, load_crisis_resources
 from moderation.types import Message, Signal
 from spaces.staff import DEFAULT_STAFF_FILE, Staff, StaffError, load_staff, on_call
 
@@ -122,6 +123,23 @@ def load_tuning(path: Path, settings: Settings) -> EscalationSettings:
     return tuning
 
 
+def load_resources(settings: Settings) -> tuple[CrisisResources, str | None]:
+    """The helpline catalogue and the operator's default region, checked against each other;
+    :class:`SettingsError` names the setting and the problem."""
+    cfg = settings.escalation
+    try:
+        resources = load_crisis_resources(cfg.resources_file)
+    except ResourceConfigError as e:
+        raise SettingsError(f"`escalation.resources_file`: {e}") from None
+    region = cfg.default_region or None
+    if region and resources.known(region) != region:
+        raise SettingsError(
+            f"`escalation.default_region`: {region!r} has no lines in {cfg.resources_file}: "
+            f"use one of {resources.codes}, or leave it empty"
+        )
+    return resources, region
+
+
 @dataclass(frozen=True)
 class _Work:
     """A pending notification and the current state of its escalation, read in one transaction."""
@@ -159,10 +177,7 @@ class EscalationDesk:
             self.staff: Staff = load_staff(staff_file)
         except StaffError as e:
             raise SettingsError(f"`escalation.staff_file`: {e}") from None
-        try:
-            self.resources: CrisisResources = load_crisis_resources(cfg.resources_file)
-        except ResourceConfigError as e:
-            raise SettingsError(f"`escalation.resources_file`: {e}") from None
+        self.resources, self.default_region = load_resources(settings)
         self.tuning = load_tuning(cfg.tuning_file, settings)
         self.ack_reactions = tuple(
             dict.fromkeys([*self.tuning.ack_reactions, *self.staff.acknowledge.reactions])
@@ -175,7 +190,7 @@ class EscalationDesk:
         self._wake = asyncio.Event()
         self._staff_room: RoomID | None = None
         self._staff_room_lock = asyncio.Lock()
-        self._direct = DirectRooms(gateway)
+        self.direct_rooms = DirectRooms(gateway)
         self._sweep_lock = asyncio.Lock()
         self._inflight: set[int] = set()
         self._slots = asyncio.Semaphore(BACKGROUND_DELIVERIES)
@@ -240,6 +255,8 @@ class EscalationDesk:
         paged = on_call(self.staff.rota, now)
 
         def work(s: Session) -> tuple[Escalation, bool, list[_Work]]:
+            # The person's help is for where they are: their own choice, the space's, the operator's.
+            where = locale or region_for(s, user=message.sender, space=message.space, default=self.default_region)
             esc, created = dom.raise_escalation(
                 s,
                 room_id=message.room_id,
@@ -250,7 +267,7 @@ class EscalationDesk:
                 signals=signals,
                 excerpt=excerpt,
                 space=message.space,
-                locale=locale,
+                locale=where,
                 now=now,
                 sla=self.tuning.sla,
                 on_call=paged,
@@ -531,7 +548,7 @@ class EscalationDesk:
             if kind in STAFF_KINDS:
                 result: str | None = await self._send_staff_notice(kind, n, esc)
             elif kind is NotificationKind.MEMBER_RESOURCES:
-                result = await self._send_resources(n)
+                result = await self._send_resources(n, esc)
             else:
                 await self._post_webhook(n)
                 result = None
@@ -617,11 +634,19 @@ class EscalationDesk:
                 return None  # not cached: try again next time
         return self._member_names[key]
 
-    async def _send_resources(self, n: Notification) -> EventID:
+    async def _send_resources(self, n: Notification, esc: Escalation) -> EventID:
         user = str(n.payload["user_id"])
         room = await self.dm_room(user)
-        content = dom.member_resources_content(n.payload.get("locale"), self.resources)
+        content = dom.member_resources_content(
+            n.payload.get("locale"), self.resources, severity=esc.severity, theme=esc.space
+        )
         return await self.gateway.send(room, content, "m.room.message", txn_id=n.txn_id)
+
+    async def resources_for(self, user: str, space: str | None) -> dict[str, Any]:
+        """The resources message for ``user`` writing in ``space`` outside an escalation (a policy's
+        ``send_resources``), for the region they would be offered (see ``bridge.regions``)."""
+        region = await self._db(lambda s: region_for(s, user=user, space=space, default=self.default_region))
+        return dom.member_resources_content(region, self.resources, theme=space)
 
     async def _post_webhook(self, n: Notification) -> None:
         if not self.webhook_url:
@@ -698,7 +723,7 @@ class EscalationDesk:
         """The bot's 1:1 room with ``user`` (``m.direct``), created and remembered if missing; the
         member is (re-)invited if they are not in it. Also used for warnings and resources by
         ``bridge.actions``. Different members' rooms open concurrently (``bridge.direct_rooms``)."""
-        return await self._direct.room_for(user)
+        return await self.direct_rooms.room_for(user)
 
     async def staff_notice(self, text: str) -> None:
         """A plain ``m.notice`` in the staff room (e.g. a message flagged for review). Best effort:

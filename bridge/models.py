@@ -50,3 +50,14 @@ class Mute(SQLModel, table=True):
     previous_level: int | None = None
     until: datetime = Field(index=True)
     reason: str = Field(default="", max_length=255)
+
+
+class MemberRegion(SQLModel, table=True):
+    """The country a member chose for their crisis lines (``!region GB`` in their private room with
+    the bot); it comes before the space's and the operator's region (``config.resources.choose_region``)."""
+
+    __tablename__ = "member_region"
+
+    user_id: str = Field(primary_key=True, max_length=255)
+    region: str = Field(max_length=8)
+    updated_at: datetime

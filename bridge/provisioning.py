@@ -35,6 +35,7 @@ from bridge import db
 from bridge.clock import Clock, SystemClock
 from bridge.gateway import GatewayError, NioGateway
 from config.ids import RoomAlias, RoomID
+from config.resources import ResourceConfigError, load_crisis_resources
 from config.settings import Settings
 from spaces.glb import content_hash, scene_glb
 from spaces.models import ProvisionedRoom, ProvisionedSpace, UploadedMedia
@@ -533,6 +534,7 @@ class Provisioner:
                         "room_id": ids[s_alias],
                         "alias": s_alias,
                         "theme_version": theme.version,
+                        "region": theme.region,
                     }
                     if space is None:
                         session.add(ProvisionedSpace(theme_slug=theme.slug, updated_at=now, **values))
@@ -599,9 +601,12 @@ async def run_spaces(
     Returns the process exit status: 0 done, 2 invalid themes or staff file, 1 homeserver failure.
     """
     try:
-        themes = load_themes(themes_dir or DEFAULT_THEMES_DIR)
+        resources = load_crisis_resources(settings.escalation.resources_file)
+        themes = load_themes(
+            themes_dir or DEFAULT_THEMES_DIR, resources, settings.escalation.default_region or None
+        )
         staff = load_staff(settings.escalation.staff_file or DEFAULT_STAFF_FILE)
-    except (ThemeError, StaffError) as e:
+    except (ThemeError, StaffError, ResourceConfigError) as e:
         print(f"hearth spaces {action}: refused, nothing applied: {e}", file=sys.stderr)
         return 2
     engine = db.make_engine(settings.effective_database_url)

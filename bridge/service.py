@@ -27,13 +27,14 @@ from bridge.escalations import EscalationDesk
 from bridge.gate import Gate
 from bridge.gateway import GatewayError, NioGateway, TimelineEvent
 from bridge.listener import Bot
+from bridge.member_room import MemberRoom
 from bridge.metrics import Metrics
 from bridge.scheduler import Scheduler
 from bridge.screening import Screening, invite_check, load_pipeline
 from bridge.tasks import TaskGroup
 from bridge.web.app import create_app
 from config.settings import Settings
-from moderation import store
+from moderation import escalation, store
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,14 @@ class HearthService:
         self.desk = EscalationDesk(
             settings, self.engine, self.gateway, self.scheduler, self.clock, self.tasks
         )
+        self.member_room = MemberRoom(
+            self.engine,
+            self.gateway,
+            self.clock,
+            self.desk.direct_rooms,
+            self.desk.resources,
+            self.desk.default_region,
+        )
         self.gate.add_check(
             "user_may_join_room",
             CapacityCheck(
@@ -85,7 +94,7 @@ class HearthService:
             self.clock,
             dm_room=self.desk.dm_room,
             raise_escalation=self.desk.raise_for,
-            resources=self.desk.resources,
+            resources_for=self.desk.resources_for,
             flag_retention=timedelta(days=settings.moderation.flag_retention_days),
             notify_staff=self.desk.staff_notice,
         )
@@ -100,7 +109,7 @@ class HearthService:
             self.engine,
             self.clock,
             settings.matrix.bot_password.get_secret_value(),
-            handlers=[self._count_event, self.desk.handle_event],
+            handlers=[self._count_event, self.desk.handle_event, self.member_room.handle_event],
             concurrent_handlers=[self.screening.on_event],
             sync_timeout_ms=settings.matrix.sync_timeout_ms,
             sync_min_interval_ms=settings.matrix.sync_min_interval_ms,
@@ -201,15 +210,17 @@ class HearthService:
         server.should_exit = True
 
     async def _purge(self) -> None:
-        """Retention: flagged message text past its purge date is deleted."""
+        """Retention, hourly and at start: flagged message text past its purge date is deleted, and
+        resolved escalations past ``excerpt_retention_days`` lose their excerpt (the audit stays)."""
         now = self.clock.now()
 
-        def purge(session: Session) -> int:
-            return store.purge_expired(session, now)
+        def purge(session: Session) -> tuple[int, int]:
+            flagged = store.purge_expired(session, now)
+            return flagged, escalation.purge_excerpts(session, now)
 
-        purged = await db.run_db(self.engine, purge)
-        if purged:
-            log.info("retention: purged %d flagged messages", purged)
+        flagged, excerpts = await db.run_db(self.engine, purge)
+        if flagged or excerpts:
+            log.info("retention: purged %d flagged messages and %d escalation excerpts", flagged, excerpts)
 
     async def stop(self) -> None:
         await self.screening.close()

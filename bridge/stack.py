@@ -207,7 +207,9 @@ def prepare(
     ``synapse_database``: a PostgreSQL URL for Synapse (production; kept for later runs in
     ``synapse/database.json``, mode 600). Without one ever given, Synapse uses SQLite in ``synapse/``.
     """
-    layout.synapse_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (layout.root, layout.synapse_dir):  # member text and secrets live here: owner only
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)
     if synapse_database:
         synapse_database_args(synapse_database)  # refuse a malformed URL before writing it
         write_private(layout.synapse_database_file, json.dumps({"url": synapse_database}))

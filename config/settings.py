@@ -91,6 +91,9 @@ class EscalationBridgeSettings(_Section):
     staff_file: Path | None = None  # None: config/staff.toml
     tuning_file: Path = CONFIG_DIR / "escalation.toml"
     resources_file: Path = CONFIG_DIR / "crisis_resources.toml"
+    # The operator's default region for crisis lines (ISO 3166-1 alpha-2, a region of resources_file),
+    # for spaces without a region of their own and members who chose none. Empty: international.
+    default_region: str = Field("", pattern=r"^([A-Z]{2})?$")
     webhook_url: str = ""
     webhook_secret: SecretStr | None = None
     sla_imminent_seconds: int | None = Field(None, gt=0)

@@ -69,7 +69,7 @@ from moderation.types import Signal
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
 
-    from moderation.resources import CrisisResources
+    from config.resources import CrisisResources
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -119,6 +119,7 @@ __all__ = [
     "person",
     "purge_excerpts",
     "raise_escalation",
+    "region_lines_content",
     "repage",
     "repage_content",
     "resolve",
@@ -1419,10 +1420,47 @@ def repage_content(
     return content
 
 
-def member_resources_content(locale: str | None, resources: CrisisResources) -> dict[str, Any]:
+def _service_items(services: Sequence[Any]) -> tuple[list[str], list[str]]:
+    lines_plain: list[str] = []
+    lines_html: list[str] = []
+    for svc in services:
+        how = svc.how_to_reach()
+        lines_plain.append(f"• {svc.name}: {how}" + (f" ({svc.hours})" if svc.hours else ""))
+        url_only = bool(svc.url and not (svc.phone or svc.text))
+        how_html = (
+            f'visit <a href="{html.escape(svc.url)}">{html.escape(svc.url)}</a>'
+            if url_only
+            else html.escape(how)
+        )
+        link = (
+            f' · <a href="{html.escape(svc.url)}">{html.escape(svc.url)}</a>'
+            if svc.url and not url_only
+            else ""
+        )
+        hours = f" ({html.escape(svc.hours)})" if svc.hours else ""
+        lines_html.append(f"<li><b>{html.escape(svc.name)}</b>: {how_html}{hours}{link}</li>")
+    return lines_plain, lines_html
+
+
+REGION_HINT = (
+    "Somewhere else? Reply here with !region and your country's two-letter code (for example "
+    "!region GB or !region US) and I'll send the lines for where you are."
+)
+
+
+def member_resources_content(
+    locale: str | None,
+    resources: CrisisResources,
+    *,
+    severity: str | None = None,
+    theme: str | None = None,
+) -> dict[str, Any]:
     """The private message offered to the person: warm, non-punitive, safe-messaging compliant
-    (no method talk, no judgement), encouraging them to reach out, with services for ``locale``."""
+    (no method talk, no judgement), encouraging them to reach out, with services for ``locale``
+    (a region code or locale) and the space's ``theme``. For imminent risk the emergency number
+    comes first."""
     rs = resources.resources_for(locale)
+    imminent = severity == Severity.IMMINENT.value
     intro = (
         "Hi, this is Hearth, the care bot for this community. Something you shared made us want to "
         "check in with you. You haven't done anything wrong, and you're not in any trouble."
@@ -1437,25 +1475,49 @@ def member_resources_content(locale: str | None, resources: CrisisResources) -> 
     )
     closing = "We're glad you're here."
     emergency = f"If you're not safe right now, please call {rs.emergency}."
+    if imminent:
+        emergency = (
+            f"If you're in danger right now, please call {rs.emergency} now, or ask someone near you to."
+        )
 
-    lines_plain = []
-    lines_html = []
-    for svc in rs.services:
-        how = svc.how_to_reach()
-        lines_plain.append(f"• {svc.name}: {how}" + (f" ({svc.hours})" if svc.hours else ""))
-        how_html = html.escape(how)
-        if svc.url and not (svc.phone or svc.text):
-            how_html = f'visit <a href="{html.escape(svc.url)}">{html.escape(svc.url)}</a>'
-        link = f' · <a href="{html.escape(svc.url)}">{html.escape(svc.url)}</a>' if svc.url and how else ""
-        if svc.url and not (svc.phone or svc.text):
-            link = ""
-        hours = f" ({html.escape(svc.hours)})" if svc.hours else ""
-        lines_html.append(f"<li><b>{html.escape(svc.name)}</b>: {how_html}{hours}{link}</li>")
+    lines_plain, lines_html = _service_items(rs.services_for(theme))
+    services_plain = care + "\n" + "\n".join(lines_plain)
+    services_html = f"<p>{html.escape(care)}</p><ul>{''.join(lines_html)}</ul>"
+    emergency_html = (
+        f"<p><b>{html.escape(emergency)}</b></p>" if imminent else f"<p>{html.escape(emergency)}</p>"
+    )
+    if imminent:
+        plain = [emergency, intro, services_plain, team, REGION_HINT, closing]
+        formatted = [emergency_html, f"<p>{html.escape(intro)}</p>", services_html]
+    else:
+        plain = [intro, services_plain, emergency, team, REGION_HINT, closing]
+        formatted = [f"<p>{html.escape(intro)}</p>", services_html, emergency_html]
+    formatted += [f"<p>{html.escape(t)}</p>" for t in (team, REGION_HINT, closing)]
+    return {
+        "msgtype": "m.text",
+        "body": "\n\n".join(plain),
+        "format": "org.matrix.custom.html",
+        "formatted_body": "".join(formatted),
+        "m.mentions": {},
+        "org.hearth.resources": {"region": rs.region, "locale": locale},
+    }
 
-    body = "\n\n".join([intro, care + "\n" + "\n".join(lines_plain), emergency, team, closing])
+
+def region_lines_content(
+    region: str | None, resources: CrisisResources, *, theme: str | None = None
+) -> dict[str, Any]:
+    """The reply to a member's ``!region``: the lines for the region they chose (or the
+    international ones when they cleared it), emergency number first."""
+    rs = resources.resources_for(region)
+    where = "wherever you are" if rs.region == "default" else rs.name
+    head = f"Thank you. From now on I'll show you help for {where}."
+    emergency = f"If you're in danger, call {rs.emergency}."
+    lines_plain, lines_html = _service_items(rs.services_for(theme))
+    tail = "Send !region clear to go back to the lines for your space, or !region XX for another country."
+    body = "\n\n".join([head, emergency, "\n".join(lines_plain), tail])
     formatted = (
-        f"<p>{html.escape(intro)}</p><p>{html.escape(care)}</p><ul>{''.join(lines_html)}</ul>"
-        f"<p>{html.escape(emergency)}</p><p>{html.escape(team)}</p><p>{html.escape(closing)}</p>"
+        f"<p>{html.escape(head)}</p><p><b>{html.escape(emergency)}</b></p><ul>{''.join(lines_html)}</ul>"
+        f"<p>{html.escape(tail)}</p>"
     )
     return {
         "msgtype": "m.text",
@@ -1463,7 +1525,7 @@ def member_resources_content(locale: str | None, resources: CrisisResources) -> 
         "format": "org.matrix.custom.html",
         "formatted_body": formatted,
         "m.mentions": {},
-        "org.hearth.resources": {"region": rs.region, "locale": locale},
+        "org.hearth.resources": {"region": rs.region, "locale": region},
     }
 
 

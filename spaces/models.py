@@ -21,6 +21,8 @@ class ProvisionedSpace(SQLModel, table=True):
     room_id: str = Field(index=True, unique=True, max_length=255)
     alias: str = Field(max_length=255)
     theme_version: int
+    # The theme's region (its crisis lines; the help its members are offered), None: operator default.
+    region: str | None = Field(default=None, max_length=8)
     updated_at: datetime
 
 

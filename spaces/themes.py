@@ -34,6 +34,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from config.ids import RoomAlias
+from config.resources import CrisisResources, ResourceConfigError, load_crisis_resources
 
 DEFAULT_THEMES_DIR = Path(__file__).resolve().parent.parent / "config" / "spaces"
 
@@ -88,10 +89,11 @@ class _Strict(BaseModel):
 
 
 class CrisisResource(_Strict):
-    """A way to reach urgent help, shown in every room's facilitation notice."""
+    """A way to reach urgent help, shown in every room's facilitation notice. Filled in from the
+    helpline catalogue (``config/crisis_resources.toml``) at load; theme files list none."""
 
     label: ShortText
-    contact: ShortText
+    contact: Annotated[str, Field(min_length=1, max_length=500)]
     region: ShortText = "international"
     url: str | None = Field(default=None, pattern=r"^https://")
 
@@ -242,6 +244,9 @@ class Theme(_Strict):
     guidelines: LongText
     version: int = Field(ge=1)
     room_version: RoomVersion = "10"
+    # The country the space serves (ISO 3166-1 alpha-2, a region of config/crisis_resources.toml):
+    # its crisis lines, and the help a member in crisis here is offered. None: the operator's default.
+    region: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
     facilitation: ThemeFacilitation
     rooms: list[Room] = Field(min_length=len(REQUIRED_ROOM_KINDS))
 
@@ -332,8 +337,18 @@ def _cross_checks(theme: Theme) -> list[tuple[str, str]]:
     return problems
 
 
-def parse_theme(data: dict[str, Any], file: Path | str = "<theme>") -> Theme:
-    """Validate one theme's decoded TOML; raises :class:`ThemeError` on the first problem."""
+def parse_theme(
+    data: dict[str, Any],
+    file: Path | str = "<theme>",
+    resources: CrisisResources | None = None,
+    default_region: str | None = None,
+) -> Theme:
+    """Validate one theme's decoded TOML; raises :class:`ThemeError` on the first problem.
+
+    Its crisis lines are filled in from ``resources`` (the helpline catalogue, by default
+    ``config/crisis_resources.toml``) for the theme's ``region``, else ``default_region``.
+    """
+    data = _with_crisis_lines(data, file, resources, default_region)
     try:
         theme = Theme.model_validate(data)
     except ValidationError as exc:
@@ -346,7 +361,40 @@ def parse_theme(data: dict[str, Any], file: Path | str = "<theme>") -> Theme:
     return theme
 
 
-def load_theme(path: Path) -> Theme:
+def _with_crisis_lines(
+    data: dict[str, Any], file: Path | str, resources: CrisisResources | None, default_region: str | None
+) -> dict[str, Any]:
+    facilitation = data.get("facilitation")
+    if not isinstance(facilitation, dict):
+        return data  # the model reports the missing or malformed table
+    if "crisis_resources" in facilitation:
+        raise ThemeError(
+            file,
+            "facilitation.crisis_resources",
+            "crisis lines come from the one helpline catalogue, config/crisis_resources.toml: remove this "
+            "key (set the space's country with `region`, and a line for this theme with `themes` there)",
+        )
+    resources = resources or _default_catalogue(file)
+    region = data.get("region")
+    if isinstance(region, str) and resources.known(region) != region:
+        raise ThemeError(
+            file, "region", f"{region!r} has no lines in the helpline catalogue: use one of {resources.codes}"
+        )
+    slug = data.get("slug") if isinstance(data.get("slug"), str) else None
+    lines = resources.pinned_lines(region if isinstance(region, str) else default_region, slug)
+    return {**data, "facilitation": {**facilitation, "crisis_resources": lines}}
+
+
+def _default_catalogue(file: Path | str) -> CrisisResources:
+    try:
+        return load_crisis_resources()
+    except ResourceConfigError as e:
+        raise ThemeError(file, "", f"the helpline catalogue cannot be read: {e}") from None
+
+
+def load_theme(
+    path: Path, resources: CrisisResources | None = None, default_region: str | None = None
+) -> Theme:
     """Read and validate one theme file; the slug must match the file name."""
     try:
         with path.open("rb") as fh:
@@ -355,21 +403,34 @@ def load_theme(path: Path) -> Theme:
         raise ThemeError(path, "", f"not valid TOML: {exc}") from None
     except OSError as exc:
         raise ThemeError(path, "", f"cannot read file: {exc.strerror}") from None
-    theme = parse_theme(data, path)
+    theme = parse_theme(data, path, resources, default_region)
     if theme.slug != path.stem:
         raise ThemeError(path, "slug", f"slug {theme.slug!r} must match the file name {path.stem!r}")
     return theme
 
 
-def load_themes(directory: Path = DEFAULT_THEMES_DIR) -> list[Theme]:
+def load_themes(
+    directory: Path = DEFAULT_THEMES_DIR,
+    resources: CrisisResources | None = None,
+    default_region: str | None = None,
+) -> list[Theme]:
     """Load every ``*.toml`` theme in ``directory`` (sorted by slug); all or nothing.
 
-    Raises :class:`ThemeError` if any file is invalid or the directory holds no themes.
+    Crisis lines come from ``resources`` (default: ``config/crisis_resources.toml``), whose
+    theme-specific lines must each name a theme here. Raises :class:`ThemeError` if any file is
+    invalid, the catalogue names an unknown theme, or the directory holds no themes.
     """
     files = sorted(directory.glob("*.toml"))
     if not files:
         raise ThemeError(directory, "", "no theme files (*.toml) found")
-    themes = [load_theme(f) for f in files]
+    resources = resources or _default_catalogue(directory)
+    if default_region is not None and resources.known(default_region) != default_region:
+        raise ThemeError(directory, "", f"default region {default_region!r} has no lines in the helpline catalogue")
+    themes = [load_theme(f, resources, default_region) for f in files]
+    try:
+        resources.check_themes({t.slug for t in themes})
+    except ResourceConfigError as e:
+        raise ThemeError(directory, "", str(e)) from None
     return sorted(themes, key=lambda t: t.slug)
 
 

@@ -1,10 +1,12 @@
+import os
+import stat
 from datetime import UTC, datetime
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import Session, SQLModel, select
 
-from bridge.db import import_models, migrate
+from bridge.db import import_models, make_engine, migrate
 from bridge.models import SyncState
 
 
@@ -24,3 +26,22 @@ def test_migrate_twice_is_harmless_and_keeps_rows(engine):
     migrate(engine)
     with Session(engine) as s:
         assert s.exec(select(SyncState)).one().next_batch == "s1"
+
+
+def test_the_sqlite_file_is_private_from_birth_and_narrowed_if_it_was_not(tmp_path):
+    """hearth.db holds flagged messages' and escalation excerpts' text: mode 600, with its WAL."""
+    old = os.umask(0o022)
+    try:
+        fresh = tmp_path / "new" / "hearth.db"
+        eng = make_engine(f"sqlite:///{fresh}")
+        migrate(eng)
+        eng.dispose()
+        for p in fresh.parent.iterdir():
+            assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+        loose = tmp_path / "old.db"
+        loose.touch(mode=0o644)
+        loose.chmod(0o644)
+        make_engine(f"sqlite:///{loose}").dispose()
+        assert stat.S_IMODE(loose.stat().st_mode) == 0o600
+    finally:
+        os.umask(old)

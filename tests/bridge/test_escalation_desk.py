@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.escalations import _strip_reply_fallback, load_tuning
+from bridge.escalations import _strip_reply_fallback, load_resources, load_tuning
 from config.settings import DEFAULT_FILE, SettingsError, load_settings
 
 
@@ -60,3 +60,23 @@ def test_commands_sent_as_replies_lose_their_quoted_fallback():
     body = "> <@hearth:localhost> Crisis escalation E-7K3QX2\n> more\n\n!ack"
     assert _strip_reply_fallback(body) == "!ack"
     assert _strip_reply_fallback("!ack E-7K3QX2") == "!ack E-7K3QX2"
+
+
+def test_the_operators_default_region_must_have_lines():
+    resources, region = load_resources(settings(default_region="GB"))
+    assert region == "GB"
+    assert resources.regions["GB"].main_line.name == "Samaritans"
+    assert load_resources(settings())[1] is None  # empty: the international set
+    with pytest.raises(
+        SettingsError, match=r"`escalation.default_region`: 'FR' has no lines in .*use one of \['US'"
+    ):
+        load_resources(settings(default_region="FR"))
+    with pytest.raises(SettingsError, match="escalation.default_region"):
+        settings(default_region="uk")  # ISO 3166-1 alpha-2, upper case
+
+
+def test_a_broken_catalogue_names_the_setting(tmp_path: Path):
+    bad = tmp_path / "crisis_resources.toml"
+    bad.write_text("[regions.US]\nname = 'United States'\n")
+    with pytest.raises(SettingsError, match=r"`escalation.resources_file`: .*crisis_resources.toml"):
+        load_resources(settings(resources_file=str(bad)))

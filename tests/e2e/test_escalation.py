@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -26,9 +26,11 @@ from bridge import stack
 from moderation.escalation import (
     WEBHOOK_SIGNATURE_HEADER,
     Escalation,
+    EscalationAudit,
     Notification,
     SlaPolicy,
     raise_escalation,
+    resolve,
     staff_alert_content,
     verify_webhook,
 )
@@ -228,6 +230,35 @@ def test_the_alert_rings_the_on_call_clinician_under_default_push_rules(hearth_s
 
     note = wait_for(notified, timeout=10, what="the clinician's notification for the alert")
     assert "highlight" in [a.get("set_tweak") for a in note["actions"] if isinstance(a, dict)]
+
+
+def test_resolved_excerpts_are_purged_on_schedule_and_the_audit_stays(hearth_stack):
+    """The retention job (at start, then hourly) blanks the excerpt of a resolved escalation past
+    ``excerpt_retention_days``; its audit trail stays, without text."""
+    hs = hearth_stack
+    member, room, event_id = crisis_message(hs)
+    esc_id = commit_escalation(hs, member, room, event_id)
+    with Session(hs.engine) as s:
+        resolve(
+            s,
+            esc_id,
+            actor=CLINICIAN,
+            staff=[CLINICIAN],
+            outcome="contacted",
+            now=datetime.now(UTC),
+            excerpt_retention=timedelta(0),
+        )
+        s.commit()
+    assert escalation(hs, esc_id).excerpt
+    stack.stop_hearth(hs.layout)
+    stack.start_hearth(hs.layout)
+    wait_for(lambda: escalation(hs, esc_id).excerpt == "", timeout=30, what="the excerpt purged")
+    with Session(hs.engine) as s:
+        trail = s.exec(select(EscalationAudit).where(EscalationAudit.escalation_id == esc_id)).all()
+    actions = [a.transition for a in trail]
+    assert "excerpt_purged" in actions
+    assert "resolved" in actions
+    assert all("concerning" not in (a.note or "") for a in trail)
 
 
 def test_sigkill_after_commit_delivers_the_alert_exactly_once(hearth_stack):

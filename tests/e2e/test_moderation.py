@@ -3,6 +3,7 @@ Hearth service before delivery, and acted on by the bot after delivery."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from sqlmodel import Session, select
 from bridge import stack
 from moderation.escalation import Escalation, category_words
 from moderation.models import FlaggedMessage, ModerationDecision
-from spaces.models import ProvisionedRoom
+from spaces.models import ProvisionedRoom, ProvisionedSpace
 from tests.e2e.conftest import resolve_open_escalations
 from tests.e2e.escalation_staff import CLINICIAN, staff_user
 from tests.e2e.matrix import MatrixError, q, wait_for
@@ -292,3 +293,116 @@ def test_a_members_crisis_rings_the_clinician_and_names_people_in_words(hearth_s
     assert f"On call: Test clinician on call ({CLINICIAN})" in body
     assert category_words(esc.category) in body
     assert f"· {esc.category}\n" not in body
+
+
+def _private_room_with_the_bot(member) -> str:
+    def invite() -> str | None:
+        fresh = q(json.dumps({"presence": {"types": [secrets.token_hex(4)]}}))  # no cached initial sync
+        rooms = member.call("GET", f"/_matrix/client/v3/sync?timeout=0&filter={fresh}")["rooms"]
+        return next(iter(rooms.get("invite", {})), None)
+
+    room = wait_for(invite, timeout=30, what="the bot's private room invite")
+    member.join(room)
+    return room
+
+
+def _bot_messages(hs, member, room: str) -> list[dict]:
+    return [
+        e
+        for e in member.messages(room)
+        if e["type"] == "m.room.message" and e["sender"] == hs.layout.bot_user_id
+    ]
+
+
+def test_a_uk_space_gives_samaritans_first_and_the_member_can_choose_their_country(hearth_stack):
+    """The space's region decides the lines (UK: Samaritans first, no US numbers); ``!region US`` in
+    the private room answers with the US lines at once and decides the next crisis' lines."""
+    hs = hearth_stack
+    slug = f"e2e-uk-{secrets.token_hex(3)}"
+    with Session(hs.engine) as s:
+        s.add(
+            ProvisionedSpace(
+                theme_slug=slug,
+                room_id=f"!{slug}:localhost",
+                alias=f"#{slug}:localhost",
+                theme_version=1,
+                region="GB",
+                updated_at=datetime.now(UTC),
+            )
+        )
+        s.commit()
+    rooms = []
+    for _ in range(2):
+        room = hs.bot().create_room(name="uk check-in", preset="public_chat")
+        with Session(hs.engine) as s:
+            s.add(
+                ProvisionedRoom(
+                    alias=f"#e2e-{secrets.token_hex(4)}:localhost",
+                    room_id=room,
+                    space_slug=slug,
+                    room_slug="discussion",
+                    capacity=100,
+                    profile="support",
+                    members_may_post=True,
+                    updated_at=datetime.now(UTC),
+                )
+            )
+            s.commit()
+        rooms.append(room)
+    member = hs.member()
+    for room in rooms:
+        member.join(room)
+    try:
+        member.say(
+            rooms[0], "I've written my goodbye letters and I'm going to do it tonight when everyone's asleep"
+        )
+        dm = _private_room_with_the_bot(member)
+        first = wait_for(lambda: _bot_messages(hs, member, dm), timeout=30, what="the crisis resources")[0]
+        body = first["content"]["body"]
+        assert first["content"]["org.hearth.resources"]["region"] == "GB"
+        bullets = [line for line in body.splitlines() if line.startswith("• ")]
+        assert bullets[0].startswith("• Samaritans: call 116 123")
+        assert "999" in body
+        assert "988" not in body
+
+        asked = member.say(dm, "!region US")
+
+        def answer() -> dict | None:
+            return next(
+                (
+                    e
+                    for e in _bot_messages(hs, member, dm)
+                    if (e["content"].get("m.relates_to") or {}).get("m.in_reply_to", {}).get("event_id")
+                    == asked
+                ),
+                None,
+            )
+
+        reply = wait_for(answer, timeout=20, what="the bot's answer to !region US")["content"]
+        assert reply["body"].startswith("Thank you. From now on I'll show you help for United States.")
+        assert "988" in reply["body"]
+
+        member.say(rooms[1], "the pills are all in front of me and I've decided, tonight is the night")
+        resources = wait_for(
+            lambda: (
+                [
+                    e
+                    for e in _bot_messages(hs, member, dm)
+                    if (e["content"].get("org.hearth.resources") or {}).get("region") == "US"
+                    and "m.relates_to" not in e["content"]
+                ]
+                or None
+            ),
+            timeout=30,
+            what="the second crisis' resources for the US",
+        )
+        assert "call 911" in resources[0]["content"]["body"]
+        assert "Samaritans" not in resources[0]["content"]["body"]
+    finally:
+        with Session(hs.engine) as s:
+            for row in s.exec(select(ProvisionedRoom).where(ProvisionedRoom.space_slug == slug)):
+                s.delete(row)
+            sp = s.get(ProvisionedSpace, slug)
+            if sp is not None:
+                s.delete(sp)
+            s.commit()

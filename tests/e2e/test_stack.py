@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import stat
 
 import httpx
 import pytest
@@ -215,3 +216,21 @@ def test_the_bot_is_named_as_configured(hearth_stack):
         what="the bot's display name",
     )
     assert profile
+
+
+def test_files_with_member_text_or_secrets_are_owner_only(hearth_stack):
+    """The data folders are 700; settings, Synapse's config and secrets, the bot's session and
+    Hearth's SQLite database (flagged messages' and excerpts' text) are 600."""
+    layout = hearth_stack.layout
+    for folder in (layout.root, layout.synapse_dir):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    private = [
+        layout.hearth_toml,
+        layout.homeserver_yaml,
+        layout.synapse_secrets,
+        layout.root / "bot_session.json",
+    ]
+    if hearth_stack.engine.dialect.name == "sqlite":
+        private.append(layout.root / "hearth.db")
+    for path in private:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path

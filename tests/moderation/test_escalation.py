@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, SQLModel, select
 
 from bridge.db import import_models
+from config.resources import load_crisis_resources
 from moderation.escalation import (
     AuditImmutable,
     Escalation,
@@ -43,6 +44,7 @@ from moderation.escalation import (
     pending_notifications,
     purge_excerpts,
     raise_escalation,
+    region_lines_content,
     repage,
     repage_content,
     resolve,
@@ -52,7 +54,6 @@ from moderation.escalation import (
     verify_webhook,
     webhook_body,
 )
-from moderation.resources import load_crisis_resources
 from moderation.types import Signal, Span
 
 T0 = datetime(2025, 3, 4, 14, 0, tzinfo=UTC)
@@ -730,6 +731,31 @@ def test_member_resources_content_is_warm_and_localised():
         for bad in ("violat", "banned", "suspend", "method", "pills", "rope", "warning"):
             assert bad not in low
         assert c["m.mentions"] == {}
+
+
+def test_imminent_risk_puts_the_emergency_number_first_and_the_space_adds_its_own_lines():
+    catalogue = load_crisis_resources()
+    imminent = member_resources_content("GB", catalogue, severity="imminent", theme="grief-loss")
+    assert imminent["body"].startswith("If you're in danger right now, please call 999 (or 112) now")
+    assert imminent["formatted_body"].startswith("<p><b>If you&#x27;re in danger right now")
+    body = imminent["body"]
+    assert body.index("Cruse Bereavement Support") < body.index("Samaritans") < body.index("Shout")
+    high = member_resources_content("GB", catalogue, severity="high", theme="anxiety-panic")
+    assert high["body"].startswith("Hi, this is Hearth")
+    assert "Cruse" not in high["body"]
+    assert "!region GB" in high["body"]  # the person can say where they are
+
+
+def test_region_reply_lists_the_chosen_countrys_lines():
+    catalogue = load_crisis_resources()
+    us = region_lines_content("US", catalogue)
+    assert us["body"].startswith("Thank you. From now on I'll show you help for United States.")
+    assert "call 911" in us["body"]
+    assert "988 Suicide & Crisis Lifeline: call 988 or text 988" in us["body"]
+    assert us["msgtype"] == "m.text"
+    cleared = region_lines_content(None, catalogue)
+    assert "wherever you are" in cleared["body"]
+    assert "findahelpline.com" in cleared["formatted_body"]
 
 
 def test_ack_reaction_matching_ignores_variation_selector():

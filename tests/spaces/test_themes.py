@@ -149,3 +149,51 @@ def test_shipped_files_are_plain_toml():
     for path in DEFAULT_THEMES_DIR.glob("*.toml"):
         data = tomllib.loads(path.read_text(encoding="utf-8"))
         assert data["slug"] == path.stem
+
+
+def test_crisis_lines_come_from_the_one_catalogue(tmp_path):
+    """Theme files list no crisis lines: they are filled in from config/crisis_resources.toml, for the
+    theme's region, so a line changed there changes in every space."""
+    for slug in SHIPPED:
+        _write_good(tmp_path, slug)
+    grief = tmp_path / "grief-loss.toml"
+    _rewrite(grief, "version = ", 'region = "GB"\nversion = ')
+    themes = {t.slug: t for t in load_themes(tmp_path)}
+    lines = [r.label for r in themes["grief-loss"].facilitation.crisis_resources]
+    assert lines[:3] == ["Emergency services", "Cruse Bereavement Support", "Samaritans"]
+    assert "988 Suicide & Crisis Lifeline" not in lines
+    anxiety = [r.label for r in themes["anxiety-panic"].facilitation.crisis_resources]
+    assert {"988 Suicide & Crisis Lifeline", "Samaritans", "Find A Helpline"} <= set(anxiety)
+    us = {t.slug: t for t in load_themes(tmp_path, default_region="US")}
+    assert [r.label for r in us["anxiety-panic"].facilitation.crisis_resources][:2] == [
+        "Emergency services",
+        "988 Suicide & Crisis Lifeline",
+    ]
+    assert "Cruse Bereavement Support" in [r.label for r in us["grief-loss"].facilitation.crisis_resources]
+
+
+def test_a_theme_listing_its_own_lines_or_an_unknown_region_is_refused(tmp_path):
+    for slug in SHIPPED:
+        _write_good(tmp_path, slug)
+    carers = tmp_path / "carers.toml"
+    _rewrite(
+        carers, "[facilitation]\n", '[facilitation]\ncrisis_resources = [{ label = "X", contact = "1" }]\n'
+    )
+    with pytest.raises(ThemeError) as info:
+        load_themes(tmp_path)
+    assert info.value.key == "facilitation.crisis_resources"
+    assert "config/crisis_resources.toml" in info.value.reason
+    _write_good(tmp_path, "carers")
+    _rewrite(carers, "version = ", 'region = "FR"\nversion = ')
+    with pytest.raises(ThemeError) as info:
+        load_themes(tmp_path)
+    assert info.value.key == "region"
+    assert "'FR' has no lines" in info.value.reason
+    with pytest.raises(ThemeError, match="default region 'ZZ'"):
+        load_themes(DEFAULT_THEMES_DIR, default_region="ZZ")
+
+
+def test_a_catalogue_line_for_a_theme_that_does_not_exist_is_refused(tmp_path):
+    _write_good(tmp_path, "carers")  # the catalogue's bereavement line names grief-loss, not here
+    with pytest.raises(ThemeError, match="no theme is called 'grief-loss'"):
+        load_themes(tmp_path)

@@ -1,13 +1,17 @@
-"""Crisis resources per country, loaded from ``config/crisis_resources.toml`` and validated.
+"""Hearth's one helpline catalogue, loaded from ``config/crisis_resources.toml`` and validated.
 
-The bridge loads the catalogue once at start-up (:func:`load_crisis_resources`) and passes it to
-:func:`moderation.escalation.member_resources_content`; ``catalogue.resources_for(locale)`` picks
-the set for a locale (``en-US``, ``en_GB.UTF-8``, ``IE``, ``uk`` ...) or the ``default`` one.
+Everything that shows a crisis line reads this catalogue: the member's private message when an
+escalation opens (:func:`moderation.escalation.member_resources_content`), the reply to ``!region``,
+and each space's pinned crisis lines (:meth:`CrisisResources.pinned_lines`, filled into the themes
+by :func:`spaces.themes.load_themes`). ``catalogue.resources_for(locale)`` picks the set for a locale
+or region (``en-US``, ``en_GB.UTF-8``, ``IE``, ``uk`` ...) or the ``default`` one;
+:func:`choose_region` decides which region a member gets.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +40,11 @@ class Service(BaseModel):
     url: str | None = None
     hours: str | None = None  # e.g. "24/7"
     description: str | None = None
+    themes: tuple[str, ...] = ()  # only for these spaces' themes (by slug); empty: for everyone
+
+    def serves(self, theme: str | None) -> bool:
+        """Whether this service is offered in a space of ``theme`` (None: outside any space)."""
+        return not self.themes or (theme is not None and theme in self.themes)
 
     @model_validator(mode="after")
     def _reachable(self) -> Service:
@@ -72,6 +81,23 @@ class ResourceSet(BaseModel):
     emergency: str = Field(min_length=1)  # "911", "999 or 112", "your local emergency number"
     services: tuple[Service, ...] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _has_a_line_for_everyone(self) -> ResourceSet:
+        if not any(not svc.themes for svc in self.services):
+            raise ValueError("a region needs at least one service without `themes` (its main line)")
+        return self
+
+    def services_for(self, theme: str | None) -> tuple[Service, ...]:
+        """The services offered in a space of ``theme``: its own first (a bereavement line in the grief
+        space), then everyone's, in file order."""
+        own = tuple(svc for svc in self.services if svc.themes and svc.serves(theme))
+        return own + tuple(svc for svc in self.services if not svc.themes)
+
+    @property
+    def main_line(self) -> Service:
+        """The region's first service for everyone."""
+        return next(svc for svc in self.services if not svc.themes)
+
 
 class CrisisResources(BaseModel):
     """The whole catalogue; ``regions`` must include ``default`` (the international fallback)."""
@@ -86,6 +112,52 @@ class CrisisResources(BaseModel):
             raise ValueError("a [regions.default] set (international fallback) is required")
         return self
 
+    @property
+    def codes(self) -> list[str]:
+        """The regions with lines of their own (not ``default``), in file order."""
+        return [k for k in self.regions if k != "default"]
+
+    def known(self, region: str | None) -> str | None:
+        """``region`` (any spelling :func:`region_of` reads) as a catalogue code, or None if it has no set."""
+        code = region_of(region)
+        return code if code in self.regions and code != "default" else None
+
+    def check_themes(self, slugs: Collection[str], *, source: str = "crisis_resources.toml") -> None:
+        """Raise :class:`ResourceConfigError` naming every ``themes`` entry that is no theme's slug."""
+        problems = [
+            f"regions.{code}.services[{i}].themes: no theme is called {slug!r}"
+            for code, rs in self.regions.items()
+            for i, svc in enumerate(rs.services)
+            for slug in svc.themes
+            if slug not in slugs
+        ]
+        if problems:
+            raise ResourceConfigError(f"{source}: " + "; ".join(problems))
+
+    def pinned_lines(self, region: str | None, theme: str | None) -> list[dict[str, str]]:
+        """The crisis lines a space shows (``label``, ``contact``, ``region``, ``url``), emergency first.
+
+        A space with a region gets that region's services for its theme, then the international
+        ones; a space without one gets every region's main line (and its theme's own lines), then
+        the international ones, so a member anywhere finds something.
+        """
+        code = self.known(region)
+        fallback = self.regions["default"]
+        if code:
+            rs = self.regions[code]
+            lines = [_line("Emergency services", rs.emergency, rs.name)]
+            lines += [_service_line(svc, rs.name) for svc in rs.services_for(theme)]
+        else:
+            emergencies = ", ".join(f"{self.regions[c].emergency} in {self.regions[c].name}" for c in self.codes)
+            anywhere = fallback.emergency[:1].upper() + fallback.emergency[1:]
+            lines = [_line("Emergency services", f"{anywhere}; {emergencies}", fallback.name)]
+            for c in self.codes:
+                rs = self.regions[c]
+                lines += [_service_line(svc, rs.name) for svc in rs.services_for(theme) if svc.themes]
+                lines.append(_service_line(rs.main_line, rs.name))
+        lines += [_service_line(svc, fallback.name) for svc in fallback.services_for(theme)]
+        return lines
+
     def resources_for(self, locale: str | None) -> ResourceSet:
         """The set for ``locale``'s country (``en-US`` -> US, ``en_GB.UTF-8`` -> GB, ``ie`` -> IE),
         else ``default``."""
@@ -93,6 +165,25 @@ class CrisisResources(BaseModel):
         if region and region in self.regions:
             return self.regions[region]
         return self.regions["default"]
+
+
+def choose_region(*, member: str | None, space: str | None, operator: str | None) -> str | None:
+    """The region a member's help is for: their own choice, else the space's, else the operator's
+    default, else None (the international fallback). Each is a catalogue code or None."""
+    return member or space or operator
+
+
+def _line(label: str, contact: str, region: str, url: str | None = None) -> dict[str, str]:
+    out = {"label": label, "contact": contact, "region": region}
+    if url:
+        out["url"] = url
+    return out
+
+
+def _service_line(svc: Service, region: str) -> dict[str, str]:
+    how = svc.how_to_reach()
+    contact = how[:1].upper() + how[1:] + (f", {svc.hours}" if svc.hours else "")
+    return _line(svc.name, contact, region, svc.url)
 
 
 def region_of(locale: str | None) -> str | None:

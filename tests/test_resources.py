@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from moderation.resources import (
+from config.resources import (
     DEFAULT_PATH,
     ResourceConfigError,
+    choose_region,
     load_crisis_resources,
     region_of,
     resources_for,
@@ -142,3 +143,61 @@ def test_unreadable_and_invalid_toml(tmp_path):
 def test_default_path_is_the_shipped_file():
     assert DEFAULT_PATH.name == "crisis_resources.toml"
     assert DEFAULT_PATH.parent.name == "config"
+
+
+def test_a_space_with_a_region_pins_that_regions_lines_emergency_first(catalogue):
+    lines = catalogue.pinned_lines("GB", "grief-loss")
+    assert lines[0] == {"label": "Emergency services", "contact": "999 (or 112)", "region": "United Kingdom"}
+    labels = [line["label"] for line in lines]
+    assert labels[1:4] == ["Cruse Bereavement Support", "Samaritans", "Shout"]  # the theme's own line first
+    assert labels[-1] == "Find A Helpline"  # and the international directory, for members elsewhere
+    assert "988 Suicide & Crisis Lifeline" not in labels
+    assert "Cruse Bereavement Support" not in [
+        x["label"] for x in catalogue.pinned_lines("GB", "anxiety-panic")
+    ]
+
+
+def test_a_space_without_a_region_pins_every_regions_main_line(catalogue):
+    lines = catalogue.pinned_lines(None, "addiction-recovery")
+    labels = [line["label"] for line in lines]
+    assert lines[0]["label"] == "Emergency services"
+    for needed in ("911 in United States", "999 (or 112) in United Kingdom", "000 in Australia"):
+        assert needed in lines[0]["contact"]
+    for main in ("988 Suicide & Crisis Lifeline", "Samaritans", "Lifeline", "SAMHSA National Helpline"):
+        assert main in labels
+    assert "Shout" not in labels  # second lines stay for spaces of that region
+    assert all(line["contact"][0].isupper() for line in lines)
+
+
+def test_themes_limit_a_service_and_every_region_keeps_a_line_for_everyone(tmp_path):
+    catalogue = load_crisis_resources()
+    us = catalogue.regions["US"]
+    assert [s.name for s in us.services_for(None)] == ["988 Suicide & Crisis Lifeline"]
+    assert [s.name for s in us.services_for("addiction-recovery")][0] == "SAMHSA National Helpline"
+    bad = tmp_path / "r.toml"
+    bad.write_text(
+        '[regions.default]\nname = "International"\nemergency = "112"\n'
+        '[[regions.default.services]]\nname = "X"\nurl = "https://x.example"\nthemes = ["grief-loss"]\n'
+    )
+    with pytest.raises(ResourceConfigError, match=r"regions\.default: .*main line"):
+        load_crisis_resources(bad)
+
+
+def test_unknown_theme_names_are_refused_with_their_key(catalogue):
+    with pytest.raises(
+        ResourceConfigError, match=r"regions\.GB\.services\[2\]\.themes: no theme is called 'grief-loss'"
+    ):
+        catalogue.check_themes({"anxiety-panic"}, source="crisis_resources.toml")
+    catalogue.check_themes({"grief-loss", "addiction-recovery", "trauma-ptsd", "new-parents"})
+
+
+def test_region_choice_order_and_spellings(catalogue):
+    assert choose_region(member="US", space="GB", operator="IE") == "US"
+    assert choose_region(member=None, space="GB", operator="IE") == "GB"
+    assert choose_region(member=None, space=None, operator="IE") == "IE"
+    assert choose_region(member=None, space=None, operator=None) is None
+    assert catalogue.known("uk") == "GB"
+    assert catalogue.known("gb") == "GB"
+    assert catalogue.known("FR") is None  # no lines of its own: the member is told so
+    assert catalogue.known("default") is None
+    assert catalogue.codes[:2] == ["US", "GB"]  # file order

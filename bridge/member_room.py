@@ -1,0 +1,110 @@
+"""What a member can ask of the bot in their private room with it (the room their crisis resources
+and kind explanations arrive in): ``!region`` to choose which country's crisis lines they get.
+
+``!region`` shows the current choice and the countries Hearth has lines for; ``!region GB`` chooses
+one (and replies with its lines at once); ``!region clear`` goes back to the space's or operator's
+region. Commands elsewhere are ignored: a region is a private matter.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from bridge.clock import Clock
+from bridge.db import run_db
+from bridge.direct_rooms import DirectRooms
+from bridge.gateway import GatewayError, NioGateway, TimelineEvent
+from bridge.models import MemberRegion
+from bridge.regions import region_for, set_member_region
+from config.resources import CrisisResources
+from moderation import escalation as dom
+
+log = logging.getLogger(__name__)
+
+CLEAR_WORDS = frozenset({"clear", "reset", "none", "off", "default"})
+
+
+class MemberRoom:
+    """Handles members' commands in their private rooms with the bot."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        gateway: NioGateway,
+        clock: Clock,
+        direct: DirectRooms,
+        resources: CrisisResources,
+        default_region: str | None,
+    ):
+        self.engine = engine
+        self.gateway = gateway
+        self.clock = clock
+        self.direct = direct
+        self.resources = resources
+        self.default_region = default_region
+
+    async def handle_event(self, ev: TimelineEvent) -> None:
+        """Bot handler: ``!region`` in the sender's private room with the bot."""
+        if ev.type != "m.room.message" or ev.sender == self.gateway.user_id:
+            return
+        body = (ev.event.get("content") or {}).get("body")
+        if not isinstance(body, str) or not body.lstrip().lower().startswith("!region"):
+            return
+        cmd, _, arg = body.strip().partition(" ")
+        if cmd.lower() != "!region":
+            return
+        if not await self.direct.is_private_room(ev.sender, ev.room_id):
+            return
+        await self._reply(ev, await self._region(ev.sender, arg.strip()))
+
+    async def _region(self, user: str, arg: str) -> dict[str, Any]:
+        if not arg:
+            chosen = await run_db(self.engine, lambda s: s.get(MemberRegion, user))
+            return _text(self._status(chosen.region if chosen else None))
+        if arg.lower() in CLEAR_WORDS:
+            now = self.clock.now()
+
+            def clear(s: Session) -> str | None:
+                set_member_region(s, user, None, now)
+                s.flush()
+                return region_for(s, user=user, space=None, default=self.default_region)
+
+            return dom.region_lines_content(await run_db(self.engine, clear), self.resources)
+        code = self.resources.known(arg)
+        if code is None:
+            return _text(
+                f"Sorry, I don't have crisis lines for {arg[:20]!r} yet. {self._choices()} "
+                "Find A Helpline (https://findahelpline.com) lists free services in many more countries."
+            )
+        now = self.clock.now()
+
+        await run_db(self.engine, lambda s: set_member_region(s, user, code, now))
+        log.info("a member chose the crisis lines of %s", code)
+        return dom.region_lines_content(code, self.resources)
+
+    def _status(self, chosen: str | None) -> str:
+        if chosen:
+            now = f"You chose the crisis lines for {self.resources.regions[chosen].name} ({chosen})."
+        else:
+            now = "You haven't chosen a country, so I show the lines for the space you write in."
+        return f"{now} {self._choices()} Send !region clear to undo a choice."
+
+    def _choices(self) -> str:
+        codes = ", ".join(f"{c} ({self.resources.regions[c].name})" for c in self.resources.codes)
+        return f"Send !region and one of: {codes}."
+
+    async def _reply(self, ev: TimelineEvent, content: dict[str, Any]) -> None:
+        content = {**content, "m.relates_to": {"m.in_reply_to": {"event_id": ev.event_id}}}
+        try:
+            await self.gateway.send(ev.room_id, content, txn_id=f"hearth.region.{ev.event_id}")
+        except GatewayError as e:
+            log.warning("could not answer a member's !region: %s", e)
+
+
+def _text(body: str) -> dict[str, Any]:
+    # m.text: it answers the member and may be read on a phone (notices are often hidden or muted)
+    return {"msgtype": "m.text", "body": body, "m.mentions": {}}
