@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -40,8 +41,12 @@ class DirectGateway(Protocol):
 
 
 class DirectRooms:
+    REFRESH_SECONDS = 10.0  # an unknown room re-reads m.direct at most this often
+
     def __init__(self, gateway: DirectGateway) -> None:
         self.gateway = gateway
+        self._owners: dict[str, str] = {}  # room -> the member it is the bot's private room with
+        self._owners_read_at = float("-inf")
         self._members: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # user -> (lock, [holders+waiters])
         self._direct_lock = asyncio.Lock()
 
@@ -73,17 +78,26 @@ class DirectRooms:
                     continue
                 if membership not in ("join", "invite"):
                     await self.gateway.invite(candidate, user)
+                self._owners[candidate] = user
                 return RoomID(candidate)
             room = await self.gateway.create_private_room(is_direct=True)
             await self._remember(user, room)
+            self._owners[room] = user
             await self.gateway.invite(room, user)
             log.info("opened a private room %s", room)
             return room
 
     async def is_private_room(self, user: str, room: str) -> bool:
-        """Whether ``room`` is one of the bot's remembered 1:1 rooms with ``user`` (``m.direct``)."""
-        direct = await self.gateway.get_account_data("m.direct") or {}
-        return room in (direct.get(user) or [])
+        """Whether ``room`` is one of the bot's remembered 1:1 rooms with ``user`` (``m.direct``).
+
+        Answered from a cache of ``m.direct`` (every message in every room asks): a room not in it
+        re-reads the account data at most every ``REFRESH_SECONDS``; rooms this process opens are
+        added at once."""
+        if room not in self._owners and time.monotonic() - self._owners_read_at >= self.REFRESH_SECONDS:
+            self._owners_read_at = time.monotonic()
+            direct = await self.gateway.get_account_data("m.direct") or {}
+            self._owners = {r: u for u, rooms in direct.items() if isinstance(rooms, list) for r in rooms}
+        return self._owners.get(room) == user
 
     async def _remember(self, user: str, room: RoomID) -> None:
         async with self._direct_lock:  # re-read inside: another member's room may have been added

@@ -53,6 +53,7 @@ from bridge.tasks import TaskGroup
 from config.ids import EventID, RoomID, UserID
 from config.resources import CrisisResources, ResourceConfigError, load_crisis_resources
 from config.settings import Settings, SettingsError
+from moderation import care
 from moderation import escalation as dom
 from moderation.escalation import (
     ACTIVE_STATUSES,
@@ -68,6 +69,9 @@ from moderation.escalation import (
     Outcome,
 )
 from moderation.types import Message, Signal
+from spaces.care_room import care_scene_content
+from spaces.models import ProvisionedRoom
+from spaces.scene import SCENE_EVENT
 from spaces.staff import DEFAULT_STAFF_FILE, Staff, StaffError, load_staff, on_call
 
 log = logging.getLogger(__name__)
@@ -77,12 +81,18 @@ _ESC_ID = re.compile(r"^(?:[Ee]-)?[0-9A-Za-z]{6}$")
 T = TypeVar("T")
 
 STAFF_KINDS = frozenset(
-    {NotificationKind.STAFF_ALERT, NotificationKind.STAFF_UPDATE, NotificationKind.REPAGE}
+    {
+        NotificationKind.STAFF_ALERT,
+        NotificationKind.STAFF_UPDATE,
+        NotificationKind.REPAGE,
+        NotificationKind.CARE_REPLY,
+    }
 )
 BACKGROUND_DELIVERIES = 8  # member DMs and webhooks in flight at once (staff notices go in order, inline)
 WEBHOOK_TIMEOUT_SECONDS = 10
 COMMAND_HELP = (
-    "Commands: !ack <id> [note] · !resolve <id> <outcome> [note] · !note <id> <text> · !esc list. "
+    "Commands: !take <id> (join the person in their care room) · !ack <id> [note] · "
+    "!resolve <id> <outcome> [note] · !note <id> <text> · !esc list. "
     "Outcomes: " + ", ".join(o.value for o in Outcome) + "."
 )
 
@@ -256,7 +266,9 @@ class EscalationDesk:
 
         def work(s: Session) -> tuple[Escalation, bool, list[_Work]]:
             # The person's help is for where they are: their own choice, the space's, the operator's.
-            where = locale or region_for(s, user=message.sender, space=message.space, default=self.default_region)
+            where = locale or region_for(
+                s, user=message.sender, space=message.space, default=self.default_region
+            )
             esc, created = dom.raise_escalation(
                 s,
                 room_id=message.room_id,
@@ -342,6 +354,49 @@ class EscalationDesk:
         log.info("escalation %s acknowledged by %s", esc.id, actor)
         self._unschedule(esc.id)
         self.wake()
+        return esc
+
+    async def take(self, esc_id: str, actor: str, *, anyway: bool = False) -> Escalation:
+        """A clinician takes the case into the person's care room (acknowledging it if needed)."""
+        self._require(actor, clinician=True)
+        now = self.clock.now()
+        esc = await self._db(
+            lambda s: care.take(s, esc_id, actor=actor, clinicians=self.clinicians, now=now, anyway=anyway)
+        )
+        log.info("escalation %s taken by %s", esc.id, actor)
+        self._unschedule(esc.id)
+        self.wake()
+        return esc
+
+    async def care_message(self, user: str, room: str, event_id: str) -> Escalation | None:
+        """The person wrote in their care room: attach it to their active case (re-paging the on-call
+        clinician while nobody has taken it). None when they have no active case."""
+        now = self.clock.now()
+        paged = on_call(self.staff.rota, now)
+
+        def work(s: Session) -> Escalation | None:
+            esc = care.active_case(s, user, room)
+            if esc is None:
+                return None
+            care.member_replied(s, esc.id, event_id=event_id, room_id=room, now=now, on_call=paged)
+            return esc
+
+        esc = await self._db(work)
+        if esc is not None:
+            self.wake()
+        return esc
+
+    async def leave_alone(self, user: str, room: str) -> Escalation | None:
+        """The person asked to be left alone (``!alone``); None when they have no active case."""
+        now = self.clock.now()
+
+        def work(s: Session) -> Escalation | None:
+            esc = care.active_case(s, user, room)
+            return care.leave_alone(s, esc.id, now=now) if esc is not None else None
+
+        esc = await self._db(work)
+        if esc is not None:
+            self.wake()
         return esc
 
     async def resolve(self, esc_id: str, actor: str, outcome: str, note: str | None = None) -> Escalation:
@@ -549,6 +604,10 @@ class EscalationDesk:
                 result: str | None = await self._send_staff_notice(kind, n, esc)
             elif kind is NotificationKind.MEMBER_RESOURCES:
                 result = await self._send_resources(n, esc)
+            elif kind is NotificationKind.CARE_JOIN:
+                result = await self._join_care_room(n, esc)
+            elif kind is NotificationKind.CARE_CLOSED:
+                result = await self._close_care_room(n, esc)
             else:
                 await self._post_webhook(n)
                 result = None
@@ -605,6 +664,14 @@ class EscalationDesk:
             content = dom.status_edit_content(
                 esc, original_alert_event_id=esc.alert_event_id, mentions=mentions, **args
             )
+        elif kind is NotificationKind.CARE_REPLY:
+            content = care.care_reply_page_content(
+                esc,
+                mentions=mentions,
+                names=args["names"],
+                server_name=self.server_name,
+                tz=self.staff.rota.zone,
+            )
         else:
             content = dom.repage_content(esc, mentions=mentions, reply_to=esc.alert_event_id, **args)
         return await self.gateway.send(room, content, "m.room.message", txn_id=n.txn_id)
@@ -640,7 +707,38 @@ class EscalationDesk:
         content = dom.member_resources_content(
             n.payload.get("locale"), self.resources, severity=esc.severity, theme=esc.space
         )
-        return await self.gateway.send(room, content, "m.room.message", txn_id=n.txn_id)
+        event = await self.gateway.send(room, content, "m.room.message", txn_id=n.txn_id)
+        await self._db(lambda s: care.set_care_room(s, esc.id, room))
+        return event
+
+    async def _care_room(self, esc: Escalation) -> RoomID:
+        if esc.care_room_id:
+            return RoomID(esc.care_room_id)
+        room = await self.dm_room(esc.sender)
+        await self._db(lambda s: care.set_care_room(s, esc.id, room))
+        return room
+
+    async def _join_care_room(self, n: Notification, esc: Escalation) -> EventID:
+        """Invite the clinician who took the case into the person's care room, give the room its
+        consultation-office scene, and tell the person gently who has joined and why."""
+        clinician = str(n.payload["clinician"])
+        room = await self._care_room(esc)
+        member = await self.gateway.get_state_event(room, "m.room.member", clinician)
+        if (member or {}).get("membership") not in ("join", "invite"):
+            await self.gateway.invite(room, clinician)
+        safe_place = await self._db(lambda s: _quiet_room_alias(s, esc.space))
+        lines = self.resources.pinned_lines(esc.locale, esc.space)
+        await self.gateway.put_state(room, SCENE_EVENT, care_scene_content(lines, safe_place))
+        name = self.staff.display_names.get(clinician, clinician)
+        return await self.gateway.send(room, care.care_join_content(name), "m.room.message", txn_id=n.txn_id)
+
+    async def _close_care_room(self, n: Notification, esc: Escalation) -> EventID:
+        room = await self._care_room(esc)
+        by = str(n.payload.get("by") or esc.resolved_by or "")
+        name = self.staff.display_names.get(by, "Hearth's care team")
+        return await self.gateway.send(
+            room, care.care_closed_content(name), "m.room.message", txn_id=n.txn_id
+        )
 
     async def resources_for(self, user: str, space: str | None) -> dict[str, Any]:
         """The resources message for ``user`` writing in ``space`` outside an escalation (a policy's
@@ -793,7 +891,7 @@ class EscalationDesk:
     async def _on_command(self, ev: TimelineEvent, text: str, content: dict[str, Any]) -> None:
         cmd, _, rest = text.partition(" ")
         cmd, rest = cmd.lower(), rest.strip()
-        if cmd not in ("!ack", "!resolve", "!note", "!esc"):
+        if cmd not in ("!ack", "!resolve", "!note", "!esc", "!take"):
             return  # not ours
         try:
             self.require_staff(ev.sender)
@@ -811,7 +909,14 @@ class EscalationDesk:
                     return
                 rest = f"{esc_id} {rest}".strip()
                 esc_id = found.id
-            if cmd == "!ack":
+            if cmd == "!take":
+                esc = await self.take(esc_id, ev.sender, anyway=rest.lower() == "anyway")
+                await self._reply(
+                    ev,
+                    f"{esc.id}: you're being invited to {self._member_label(esc)}'s care room; "
+                    "they will be told gently that you have joined.",
+                )
+            elif cmd == "!ack":
                 esc = await self.acknowledge(esc_id, ev.sender, note=rest or None)
                 await self._reply(ev, f"{esc.id} acknowledged by {self._who(ev.sender)}.")
             elif cmd == "!resolve":
@@ -858,6 +963,9 @@ class EscalationDesk:
             )
         return "\n".join(lines)
 
+    def _member_label(self, esc: Escalation) -> str:
+        return self._member_names.get((esc.room_id, esc.sender)) or esc.sender
+
     def _who(self, user: str) -> str:
         return dom.person(user, self.staff.display_names)
 
@@ -896,3 +1004,13 @@ def _strip_reply_fallback(body: str) -> str:
     while lines and lines[0].startswith(">"):
         lines.pop(0)
     return "\n".join(lines).lstrip("\n")
+
+
+def _quiet_room_alias(session: Session, space: str | None) -> str | None:
+    """The alias of the person's space's quiet room (the care room's safe place), if it has one."""
+    if not space:
+        return None
+    row = session.exec(
+        select(ProvisionedRoom).where(ProvisionedRoom.space_slug == space, ProvisionedRoom.profile == "quiet")
+    ).first()
+    return row.alias if row else None

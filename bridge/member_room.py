@@ -1,5 +1,10 @@
-"""What a member can ask of the bot in their private room with it (the room their crisis resources
-and kind explanations arrive in): ``!region`` to choose which country's crisis lines they get.
+"""What a member can do in their private room with the bot (the room their crisis resources and
+kind explanations arrive in, and their care room when a clinician takes their case):
+
+- reply: while they have an active crisis case, the reply is attached to it and, until a clinician
+  takes it, pages the on-call clinician (``EscalationDesk.care_message``); the text stays in the room;
+- ``!alone``: ask to be left alone, which the care team respects (``moderation.care``);
+- ``!region`` to choose which country's crisis lines they get.
 
 ``!region`` shows the current choice and the countries Hearth has lines for; ``!region GB`` chooses
 one (and replies with its lines at once); ``!region clear`` goes back to the space's or operator's
@@ -9,7 +14,7 @@ region. Commands elsewhere are ignored: a region is a private matter.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -21,9 +26,18 @@ from bridge.gateway import GatewayError, NioGateway, TimelineEvent
 from bridge.models import MemberRegion
 from bridge.regions import region_for, set_member_region
 from config.resources import CrisisResources
+from moderation import care as dom_care
 from moderation import escalation as dom
 
 log = logging.getLogger(__name__)
+
+
+class CareDesk(Protocol):
+    """What this module needs of ``bridge.escalations.EscalationDesk``."""
+
+    async def care_message(self, user: str, room: str, event_id: str) -> Any: ...
+    async def leave_alone(self, user: str, room: str) -> Any: ...
+
 
 CLEAR_WORDS = frozenset({"clear", "reset", "none", "off", "default"})
 
@@ -39,6 +53,7 @@ class MemberRoom:
         direct: DirectRooms,
         resources: CrisisResources,
         default_region: str | None,
+        desk: CareDesk,
     ):
         self.engine = engine
         self.gateway = gateway
@@ -46,20 +61,23 @@ class MemberRoom:
         self.direct = direct
         self.resources = resources
         self.default_region = default_region
+        self.desk = desk
 
     async def handle_event(self, ev: TimelineEvent) -> None:
-        """Bot handler: ``!region`` in the sender's private room with the bot."""
+        """Bot handler: the sender's messages in their private room with the bot."""
         if ev.type != "m.room.message" or ev.sender == self.gateway.user_id:
             return
         body = (ev.event.get("content") or {}).get("body")
-        if not isinstance(body, str) or not body.lstrip().lower().startswith("!region"):
+        if not isinstance(body, str) or not await self.direct.is_private_room(ev.sender, ev.room_id):
             return
         cmd, _, arg = body.strip().partition(" ")
-        if cmd.lower() != "!region":
-            return
-        if not await self.direct.is_private_room(ev.sender, ev.room_id):
-            return
-        await self._reply(ev, await self._region(ev.sender, arg.strip()))
+        if cmd.lower() == "!region":
+            await self._reply(ev, await self._region(ev.sender, arg.strip()))
+        elif cmd.lower() == "!alone":
+            if await self.desk.leave_alone(ev.sender, ev.room_id) is not None:
+                await self._reply(ev, dom_care.left_alone_content())
+        elif not cmd.startswith("!"):
+            await self.desk.care_message(ev.sender, ev.room_id, ev.event_id)
 
     async def _region(self, user: str, arg: str) -> dict[str, Any]:
         if not arg:
@@ -100,7 +118,7 @@ class MemberRoom:
     async def _reply(self, ev: TimelineEvent, content: dict[str, Any]) -> None:
         content = {**content, "m.relates_to": {"m.in_reply_to": {"event_id": ev.event_id}}}
         try:
-            await self.gateway.send(ev.room_id, content, txn_id=f"hearth.region.{ev.event_id}")
+            await self.gateway.send(ev.room_id, content, txn_id=f"hearth.member.{ev.event_id}")
         except GatewayError as e:
             log.warning("could not answer a member's !region: %s", e)
 

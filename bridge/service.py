@@ -71,6 +71,7 @@ class HearthService:
             self.desk.direct_rooms,
             self.desk.resources,
             self.desk.default_region,
+            self.desk,
         )
         self.gate.add_check(
             "user_may_join_room",

@@ -196,6 +196,9 @@ class NotificationKind(StrEnum):
     REPAGE = "repage"  # a new notice (reply to the alert) mentioning the backup rota
     WEBHOOK = "webhook"  # a signed JSON POST to the configured URL
     MEMBER_RESOURCES = "member_resources"  # the private, warm message with crisis resources
+    CARE_JOIN = "care_join"  # a clinician took the case: invite them to the care room, tell the person
+    CARE_REPLY = "care_reply"  # the person replied in the care room before anyone took it: page on call
+    CARE_CLOSED = "care_closed"  # the case was resolved: tell the person kindly
 
 
 class NotificationStatus(StrEnum):
@@ -392,6 +395,15 @@ class Escalation(SQLModel, table=True):
     excerpt: str = Field(default="", sa_type=Text())
     excerpt_purge_after: datetime | None = Field(default=None, sa_type=UTCDateTime())
     locale: str | None = Field(default=None, max_length=35)
+    # The care room (moderation/care.py): the bot's private room with the person, where their
+    # resources arrive; a clinician who takes the case is invited into it.
+    care_room_id: str | None = Field(default=None, max_length=255)
+    taken_by: str | None = Field(default=None, max_length=255)
+    taken_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    left_alone_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    care_replies: int = 0
+    care_last_reply_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    care_last_page_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
 
 
 class EscalationEvidence(SQLModel, table=True):
@@ -868,6 +880,8 @@ def resolve(
     session.add(esc)
     _audit(session, esc, "resolved", from_status=frm, actor=actor, now=now, note=_join_note(out, note))
     _enqueue(session, esc, NotificationKind.STAFF_UPDATE, {"reason": "resolved", "mentions": []}, now)
+    if esc.care_room_id and (esc.taken_by or esc.care_replies):  # a conversation happened: close it kindly
+        _enqueue(session, esc, NotificationKind.CARE_CLOSED, {"by": actor}, now)
     if webhook:
         _webhook(session, esc, "escalation.resolved", now)
     session.flush()
@@ -1230,16 +1244,25 @@ def _fmt_time(dt: datetime, tz: tzinfo = UTC) -> str:
     return dt.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
 
 
+def _alone(esc: Escalation, tz: tzinfo) -> str:
+    if esc.left_alone_at is None:
+        return ""
+    return f" · the person asked to be left alone at {_fmt_time(esc.left_alone_at, tz)}"
+
+
 def _status_line(esc: Escalation, tz: tzinfo, names: Mapping[str, str] | None = None) -> str:
     names = names or {}
     st = Status(esc.status)
     if st is Status.OPEN:
-        return "OPEN: awaiting acknowledgement"
+        return "OPEN: awaiting acknowledgement" + _alone(esc, tz)
     if st is Status.REPAGED:
-        return f"RE-PAGED ×{esc.repage_count}: still unacknowledged"
+        return f"RE-PAGED ×{esc.repage_count}: still unacknowledged" + _alone(esc, tz)
+    if st is Status.ACKNOWLEDGED and esc.taken_by:
+        when = _fmt_time(esc.taken_at, tz) if esc.taken_at else ""
+        return f"WITH {person(esc.taken_by, names)} in the care room since {when}{_alone(esc, tz)}"
     if st is Status.ACKNOWLEDGED:
         when = _fmt_time(esc.acknowledged_at, tz) if esc.acknowledged_at else ""
-        return f"ACKNOWLEDGED by {person(esc.acknowledged_by, names)} at {when}"
+        return f"ACKNOWLEDGED by {person(esc.acknowledged_by, names)} at {when}{_alone(esc, tz)}"
     label = OUTCOME_LABELS.get(Outcome(esc.outcome), esc.outcome) if esc.outcome else ""
     when = _fmt_time(esc.resolved_at, tz) if esc.resolved_at else ""
     return f"RESOLVED ({label}) by {person(esc.resolved_by, names)} at {when}"

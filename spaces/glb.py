@@ -450,6 +450,29 @@ def _props(doc: _Doc, root: int, preset: str, extent: float, centre_radius: floa
         )
         doc.prop("reading-lamp-shade", props, "cone", "lamp", (edge - 2.0, 1.3, edge - 3.0), (0.5, 0.4, 0.5))
         doc.prop("rug", props, "box", "cushion", (0, 0.01, 0), (2 * centre_radius, 0.02, 2 * centre_radius))
+    elif preset == "consultation-office":
+        # A small, private, calm office: walls close around, a window of soft light, a low table
+        # between the two armchairs (no desk between people), a plant, a lamp, a box of tissues.
+        for side in (-1, 1):
+            doc.prop(
+                f"wall-{'left' if side < 0 else 'right'}",
+                props,
+                "box",
+                "floor",
+                (side * edge, 1.3, 0),
+                (0.15, 2.6, 2 * edge),
+            )
+        doc.prop("wall-back", props, "box", "floor", (0, 1.3, -edge), (2 * edge, 2.6, 0.15))
+        doc.prop("window", props, "box", "lamp", (0, 1.5, -edge + 0.09), (1.6, 1.0, 0.02))
+        doc.prop("low-table", props, "cylinder", "oak", (0, 0, 0), (0.7, 0.45, 0.7))
+        doc.prop("tissues", props, "box", "cushion", (0.1, 0.5, 0.05), (0.22, 0.1, 0.12))
+        doc.prop("plant-pot", props, "cylinder", "earth", (edge - 0.7, 0, -edge + 0.7), (0.4, 0.45, 0.4))
+        doc.prop("plant", props, "cone", "leaf", (edge - 0.7, 0.45, -edge + 0.7), (0.7, 1.1, 0.7))
+        doc.prop("lamp-stand", props, "cylinder", "metal", (-edge + 0.7, 0, -edge + 0.7), (0.06, 1.4, 0.06))
+        doc.prop("lamp-shade", props, "cone", "lamp", (-edge + 0.7, 1.25, -edge + 0.7), (0.45, 0.35, 0.45))
+        doc.prop(
+            "rug", props, "box", "cushion", (0, 0.01, 0), (2 * centre_radius + 1.0, 0.02, 2 * centre_radius)
+        )
 
 
 SEAT_STYLE: dict[str, str] = {
@@ -459,6 +482,7 @@ SEAT_STYLE: dict[str, str] = {
     "garden": "bench",
     "rehab-gym": "chair",
     "quiet-library": "armchair",
+    "consultation-office": "armchair",
 }
 
 

@@ -26,6 +26,7 @@ BACKGROUND: dict[str, tuple[int, int, int]] = {
     "garden": (70, 96, 66),
     "rehab-gym": (200, 196, 188),
     "quiet-library": (72, 58, 46),
+    "consultation-office": (96, 88, 80),
 }
 
 

@@ -31,6 +31,7 @@ PRESET_TITLES: dict[str, str] = {
     "garden": "Garden",
     "rehab-gym": "Rehab gym",
     "quiet-library": "Quiet library",
+    "consultation-office": "Consultation office",
 }
 
 ATTRIBUTION: dict[str, str] = {
@@ -209,6 +210,23 @@ def exposure_content(exposure: Exposure) -> dict[str, Any]:
 
 def scene_content(theme: Theme, room: Room, server_name: str) -> dict[str, Any]:
     """Content of the ``org.hearth.room.scene`` state event (state key ``""``) for a room."""
+    return room_scene_content(
+        room,
+        not_therapy_notice=theme.facilitation.not_therapy_notice,
+        crisis_resources=[r.model_dump() for r in theme.facilitation.crisis_resources],
+        safe_place_room=room_alias(theme, theme.safe_place_for(room), server_name),
+    )
+
+
+def room_scene_content(
+    room: Room,
+    *,
+    not_therapy_notice: str,
+    crisis_resources: list[dict[str, Any]],
+    safe_place_room: str | None,
+) -> dict[str, Any]:
+    """``org.hearth.room.scene`` for ``room`` with its facilitation text, crisis lines and safe place
+    (a space's room, or a care room: ``spaces.care_room``)."""
     scene = room.scene
     comfort = scene.comfort
     content: dict[str, Any] = {
@@ -229,18 +247,16 @@ def scene_content(theme: Theme, room: Room, server_name: str) -> dict[str, Any]:
             "captions": comfort.captions,
             "session_length_minutes": comfort.session_length_minutes,
             "break_reminder_minutes": comfort.break_reminder_minutes,
-            "safe_place_room": room_alias(theme, theme.safe_place_for(room), server_name),
         },
         "content_warnings": list(scene.content_warnings),
         "facilitation": {
             "mode": scene.facilitation.mode,
-            "not_therapy_notice": theme.facilitation.not_therapy_notice.strip(),
-            "crisis_resources": [
-                {k: v for k, v in r.model_dump().items() if v is not None}
-                for r in theme.facilitation.crisis_resources
-            ],
+            "not_therapy_notice": not_therapy_notice.strip(),
+            "crisis_resources": [{k: v for k, v in r.items() if v is not None} for r in crisis_resources],
         },
     }
+    if safe_place_room:
+        content["comfort"]["safe_place_room"] = safe_place_room
     if scene.facilitation.note:
         content["facilitation"]["note"] = scene.facilitation.note.strip()
     if scene.exposure is not None:

@@ -62,8 +62,11 @@ Slug = Annotated[str, Field(pattern=SLUG_PATTERN, min_length=1, max_length=40)]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 LongText = Annotated[str, Field(min_length=1, max_length=4000)]
 
-Preset = Literal["calm-beach", "forest-clearing", "fireside-circle", "garden", "rehab-gym", "quiet-library"]
-RoomKind = Literal["welcome", "check-in", "discussion", "group-session", "practice", "quiet", "resources"]
+Preset = Literal[
+    "calm-beach", "forest-clearing", "fireside-circle", "garden", "rehab-gym", "quiet-library", "consultation-office"
+]
+# "care" is the private care room of a crisis case (spaces/care_room.py), never a theme's room.
+RoomKind = Literal["welcome", "check-in", "discussion", "group-session", "practice", "quiet", "resources", "care"]
 ModerationProfile = Literal["support", "peer-strict", "quiet", "announcements"]
 JoinRule = Literal["restricted", "knock", "knock_restricted"]
 HistoryVisibility = Literal["shared", "joined", "invited"]
@@ -76,6 +79,7 @@ Purpose = Literal[
     "quiet-reflection",
     "graded-exposure",
     "resources",
+    "consultation",
 ]
 LayoutKind = Literal["circle", "semicircle", "rows", "scattered", "pairs", "stations"]
 ComfortRating = Literal["comfortable", "moderate", "intense"]

@@ -17,7 +17,7 @@ from moderation.escalation import Escalation, category_words
 from moderation.models import FlaggedMessage, ModerationDecision
 from spaces.models import ProvisionedRoom, ProvisionedSpace
 from tests.e2e.conftest import resolve_open_escalations
-from tests.e2e.escalation_staff import CLINICIAN, staff_user
+from tests.e2e.escalation_staff import CLINICIAN, staff_room, staff_user
 from tests.e2e.matrix import MatrixError, q, wait_for
 from tests.moderation.factories import DISTRESSED_BURST
 
@@ -406,3 +406,103 @@ def test_a_uk_space_gives_samaritans_first_and_the_member_can_choose_their_count
             if sp is not None:
                 s.delete(sp)
             s.commit()
+
+
+def test_take_puts_the_clinician_in_the_care_room_and_the_persons_replies_reach_the_case(
+    hearth_stack, room_and_member
+):
+    """Alert to conversation: the person's reply before anyone takes the case pages the on-call
+    clinician (no text in the staff room); ``!take`` invites the clinician into the care room, which
+    gets its consultation-office scene, and the person is told who joined; later replies stay between
+    them; resolving says so to the person."""
+    hs = hearth_stack
+    room, member = room_and_member
+    clinician = staff_user(hs, CLINICIAN)
+    staff = staff_room(hs)
+    sent = member.say(
+        room, "I've got the tablets counted out on the table and I'm going to take them tonight"
+    )
+    esc = wait_for(lambda: _escalation_for(hs, [sent]), timeout=20, what="the escalation")
+    care_room = _private_room_with_the_bot(member)
+    wait_for(lambda: _bot_messages(hs, member, care_room), timeout=30, what="the crisis resources")
+
+    reply_text = "i dont know why im telling a bot this but im really scared"
+    member.say(care_room, reply_text)
+
+    def page() -> dict | None:
+        return next(
+            (
+                e
+                for e in clinician.messages(staff)
+                if e["type"] == "m.room.message"
+                and e["content"].get("body", "").startswith("💬")
+                and (e["content"].get("org.hearth.escalation") or {}).get("id") == esc.id
+            ),
+            None,
+        )
+
+    paged = wait_for(page, timeout=20, what="the page for the person's reply")["content"]
+    assert paged["m.mentions"] == {"user_ids": [CLINICIAN]}
+    assert f"!take {esc.id}" in paged["body"]
+    assert reply_text not in json.dumps(paged)  # the staff room never gets the text
+    assert _case(hs, esc.id).care_replies == 1
+
+    asked = clinician.say(staff, f"!take {esc.id}")
+    answered = wait_for(
+        lambda: next(
+            (
+                e
+                for e in clinician.messages(staff)
+                if (e["content"].get("m.relates_to") or {}).get("m.in_reply_to", {}).get("event_id") == asked
+            ),
+            None,
+        ),
+        what="the answer to !take",
+    )
+    assert "care room" in answered["content"]["body"]
+    clinician.join(care_room)  # they were invited
+    scene = next(e for e in clinician.state(care_room) if e["type"] == "org.hearth.room.scene")
+    assert scene["content"]["preset"] == "consultation-office"
+    assert scene["content"]["facilitation"]["mode"] == "clinician-facilitated"
+    told = wait_for(
+        lambda: [
+            e
+            for e in _bot_messages(hs, member, care_room)
+            if "from Hearth's care team has joined this room" in e["content"].get("body", "")
+        ],
+        what="the person told who joined",
+    )
+    assert told[0]["content"]["body"].startswith("Test clinician on call from Hearth's care team")
+    taken = _case(hs, esc.id)
+    assert (taken.status, taken.taken_by, taken.care_room_id) == ("acknowledged", CLINICIAN, care_room)
+    assert reply_text in [e["content"].get("body") for e in clinician.messages(care_room)]  # they can read it
+
+    member.say(care_room, "ok. thank you for coming")
+    wait_for(lambda: _case(hs, esc.id).care_replies == 2 or None, what="the second reply attached")
+    time.sleep(1)
+    assert (
+        sum(
+            1
+            for e in clinician.messages(staff)
+            if e["content"].get("body", "").startswith("💬")
+            and (e["content"].get("org.hearth.escalation") or {}).get("id") == esc.id
+        )
+        == 1
+    )
+
+    clinician.say(staff, f"!resolve {esc.id} contacted talked it through, safe plan agreed")
+    wait_for(
+        lambda: [
+            e
+            for e in _bot_messages(hs, member, care_room)
+            if "closed this check-in" in e["content"].get("body", "")
+        ],
+        what="the kind closing",
+    )
+
+
+def _case(hs, esc_id: str) -> Escalation:
+    with Session(hs.engine) as s:
+        esc = s.get(Escalation, esc_id)
+        assert esc is not None
+        return esc

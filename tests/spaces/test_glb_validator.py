@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from spaces.care_room import care_asset
 from spaces.glb import scene_glb
 from spaces.scene import PRESET_TITLES, AssetSpec, required_assets
 
@@ -34,8 +35,10 @@ def _validate(validator: Path, path: Path) -> dict:
 
 
 def test_every_theme_scene_passes_the_validator(validator, themes, tmp_path):
-    """Each distinct scene the themes use (covering every preset, with and without exposure)."""
+    """Each distinct scene the themes and the care room use (every preset, with and without exposure)."""
     assets = required_assets(themes)
+    key, spec = care_asset()
+    assets[key] = spec
     assert {a.preset for a in assets.values()} == set(PRESET_TITLES)
     chosen: dict[tuple[str, bool], tuple[str, AssetSpec]] = {}
     for key, spec in assets.items():

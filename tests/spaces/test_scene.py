@@ -71,3 +71,23 @@ def test_seats_do_not_overlap(kind):
     for i, a in enumerate(seats):
         for b in seats[i + 1 :]:
             assert (a.x - b.x) ** 2 + (a.z - b.z) ** 2 > 0.5**2, (kind, a, b)
+
+
+def test_the_care_room_is_a_calm_private_consultation_office():
+    from config.resources import load_crisis_resources
+    from spaces.care_room import CARE_ROOM, care_scene_content
+
+    lines = load_crisis_resources().pinned_lines("GB", None)
+    validator = jsonschema.Draft202012Validator(room_scene_schema())
+    for safe_place in ("#grief-loss-quiet:localhost", None):
+        content = care_scene_content(lines, safe_place)
+        errors = list(validator.iter_errors(content))
+        assert not errors, errors[0].message
+        assert content["preset"] == "consultation-office"
+        assert content["purpose"] == "consultation"
+        assert content["facilitation"]["mode"] == "clinician-facilitated"
+        assert content["facilitation"]["crisis_resources"][1]["label"] == "Samaritans"
+        assert content["comfort"]["locomotion_allowed"] == []  # seated and still
+        assert len(content["layout"]["seats"]) == 2
+        assert content["comfort"].get("safe_place_room") == safe_place
+    assert world_content(CARE_ROOM, MEDIA)["scene_name"] == "Private check-in · Consultation office"

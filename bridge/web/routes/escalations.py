@@ -98,6 +98,32 @@ def _escalation(esc: Escalation) -> dict[str, Any]:
         "alert_event_id": esc.alert_event_id,
         "locale": esc.locale,
         "updated_at": esc.updated_at.isoformat(),
+        "conversation": _conversation(esc),
+    }
+
+
+def _iso(dt: Any) -> str | None:
+    return dt.isoformat() if dt else None
+
+
+def _conversation(esc: Escalation) -> dict[str, Any]:
+    """Where the care room stands, never its text: who is with the person, how often they wrote."""
+    if esc.taken_by:
+        state = "with_clinician"
+    elif esc.left_alone_at:
+        state = "left_alone"
+    elif esc.care_replies:
+        state = "waiting_for_a_clinician"
+    else:
+        state = "not_started"
+    return {
+        "state": state,
+        "care_room_id": esc.care_room_id,
+        "taken_by": esc.taken_by,
+        "taken_at": _iso(esc.taken_at),
+        "left_alone_at": _iso(esc.left_alone_at),
+        "member_replies": esc.care_replies,
+        "last_member_reply_at": _iso(esc.care_last_reply_at),
     }
 
 
@@ -182,6 +208,29 @@ async def acknowledge(
     actor = _actor(x_hearth_actor, body.actor, desk)
     try:
         return _escalation(await desk.acknowledge(esc_id, actor, body.note))
+    except (NotStaff, EscalationNotFound, IllegalTransition) as e:
+        raise _translate(e) from None
+
+
+class TakeBody(ActorBody):
+    anyway: bool = Field(
+        False, description="Join although the person asked to be left alone (only for a risk to life)"
+    )
+
+
+@router.post("/{esc_id}/take")
+async def take(
+    esc_id: str,
+    body: TakeBody | None = None,
+    x_hearth_actor: str | None = Header(None),
+    desk: EscalationDesk = Depends(_desk),
+) -> dict[str, Any]:
+    """Take the case (clinicians only): you are invited into the person's care room, the person is told
+    gently who joined, and an unacknowledged case is acknowledged by you."""
+    body = body or TakeBody()
+    actor = _actor(x_hearth_actor, body.actor, desk)
+    try:
+        return _escalation(await desk.take(esc_id, actor, anyway=body.anyway))
     except (NotStaff, EscalationNotFound, IllegalTransition) as e:
         raise _translate(e) from None
 
