@@ -287,21 +287,32 @@ async def bench(layout: stack.StackLayout, args: argparse.Namespace) -> int:
                         await c.call("POST", f"/_matrix/client/v3/rooms/{q(r)}/leave", {})
                     except RuntimeError:
                         pass
-            await resolve_bench_escalations(layout, settings, [path[-1] for path in paths],
+            await resolve_bench_escalations(layout, admin, [path[-1] for path in paths],
                                             {c.user_id for c, _ in joined})
 
 
-async def resolve_bench_escalations(layout: stack.StackLayout, settings: dict[str, Any], room_ids: list[str],
+async def resolve_bench_escalations(layout: stack.StackLayout, admin: Client, room_ids: list[str],
                                     senders: set[str]) -> None:
-    """Resolve (false alarm) the escalations this run raised, through the staff API as the first
-    clinician in config/staff.toml, so that their SLA re-pages do not load the next run."""
-    token = settings.get("staff_api", {}).get("token")
+    """Resolve (false alarm) the escalations this run raised, through the staff API signed in (Matrix
+    OpenID) as the first clinician in config/staff.toml, so that their SLA re-pages do not load the
+    next run. The clinician's Matrix token comes from the admin API (their account must exist)."""
     staff = tomllib.loads(STAFF_FILE.read_text())  # noqa: ASYNC240 (a small file, once per run)
     clinicians = [c["user_id"] for c in staff.get("clinicians", [])]
-    if not token or not clinicians:
-        print("escalations left open: no staff API token or clinician to resolve them with")
+    try:
+        if not clinicians:
+            raise RuntimeError("no clinician in the staff file")
+        login = await admin.call("POST", f"/_synapse/admin/v1/users/{q(clinicians[0])}/login", {})
+        clinician = Client(admin.http, clinicians[0], str(login["access_token"]))
+        openid = await clinician.call("POST", f"/_matrix/client/v3/user/{q(clinician.user_id)}/openid/request_token", {})
+        async with httpx.AsyncClient(base_url=layout.hearth_url, timeout=30) as hearth:
+            r = await hearth.post("/api/auth/openid", json={"access_token": openid["access_token"],
+                                                            "matrix_server_name": openid["matrix_server_name"]})
+            r.raise_for_status()
+            session = r.json()["token"]
+    except (RuntimeError, httpx.HTTPError, KeyError) as e:
+        print(f"escalations left open: could not sign in as a clinician to resolve them ({e})")
         return
-    headers = {"Authorization": f"Bearer {token}", "X-Hearth-Actor": clinicians[0]}
+    headers = {"Authorization": f"Bearer {session}"}
     async with httpx.AsyncClient(base_url=layout.hearth_url, headers=headers, timeout=30) as api:
         mine = []
         for room_id in room_ids:
@@ -312,6 +323,7 @@ async def resolve_bench_escalations(layout: stack.StackLayout, settings: dict[st
         for esc_id in mine:
             await api.post(f"/api/escalations/{esc_id}/resolve",
                            json={"outcome": "false_alarm", "note": "raised by bench/escalation.py"})
+        await api.post("/api/auth/sign-out")
     print(f"resolved the run's {len(mine)} escalations (false alarm, bench)")
 
 

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from sqlmodel import Field, SQLModel
 
+from moderation.escalation import UTCDateTime
+
 
 class SyncState(SQLModel, table=True):
     """The bot's ``next_batch`` token, saved after each handled sync so restarts neither replay nor miss."""
@@ -61,3 +63,16 @@ class MemberRegion(SQLModel, table=True):
     user_id: str = Field(primary_key=True, max_length=255)
     region: str = Field(max_length=8)
     updated_at: datetime
+
+
+class StaffSession(SQLModel, table=True):
+    """A staff member's sign-in (Matrix OpenID, ``bridge.web.auth``): the session token is this row's
+    ``id`` signed with ``staff_api.session_secret``; signing out revokes the row."""
+
+    __tablename__ = "staff_session"
+
+    id: str = Field(primary_key=True, max_length=64)
+    user_id: str = Field(index=True, max_length=255)
+    created_at: datetime = Field(sa_type=UTCDateTime())
+    expires_at: datetime = Field(sa_type=UTCDateTime())
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime())

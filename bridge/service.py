@@ -16,8 +16,8 @@ from datetime import timedelta
 from typing import Any
 
 import uvicorn
-from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlalchemy import Engine, delete
+from sqlmodel import Session, col
 
 from bridge import db
 from bridge.actions import Actions
@@ -29,10 +29,12 @@ from bridge.gateway import GatewayError, NioGateway, TimelineEvent
 from bridge.listener import Bot
 from bridge.member_room import MemberRoom
 from bridge.metrics import Metrics
+from bridge.models import StaffSession
 from bridge.scheduler import Scheduler
 from bridge.screening import Screening, invite_check, load_pipeline
 from bridge.tasks import TaskGroup
 from bridge.web.app import create_app
+from bridge.web.auth import StaffAuth
 from config.settings import Settings
 from moderation import escalation, store
 
@@ -64,6 +66,7 @@ class HearthService:
         self.desk = EscalationDesk(
             settings, self.engine, self.gateway, self.scheduler, self.clock, self.tasks
         )
+        self.auth = StaffAuth(settings, self.desk.staff, self.engine, self.clock)
         self.member_room = MemberRoom(
             self.engine,
             self.gateway,
@@ -217,6 +220,8 @@ class HearthService:
 
         def purge(session: Session) -> tuple[int, int]:
             flagged = store.purge_expired(session, now)
+            ended = now - timedelta(days=1)  # sign-ins that ended a day ago are forgotten
+            session.execute(delete(StaffSession).where(col(StaffSession.expires_at) < ended))
             return flagged, escalation.purge_excerpts(session, now)
 
         flagged, excerpts = await db.run_db(self.engine, purge)
@@ -228,6 +233,7 @@ class HearthService:
         await self.tasks.close()
         self.scheduler.shutdown()  # before the desk closes its database lane: no sweep may start after
         await self.desk.close()
+        await self.auth.close()
         await self.gateway.close()
         self.engine.dispose()
         log.info("stopped cleanly")

@@ -67,7 +67,22 @@ class GateSettings(_Section):
 
 
 class StaffApiSettings(_Section):
-    token: SecretStr = SecretStr("CHANGE-ME")
+    """Staff sign-in (Matrix OpenID, bridge/web/auth.py): the key that signs Hearth's session tokens."""
+
+    session_secret: SecretStr = SecretStr("CHANGE-ME")
+    session_minutes: int = Field(480, ge=5, le=7 * 24 * 60)  # a sign-in lasts this long (one shift)
+    # Failed sign-ins allowed per client address in a moving window, e.g. "10/5minutes".
+    failed_sign_in_limit: str = Field("10/5minutes", pattern=r"^\d+/\d*\s*(second|minute|hour|day)s?$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_shared_token(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "token" in data:
+            raise ValueError(
+                "`token` is gone: there is no shared staff token any more; staff sign in with their Matrix "
+                "account (POST /api/auth/openid, see the README). Remove the key; set `session_secret`."
+            )
+        return data
 
 
 class ModerationSettings(_Section):
@@ -156,7 +171,7 @@ class Settings(BaseSettings):
         return {
             "matrix.bot_password": self.matrix.bot_password,
             "gate.secret": self.gate.secret,
-            "staff_api.token": self.staff_api.token,
+            "staff_api.session_secret": self.staff_api.session_secret,
         } | ({"escalation.webhook_secret": self.escalation.webhook_secret}
              if self.escalation.webhook_url and self.escalation.webhook_secret else {})
 

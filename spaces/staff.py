@@ -30,6 +30,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+StaffRole = Literal["clinician", "moderator", "admin"]
+
+
 class StaffMember(_Strict):
     """A moderator or clinician."""
 
@@ -103,13 +106,14 @@ class Staff(_Strict):
 
     moderators: list[StaffMember] = Field(default_factory=list)
     clinicians: list[StaffMember] = Field(min_length=1)
+    admins: list[StaffMember] = Field(default_factory=list)
     rota: Rota
     acknowledge: Acknowledge
 
     @model_validator(mode="after")
     def _rota_names_clinicians(self) -> Staff:
         clinicians = {c.user_id for c in self.clinicians}
-        everyone = [m.user_id for m in self.moderators] + [c.user_id for c in self.clinicians]
+        everyone = [m.user_id for m in [*self.moderators, *self.clinicians, *self.admins]]
         dupes = sorted({u for u in everyone if everyone.count(u) > 1})
         if dupes:
             raise ValueError(f"staff listed more than once: {dupes}")
@@ -140,7 +144,19 @@ class Staff(_Strict):
     @property
     def display_names(self) -> dict[str, str]:
         """User ID -> the display name the staff file gives them (how alerts name them)."""
-        return {m.user_id: m.display_name for m in [*self.moderators, *self.clinicians]}
+        return {m.user_id: m.display_name for m in [*self.moderators, *self.clinicians, *self.admins]}
+
+    def role_of(self, user_id: str) -> StaffRole | None:
+        """``clinician``, ``moderator`` or ``admin`` (each person has one role), or None if not staff."""
+        roles: tuple[tuple[StaffRole, list[StaffMember]], ...] = (
+            ("clinician", self.clinicians),
+            ("moderator", self.moderators),
+            ("admin", self.admins),
+        )
+        for role, people in roles:
+            if any(p.user_id == user_id for p in people):
+                return role
+        return None
 
 
 class StaffError(ValueError):

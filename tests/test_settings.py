@@ -15,7 +15,7 @@ bot_password = "a-real-generated-password"
 [gate]
 secret = "a-real-generated-secret"
 [staff_api]
-token = "a-real-generated-token"
+session_secret = "a-real-generated-session-secret"
 """
 
 
@@ -53,8 +53,8 @@ def test_env_value_error_names_the_variable(tmp_path, monkeypatch):
 def test_placeholder_secrets_refused_outside_development(tmp_path):
     with pytest.raises(SettingsError, match=r"gate\.secret.*operator\.toml"):
         load_settings(_write(tmp_path, GOOD.replace("a-real-generated-secret", "CHANGE-ME")))
-    with pytest.raises(SettingsError, match=r"staff_api\.token.*default\.toml"):
-        load_settings(_write(tmp_path, GOOD.replace('token = "a-real-generated-token"', "")))
+    with pytest.raises(SettingsError, match=r"staff_api\.session_secret.*default\.toml"):
+        load_settings(_write(tmp_path, GOOD.replace('session_secret = "a-real-generated-session-secret"', "")))
     dev = load_settings(_write(tmp_path, 'environment = "development"\n'))
     assert dev.gate.secret.get_secret_value() == "CHANGE-ME"
 
@@ -78,3 +78,9 @@ def test_toxicity_runtime_and_model_cache_dir(tmp_path):
     assert settings.effective_model_cache_dir == tmp_path / "m"
     with pytest.raises(SettingsError, match=r"moderation\.toxicity_runtime.*operator\.toml"):
         load_settings(_write(tmp_path, GOOD + '\n[moderation]\ntoxicity_runtime = "tensorrt"\n'))
+
+
+def test_the_shared_staff_token_is_gone_and_says_so(tmp_path):
+    """An operator file from before staff sign-in names the obsolete key and what replaced it."""
+    with pytest.raises(SettingsError, match=r"staff_api.*`token` is gone.*sign in with their Matrix account"):
+        load_settings(_write(tmp_path, GOOD + 'token = "an-old-shared-token"\n'))

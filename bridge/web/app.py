@@ -8,7 +8,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from bridge.web.routes import directory, escalations, gate, health, schemas
+from bridge.web.routes import auth, directory, escalations, gate, health, schemas
 
 if TYPE_CHECKING:
     from bridge.service import HearthService
@@ -39,5 +39,6 @@ def create_app(service: HearthService) -> FastAPI:
     app.include_router(gate.router)
     app.include_router(schemas.router)
     app.include_router(directory.router)
+    app.include_router(auth.router)
     app.include_router(escalations.router)
     return app

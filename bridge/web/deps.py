@@ -1,4 +1,4 @@
-"""Request dependencies: the running service and bearer-token checks."""
+"""Request dependencies: the running service, the signed-in staff member and bearer-secret checks."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import hmac
 from typing import TYPE_CHECKING
 
 from fastapi import HTTPException, Request
+
+from bridge.web.auth import Principal, StaffAuth, require_role
 
 if TYPE_CHECKING:
     from bridge.service import HearthService
@@ -26,3 +28,18 @@ def require_bearer(request: Request, secret: str, what: str) -> None:
         raise HTTPException(
             status_code=401, detail={"errcode": "M_UNAUTHORIZED", "error": f"missing or wrong {what}"}
         )
+
+
+def staff_auth(request: Request) -> StaffAuth:
+    auth: StaffAuth = request.app.state.service.auth
+    return auth
+
+
+async def signed_in(request: Request) -> Principal:
+    """The signed-in staff member (any role); 401 without a session."""
+    return await staff_auth(request).principal(request)
+
+
+async def clinician(request: Request) -> Principal:
+    """The signed-in clinician; 403 for moderators and admins (clinical case files are clinicians' only)."""
+    return require_role(await signed_in(request), "clinician", what="read or act on clinical case files")

@@ -45,7 +45,7 @@ def test_a_placeholder_webhook_secret_is_refused_in_production():
             None,
             matrix={"bot_password": "x" * 20},
             gate={"secret": "y" * 20},
-            staff_api={"token": "z" * 20},
+            staff_api={"session_secret": "z" * 20},
             escalation={"webhook_url": "https://example.org/hook", "webhook_secret": "CHANGE-ME"},
         )
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
+
 from bridge import stack
 from tests.e2e.matrix import MatrixError, User, q, wait_for
 
@@ -11,11 +13,16 @@ ALIAS = "#hearth-staff:localhost"
 CLINICIAN = "@escclin1:localhost"  # on call around the clock
 BACKUP = "@escclin2:localhost"  # the rota's fallback
 MODERATOR = "@escmod1:localhost"
+ADMIN = "@escadmin1:localhost"
 
 STAFF_TOML = f"""
 [[moderators]]
 user_id = "{MODERATOR}"
 display_name = "Test moderator"
+
+[[admins]]
+user_id = "{ADMIN}"
+display_name = "Test operator"
 
 [[clinicians]]
 user_id = "{CLINICIAN}"
@@ -88,3 +95,29 @@ def join_staff_room(hs, user: User) -> str:
             raise
     user.join(room)
     return room
+
+
+def matrix_account(hs, user_id: str) -> User:
+    """Log in as (registering if needed) an account of the test homeserver, outside any room."""
+    localpart = user_id[1:].split(":", 1)[0]
+    password = f"pw-{localpart}"
+    token = stack.register_user(hs.layout, localpart, password) or stack.login(hs.layout, localpart, password)
+    stack.exempt_from_ratelimit(hs.layout, hs.admin.token, user_id)
+    return User(hs.layout.hs_url, user_id, token)
+
+
+def openid_token(user: User) -> dict:
+    """What a Matrix client asks its homeserver for to prove who it is to Hearth."""
+    return user.call("POST", f"/_matrix/client/v3/user/{q(user.user_id)}/openid/request_token", {})
+
+
+def sign_in(hs, user_id: str) -> str:
+    """Sign in to Hearth with the account's Matrix identity (OpenID); returns the session token."""
+    openid = openid_token(matrix_account(hs, user_id))
+    r = httpx.post(
+        f"{hs.layout.hearth_url}/api/auth/openid",
+        timeout=10,
+        json={"access_token": openid["access_token"], "matrix_server_name": openid["matrix_server_name"]},
+    )
+    assert r.status_code == 200, r.text
+    return str(r.json()["token"])

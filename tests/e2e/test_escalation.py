@@ -36,12 +36,14 @@ from moderation.escalation import (
 )
 from tests.e2e.conftest import resolve_open_escalations
 from tests.e2e.escalation_staff import (
+    ADMIN,
     BACKUP,
     CLINICIAN,
     IMMINENT_SLA_SECONDS,
     MODERATOR,
     WEBHOOK_SECRET,
     join_staff_room,
+    sign_in,
     staff_room,
     staff_user,
 )
@@ -327,7 +329,7 @@ def test_a_clinician_reaction_acknowledges_and_edits_the_alert(hearth_stack):
     new = edit["content"]["m.new_content"]
     assert new["org.hearth.escalation"]["status"] == "acknowledged"
     assert edit["content"]["org.hearth.escalation"]["status"] == "acknowledged"
-    assert "ACKNOWLEDGED by " + CLINICIAN in new["body"]
+    assert f"ACKNOWLEDGED by Test clinician on call ({CLINICIAN})" in new["body"]
 
 
 def test_a_reaction_by_someone_who_is_not_a_clinician_does_not_acknowledge(hearth_stack):
@@ -462,29 +464,41 @@ def test_the_webhook_receives_a_signed_post(hearth_stack, webhook_inbox):
 # --- staff API --------------------------------------------------------------------------------
 
 
+_SESSIONS: dict[tuple[str, str], str] = {}  # (Hearth URL, user) -> session token
+
+
 def api(
     hs, method: str, path: str, actor: str | None = CLINICIAN, token: str | None = None, **kwargs: Any
 ) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {token or hs.settings['staff_api']['token']}"}
-    if actor:
-        headers["X-Hearth-Actor"] = actor
+    """The staff API as ``actor`` signed in with their Matrix identity (or with ``token``, or with nothing)."""
+    if token is None and actor is not None:
+        key = (hs.layout.hearth_url, actor)
+        if key not in _SESSIONS:
+            _SESSIONS[key] = sign_in(hs, actor)
+        token = _SESSIONS[key]
+    headers = dict(kwargs.pop("headers", {}))
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     return httpx.request(
         method, f"{hs.layout.hearth_url}/api/escalations{path}", headers=headers, timeout=10, **kwargs
     )
 
 
-def test_staff_api_lists_reads_and_acts_with_role_checks(hearth_stack):
+def test_staff_api_lists_reads_and_acts_as_the_signed_in_clinician(hearth_stack):
     hs = hearth_stack
     member, room, event_id = crisis_message(hs)
     esc_id = commit_escalation(hs, member, room, event_id, severity="high", category="self_harm")
 
-    assert api(hs, "GET", "", token="wrong").status_code == 401
     r = api(hs, "GET", "", actor=None)
-    assert r.status_code == 403
-    assert "X-Hearth-Actor" in r.json()["error"]
-    r = api(hs, "GET", "", actor="@nobody:localhost")
-    assert r.status_code == 403
-    assert "not listed as Hearth staff" in r.json()["error"]
+    assert r.status_code == 401
+    assert "Sign in first" in r.json()["error"]
+    assert api(hs, "GET", "", token="not-a-hearth-token").status_code == 401
+    r = api(hs, "GET", "", actor=MODERATOR)
+    assert r.status_code == 403  # case files are clinical: moderators never read them
+    assert "signed in as moderator" in r.json()["error"]
+    assert api(hs, "GET", f"/{esc_id}", actor=ADMIN).status_code == 403
+    r = api(hs, "GET", "", actor=None, headers={"X-Hearth-Actor": CLINICIAN})  # a self-declared actor is nobody
+    assert r.status_code == 401
 
     listed = api(hs, "GET", "", params={"room_id": room}).json()["escalations"]
     assert [e["id"] for e in listed] == [esc_id]
@@ -502,25 +516,27 @@ def test_staff_api_lists_reads_and_acts_with_role_checks(hearth_stack):
     assert r.status_code == 400
     assert "status" in r.json()["error"]
 
-    one = api(hs, "GET", f"/{esc_id}", actor=MODERATOR).json()
+    one = api(hs, "GET", f"/{esc_id}").json()
     assert one["id"] == esc_id
     assert one["event_id"] == event_id
     assert [e["event_id"] for e in one["evidence"]] == [event_id]
     assert one["evidence"][0]["signals"][0]["label"] == "crisis.self_harm"
     assert [a["transition"] for a in one["audit"]] == ["opened"]
+    assert one["conversation"]["state"] == "not_started"
     assert api(hs, "GET", "/E-ZZZZZZ").status_code == 404
 
     r = api(hs, "POST", f"/{esc_id}/acknowledge", actor=MODERATOR)
     assert r.status_code == 403
-    assert "only clinicians" in r.json()["error"]
+    r = api(hs, "POST", f"/{esc_id}/acknowledge", json={"note": "on it", "actor": BACKUP})
+    assert r.status_code == 400  # nobody acts as someone else: there is no actor field
     r = api(hs, "POST", f"/{esc_id}/acknowledge", json={"note": "on it"})
     assert r.status_code == 200
-    assert r.json()["status"] == "acknowledged"
+    assert (r.json()["status"], r.json()["acknowledged_by"]) == ("acknowledged", CLINICIAN)
     r = api(hs, "POST", f"/{esc_id}/acknowledge")
     assert r.status_code == 409
     assert "already acknowledged" in r.json()["error"]
 
-    r = api(hs, "POST", f"/{esc_id}/notes", actor=MODERATOR, json={"text": "member replied in the DM"})
+    r = api(hs, "POST", f"/{esc_id}/notes", json={"text": "member replied in the DM"})
     assert r.status_code == 201
     assert r.json()["escalation_id"] == esc_id
     assert api(hs, "POST", f"/{esc_id}/notes", json={"text": ""}).status_code == 400
@@ -529,16 +545,14 @@ def test_staff_api_lists_reads_and_acts_with_role_checks(hearth_stack):
     assert r.status_code == 422
     assert "Unknown outcome" in r.json()["error"]
     assert api(hs, "POST", f"/{esc_id}/resolve", json={}).status_code == 400
-    r = api(hs, "POST", f"/{esc_id}/resolve", actor=None, json={"actor": BACKUP, "outcome": "contacted"})
+    r = api(hs, "POST", f"/{esc_id}/resolve", actor=BACKUP, json={"outcome": "contacted"})
     assert r.status_code == 200
     assert (r.json()["status"], r.json()["outcome"]) == ("resolved", "contacted")
     r = api(hs, "POST", f"/{esc_id}/resolve", json={"outcome": "contacted"})
     assert r.status_code == 409
     assert "already resolved" in r.json()["error"]
-    r = api(hs, "POST", f"/{esc_id}/resolve", json={"actor": BACKUP, "outcome": "contacted"})
-    assert r.status_code == 400  # header and body name different people
 
     trail = api(hs, "GET", f"/{esc_id}").json()
     assert [a["transition"] for a in trail["audit"]] == ["opened", "acknowledged", "note", "resolved"]
-    assert trail["audit"][3]["actor"] == BACKUP
+    assert [a["actor"] for a in trail["audit"][1:]] == [CLINICIAN, CLINICIAN, BACKUP]  # each by who signed in
     assert trail["resolved_by"] == BACKUP

@@ -1,20 +1,22 @@
 """Staff API for crisis escalations: list, read with audit trail and evidence, acknowledge, resolve, note.
 
-Every call needs the static staff bearer token (``staff_api.token``) and names the acting person in an
-``X-Hearth-Actor`` header (or an ``actor`` body field), who must be listed in the staff file: reading
-and notes for any staff member, acknowledging and resolving for clinicians only. Errors are 4xx with
-a Matrix-style body ``{"errcode", "error"}`` whose ``error`` is a sentence fit to show a clinician.
+Every call is by a signed-in clinician (``bridge.web.auth``: a Matrix OpenID sign-in, the session
+token as a bearer token or cookie); moderators and admins are refused, as case files are clinical. The
+acting person is always the one signed in, and every action lands in the case's audit trail under
+their name. Errors are 4xx with a Matrix-style body ``{"errcode", "error"}`` whose ``error`` is a
+sentence fit to show a clinician.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from bridge.escalations import EscalationDesk, NotPermitted
-from bridge.web.deps import require_bearer
+from bridge.web.auth import Principal
+from bridge.web.deps import clinician
 from moderation.escalation import (
     Escalation,
     EscalationAudit,
@@ -32,11 +34,10 @@ SeverityName = Literal["imminent", "high", "moderate"]
 
 
 class ActorBody(BaseModel):
+    """Who acts is the signed-in clinician, never a field: an ``actor`` in the body is refused (400)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    actor: str | None = Field(
-        None, description="Matrix user ID of the acting staff member (or X-Hearth-Actor)"
-    )
     note: str | None = Field(None, max_length=4000)
 
 
@@ -50,33 +51,16 @@ class ResolveBody(ActorBody):
 class NoteBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    actor: str | None = None
     text: str = Field(min_length=1, max_length=4000)
 
 
 def _desk(request: Request) -> EscalationDesk:
-    require_bearer(
-        request, request.app.state.service.settings.staff_api.token.get_secret_value(), "staff API token"
-    )
     desk: EscalationDesk = request.app.state.service.desk
     return desk
 
 
 def _error(status: int, errcode: str, error: str, **extra: Any) -> HTTPException:
     return HTTPException(status, {"errcode": errcode, "error": error, **extra})
-
-
-def _actor(header: str | None, body: str | None, desk: EscalationDesk) -> str:
-    if header and body and header != body:
-        raise _error(400, "M_INVALID_PARAM", "X-Hearth-Actor and the body's actor name different people.")
-    actor = (header or body or "").strip()
-    if not actor:
-        raise _error(403, "M_FORBIDDEN", "Name the acting staff member in the X-Hearth-Actor header.")
-    try:
-        desk.require_staff(actor)
-    except NotStaff as e:
-        raise _error(403, "M_FORBIDDEN", str(e)) from None
-    return actor
 
 
 def _translate(e: Exception) -> HTTPException:
@@ -173,11 +157,10 @@ async def list_escalations(
     room_id: str | None = None,
     limit: int = Query(50, ge=1, le=200),
     offset: int = Query(0, ge=0),
-    x_hearth_actor: str | None = Header(None),
+    who: Principal = Depends(clinician),
     desk: EscalationDesk = Depends(_desk),
 ) -> dict[str, Any]:
     """List escalations, newest first, filtered by status (repeatable), severity and room."""
-    _actor(x_hearth_actor, None, desk)
     rows = await desk.list_escalations(
         status=status, severity=severity, room_id=room_id, limit=limit, offset=offset
     )
@@ -186,10 +169,9 @@ async def list_escalations(
 
 @router.get("/{esc_id}")
 async def get_escalation(
-    esc_id: str, x_hearth_actor: str | None = Header(None), desk: EscalationDesk = Depends(_desk)
+    esc_id: str, who: Principal = Depends(clinician), desk: EscalationDesk = Depends(_desk)
 ) -> dict[str, Any]:
     """One escalation with its evidence, audit trail and notifications."""
-    _actor(x_hearth_actor, None, desk)
     try:
         return _trail(await desk.trail(esc_id))
     except EscalationNotFound as e:
@@ -200,12 +182,12 @@ async def get_escalation(
 async def acknowledge(
     esc_id: str,
     body: ActorBody | None = None,
-    x_hearth_actor: str | None = Header(None),
+    who: Principal = Depends(clinician),
     desk: EscalationDesk = Depends(_desk),
 ) -> dict[str, Any]:
     """Acknowledge an open or re-paged escalation (clinicians only); stops re-paging."""
     body = body or ActorBody()
-    actor = _actor(x_hearth_actor, body.actor, desk)
+    actor = who.user_id
     try:
         return _escalation(await desk.acknowledge(esc_id, actor, body.note))
     except (NotStaff, EscalationNotFound, IllegalTransition) as e:
@@ -222,13 +204,13 @@ class TakeBody(ActorBody):
 async def take(
     esc_id: str,
     body: TakeBody | None = None,
-    x_hearth_actor: str | None = Header(None),
+    who: Principal = Depends(clinician),
     desk: EscalationDesk = Depends(_desk),
 ) -> dict[str, Any]:
     """Take the case (clinicians only): you are invited into the person's care room, the person is told
     gently who joined, and an unacknowledged case is acknowledged by you."""
     body = body or TakeBody()
-    actor = _actor(x_hearth_actor, body.actor, desk)
+    actor = who.user_id
     try:
         return _escalation(await desk.take(esc_id, actor, anyway=body.anyway))
     except (NotStaff, EscalationNotFound, IllegalTransition) as e:
@@ -239,11 +221,11 @@ async def take(
 async def resolve(
     esc_id: str,
     body: ResolveBody,
-    x_hearth_actor: str | None = Header(None),
+    who: Principal = Depends(clinician),
     desk: EscalationDesk = Depends(_desk),
 ) -> dict[str, Any]:
     """Resolve an escalation with an outcome (clinicians only); an unacknowledged one is acknowledged first."""
-    actor = _actor(x_hearth_actor, body.actor, desk)
+    actor = who.user_id
     try:
         return _escalation(await desk.resolve(esc_id, actor, body.outcome, body.note))
     except (NotStaff, EscalationNotFound, IllegalTransition, ValueError) as e:
@@ -254,11 +236,11 @@ async def resolve(
 async def add_note(
     esc_id: str,
     body: NoteBody,
-    x_hearth_actor: str | None = Header(None),
+    who: Principal = Depends(clinician),
     desk: EscalationDesk = Depends(_desk),
 ) -> dict[str, Any]:
     """Add a staff note to an escalation's audit trail (any staff member, any status)."""
-    actor = _actor(x_hearth_actor, body.actor, desk)
+    actor = who.user_id
     try:
         row = await desk.add_note(esc_id, actor, body.text)
         return _audit(row) | {"escalation_id": row.escalation_id}
