@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
-from bridge.web.routes import auth, directory, escalations, gate, health, schemas
+from bridge.web.routes import auth, directory, escalations, gate, health, schemas, staff_pages
 
 if TYPE_CHECKING:
     from bridge.service import HearthService
+
+STATIC = Path(__file__).resolve().parent / "static"
 
 
 def create_app(service: HearthService) -> FastAPI:
@@ -41,4 +45,6 @@ def create_app(service: HearthService) -> FastAPI:
     app.include_router(directory.router)
     app.include_router(auth.router)
     app.include_router(escalations.router)
+    app.include_router(staff_pages.router)
+    app.mount("/staff/static", StaticFiles(directory=STATIC), name="staff-static")
     return app

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hmac
 from typing import TYPE_CHECKING
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
-from bridge.web.auth import Principal, StaffAuth, require_role
+from bridge.web.auth import COOKIE, Principal, StaffAuth, require_role
 
 if TYPE_CHECKING:
     from bridge.service import HearthService
@@ -35,11 +36,22 @@ def staff_auth(request: Request) -> StaffAuth:
     return auth
 
 
-async def signed_in(request: Request) -> Principal:
+# Declared so that OpenAPI shows how to authenticate; the session itself is read by StaffAuth.
+_BEARER = HTTPBearer(auto_error=False, description="The session token from POST /api/auth/openid")
+_COOKIE = APIKeyCookie(
+    name=COOKIE, auto_error=False, description="The same token, as the staff pages send it"
+)
+
+
+async def signed_in(
+    request: Request,
+    _bearer: HTTPAuthorizationCredentials | None = Depends(_BEARER),
+    _cookie: str | None = Depends(_COOKIE),
+) -> Principal:
     """The signed-in staff member (any role); 401 without a session."""
     return await staff_auth(request).principal(request)
 
 
-async def clinician(request: Request) -> Principal:
+async def clinician(who: Principal = Depends(signed_in)) -> Principal:
     """The signed-in clinician; 403 for moderators and admins (clinical case files are clinicians' only)."""
-    return require_role(await signed_in(request), "clinician", what="read or act on clinical case files")
+    return require_role(who, "clinician", what="read or act on clinical case files")

@@ -77,11 +77,7 @@ def staff_room(hs) -> str:
 
 def staff_user(hs, user_id: str) -> User:
     """Log in as (registering if needed) a staff account from the test staff file, in the staff room."""
-    localpart = user_id[1:].split(":", 1)[0]
-    password = f"pw-{localpart}"
-    token = stack.register_user(hs.layout, localpart, password) or stack.login(hs.layout, localpart, password)
-    user = User(hs.layout.hs_url, user_id, token)
-    stack.exempt_from_ratelimit(hs.layout, hs.admin.token, user_id)
+    user = matrix_account(hs, user_id)
     join_staff_room(hs, user)
     return user
 
@@ -97,13 +93,22 @@ def join_staff_room(hs, user: User) -> str:
     return room
 
 
+_ACCOUNTS: dict[tuple[str, str], User] = {}
+
+
 def matrix_account(hs, user_id: str) -> User:
-    """Log in as (registering if needed) an account of the test homeserver, outside any room."""
-    localpart = user_id[1:].split(":", 1)[0]
-    password = f"pw-{localpart}"
-    token = stack.register_user(hs.layout, localpart, password) or stack.login(hs.layout, localpart, password)
-    stack.exempt_from_ratelimit(hs.layout, hs.admin.token, user_id)
-    return User(hs.layout.hs_url, user_id, token)
+    """Log in as (registering if needed) an account of the test homeserver, outside any room; one
+    login per account and homeserver (Synapse limits logins per account: a few, then one in minutes)."""
+    key = (hs.layout.hs_url, user_id)
+    if key not in _ACCOUNTS:
+        localpart = user_id[1:].split(":", 1)[0]
+        password = f"pw-{localpart}"
+        token = stack.register_user(hs.layout, localpart, password) or stack.login(
+            hs.layout, localpart, password
+        )
+        stack.exempt_from_ratelimit(hs.layout, hs.admin.token, user_id)
+        _ACCOUNTS[key] = User(hs.layout.hs_url, user_id, token)
+    return _ACCOUNTS[key]
 
 
 def openid_token(user: User) -> dict:

@@ -497,7 +497,9 @@ def test_staff_api_lists_reads_and_acts_as_the_signed_in_clinician(hearth_stack)
     assert r.status_code == 403  # case files are clinical: moderators never read them
     assert "signed in as moderator" in r.json()["error"]
     assert api(hs, "GET", f"/{esc_id}", actor=ADMIN).status_code == 403
-    r = api(hs, "GET", "", actor=None, headers={"X-Hearth-Actor": CLINICIAN})  # a self-declared actor is nobody
+    r = api(
+        hs, "GET", "", actor=None, headers={"X-Hearth-Actor": CLINICIAN}
+    )  # a self-declared actor is nobody
     assert r.status_code == 401
 
     listed = api(hs, "GET", "", params={"room_id": room}).json()["escalations"]

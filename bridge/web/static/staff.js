@@ -1,0 +1,137 @@
+// Hearth's staff pages: sign-in with the Matrix account, the live queue, case actions.
+// No framework and nothing from elsewhere; text is always set with textContent, never as HTML.
+"use strict";
+
+const body = document.body;
+const HOMESERVER = body.dataset.homeserver;
+
+async function json(url, options = {}) {
+  const r = await fetch(url, { credentials: "same-origin", ...options,
+    headers: { "Content-Type": "application/json", ...(options.headers || {}) } });
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(data.error || `HTTP ${r.status}`);
+  return data;
+}
+
+// --- sign-in: the password goes only to the homeserver; Hearth gets an OpenID token ----------
+async function signIn(event) {
+  event.preventDefault();
+  const error = document.getElementById("sign-in-error");
+  error.textContent = "";
+  const username = document.getElementById("username").value.trim();
+  const password = document.getElementById("password").value;
+  let matrixToken = null;
+  try {
+    const login = await json(`${HOMESERVER}/_matrix/client/v3/login`, { method: "POST", credentials: "omit",
+      body: JSON.stringify({ type: "m.login.password", identifier: { type: "m.id.user", user: username },
+                             password, initial_device_display_name: "Hearth staff sign-in" }) });
+    matrixToken = login.access_token;
+    const openid = await json(`${HOMESERVER}/_matrix/client/v3/user/${encodeURIComponent(login.user_id)}/openid/request_token`,
+      { method: "POST", credentials: "omit", headers: { Authorization: `Bearer ${matrixToken}` }, body: "{}" });
+    await json("/api/auth/openid", { method: "POST",
+      body: JSON.stringify({ access_token: openid.access_token, matrix_server_name: openid.matrix_server_name }) });
+    window.location.reload();
+  } catch (e) {
+    error.textContent = `Could not sign in: ${e.message}`;
+  } finally {
+    document.getElementById("password").value = "";
+    if (matrixToken) {  // the Matrix session existed only to ask for the OpenID token
+      fetch(`${HOMESERVER}/_matrix/client/v3/logout`, { method: "POST", credentials: "omit",
+        headers: { Authorization: `Bearer ${matrixToken}` } }).catch(() => {});
+    }
+  }
+}
+
+// --- time left on the SLA, counted down in the page -----------------------------------------
+function renderSla() {
+  for (const cell of document.querySelectorAll("[data-deadline]")) {
+    const left = Math.round((Date.parse(cell.dataset.deadline) - Date.now()) / 1000);
+    const abs = Math.abs(left);
+    const text = abs >= 3600 ? `${Math.floor(abs / 3600)} h ${Math.floor((abs % 3600) / 60)} min`
+      : abs >= 60 ? `${Math.floor(abs / 60)} min ${abs % 60} s` : `${abs} s`;
+    cell.textContent = left >= 0 ? `${text} left` : `overdue by ${text}`;
+    cell.classList.toggle("overdue", left < 0);
+  }
+}
+
+// --- the live queue ----------------------------------------------------------------------------
+function cell(row, text) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  row.appendChild(td);
+  return td;
+}
+
+function renderQueue(rows) {
+  const tbody = document.querySelector("#queue tbody");
+  tbody.replaceChildren();
+  for (const r of rows) {
+    const tr = document.createElement("tr");
+    tr.dataset.id = r.id;
+    tr.className = `tier-${r.severity}`;
+    const link = document.createElement("a");
+    link.href = `/staff/cases/${encodeURIComponent(r.id)}`;
+    link.textContent = r.id;
+    cell(tr, "").appendChild(link);
+    cell(tr, r.severity);
+    cell(tr, r.category);
+    let status = r.status;
+    if (r.taken_by) status += ` · with ${r.taken_by}`;
+    if (r.left_alone) status += " · asked to be left alone";
+    cell(tr, status);
+    cell(tr, r.member);
+    cell(tr, r.raised);
+    const sla = cell(tr, "");
+    sla.className = "sla";
+    sla.dataset.deadline = r.sla_deadline;
+    tbody.appendChild(tr);
+  }
+  document.getElementById("empty").hidden = rows.length > 0;
+  renderSla();
+}
+
+function liveQueue() {
+  const live = document.getElementById("live");
+  const source = new EventSource("/staff/events");
+  source.addEventListener("open", () => { live.textContent = "live"; live.classList.add("on"); });
+  source.addEventListener("error", () => { live.textContent = "reconnecting…"; live.classList.remove("on"); });
+  source.addEventListener("queue", (e) => renderQueue(JSON.parse(e.data)));
+}
+
+// --- case actions ------------------------------------------------------------------------------
+function caseActions() {
+  const id = document.getElementById("case").dataset.id;
+  const error = document.getElementById("action-error");
+  const act = async (path, payload) => {
+    error.textContent = "";
+    try {
+      await json(`/api/escalations/${encodeURIComponent(id)}/${path}`, { method: "POST", body: JSON.stringify(payload || {}) });
+      window.location.reload();
+    } catch (e) {
+      error.textContent = e.message;
+    }
+  };
+  document.getElementById("take")?.addEventListener("click", () => act("take"));
+  document.getElementById("acknowledge")?.addEventListener("click", () => act("acknowledge"));
+  document.getElementById("resolve")?.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const note = document.getElementById("resolve-note").value.trim();
+    act("resolve", { outcome: document.getElementById("outcome").value, ...(note ? { note } : {}) });
+  });
+  document.getElementById("note")?.addEventListener("submit", (e) => {
+    e.preventDefault();
+    act("notes", { text: document.getElementById("note-text").value });
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.getElementById("sign-in")?.addEventListener("submit", signIn);
+  document.getElementById("sign-out")?.addEventListener("click", async () => {
+    await json("/api/auth/sign-out", { method: "POST" }).catch(() => {});
+    window.location.href = "/staff";
+  });
+  if (document.getElementById("queue")) liveQueue();
+  if (document.getElementById("case")) caseActions();
+  renderSla();
+  setInterval(renderSla, 1000);
+});
