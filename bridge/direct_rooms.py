@@ -9,6 +9,12 @@ waited for the others' rooms before being offered help: seconds apiece under loa
 - different members' rooms are opened concurrently;
 - only the read-modify-write of ``m.direct`` (one JSON object for everyone, replaced whole on each
   write) is serialised across members, so no concurrent opening drops another's entry.
+
+And a person in crisis does not wait for a room to be built: a small pool of empty private rooms is
+kept ready (``escalation.care_room_pool``, remembered in the bot's ``org.hearth.room_pool`` account
+data, so a restart reuses them). A first crisis takes one: one invite (with ``is_direct``) and the
+``m.direct`` write, instead of a room creation's ten state events; the pool is refilled in the
+background. Rooms grow with the people ever helped plus the pool, never with messages.
 """
 
 from __future__ import annotations
@@ -38,13 +44,20 @@ class DirectGateway(Protocol):
     ) -> dict[str, Any] | None: ...
     async def create_private_room(self, *, is_direct: bool = False) -> RoomID: ...
     async def invite(self, room_id: str, user_id: str) -> None: ...
+    async def invite_direct(self, room_id: str, user_id: str) -> None: ...
 
 
 class DirectRooms:
     REFRESH_SECONDS = 10.0  # an unknown room re-reads m.direct at most this often
 
-    def __init__(self, gateway: DirectGateway) -> None:
+    POOL_EVENT = "org.hearth.room_pool"
+
+    def __init__(self, gateway: DirectGateway, pool_size: int = 0) -> None:
         self.gateway = gateway
+        self.pool_size = pool_size
+        self._pool: list[str] | None = None  # ready rooms (None: not read from account data yet)
+        self._pool_lock = asyncio.Lock()
+        self._pool_wanted = asyncio.Event()
         self._owners: dict[str, str] = {}  # room -> the member it is the bot's private room with
         self._owners_read_at = float("-inf")
         self._members: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # user -> (lock, [holders+waiters])
@@ -80,12 +93,69 @@ class DirectRooms:
                     await self.gateway.invite(candidate, user)
                 self._owners[candidate] = user
                 return RoomID(candidate)
+            pooled = await self._take_pooled()
+            if pooled is not None:
+                await self._remember(user, pooled)
+                self._owners[pooled] = user
+                await self.gateway.invite_direct(pooled, user)
+                log.info("gave a ready private room %s", pooled)
+                return pooled
             room = await self.gateway.create_private_room(is_direct=True)
             await self._remember(user, room)
             self._owners[room] = user
             await self.gateway.invite(room, user)
             log.info("opened a private room %s", room)
             return room
+
+    # --- the pool of ready rooms -----------------------------------------------------------
+
+    async def _read_pool(self) -> list[str]:
+        if self._pool is None:
+            stored = await self.gateway.get_account_data(self.POOL_EVENT) or {}
+            rooms = stored.get("rooms")
+            self._pool = [r for r in rooms if isinstance(r, str)] if isinstance(rooms, list) else []
+        return self._pool
+
+    async def _take_pooled(self) -> RoomID | None:
+        if self.pool_size <= 0:
+            return None
+        async with self._pool_lock:
+            pool = await self._read_pool()
+            if not pool:
+                self._pool_wanted.set()
+                return None
+            room = pool.pop(0)
+            await self.gateway.set_account_data(self.POOL_EVENT, {"rooms": list(pool)})
+        self._pool_wanted.set()
+        return RoomID(room)
+
+    async def fill_pool(self) -> int:
+        """Create rooms until ``pool_size`` are ready; returns how many were created."""
+        made = 0
+        while self.pool_size > 0:
+            async with self._pool_lock:
+                if len(await self._read_pool()) >= self.pool_size:
+                    return made
+            room = await self.gateway.create_private_room(is_direct=True)  # outside the lock: slow
+            async with self._pool_lock:
+                pool = await self._read_pool()
+                pool.append(room)
+                await self.gateway.set_account_data(self.POOL_EVENT, {"rooms": list(pool)})
+            made += 1
+        return made
+
+    async def keep_pool_filled(self, retry_seconds: float = 5.0) -> None:
+        """Background task: fill the pool now and whenever a room is taken (failures retried)."""
+        while self.pool_size > 0:
+            try:
+                if made := await self.fill_pool():
+                    log.info("%d private room(s) made ready", made)
+            except Exception as e:  # the homeserver may be down: a crisis then opens a room the slow way
+                log.warning("could not fill the private-room pool: %s", e)
+                await asyncio.sleep(retry_seconds)
+                continue
+            self._pool_wanted.clear()
+            await self._pool_wanted.wait()
 
     async def is_private_room(self, user: str, room: str) -> bool:
         """Whether ``room`` is one of the bot's remembered 1:1 rooms with ``user`` (``m.direct``).

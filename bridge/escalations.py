@@ -200,7 +200,7 @@ class EscalationDesk:
         self._wake = asyncio.Event()
         self._staff_room: RoomID | None = None
         self._staff_room_lock = asyncio.Lock()
-        self.direct_rooms = DirectRooms(gateway)
+        self.direct_rooms = DirectRooms(gateway, pool_size=cfg.care_room_pool)
         self._sweep_lock = asyncio.Lock()
         self._inflight: set[int] = set()
         self._slots = asyncio.Semaphore(BACKGROUND_DELIVERIES)
@@ -225,6 +225,7 @@ class EscalationDesk:
         self._notifier = self.tasks.create(self._run_notifier(), name="escalation-notifier")
         self.tasks.create(self._rebuild_timers(), name="escalation-timers")
         self.tasks.create(self._prepare_staff_room(), name="escalation-staff-room")
+        self.tasks.create(self._keep_rooms_ready(), name="escalation-room-pool")
         self.scheduler.aps.add_job(
             self.sweep,
             "interval",
@@ -761,6 +762,10 @@ class EscalationDesk:
             raise DeliveryError(f"webhook answered HTTP {r.status_code}")
 
     # --- rooms -----------------------------------------------------------------------------
+
+    async def _keep_rooms_ready(self) -> None:
+        await self.logged_in.wait()
+        await self.direct_rooms.keep_pool_filled()
 
     async def _prepare_staff_room(self) -> None:
         await self.logged_in.wait()

@@ -301,6 +301,13 @@ class NioGateway:
             return RoomID(resp.room_id)
         return None
 
+    async def invite_direct(self, room_id: str, user_id: str) -> None:
+        """Invite ``user_id`` marking the room as a direct chat (``is_direct`` on the invite, which the
+        invite API cannot set), as ``createRoom`` with ``is_direct`` would have."""
+        await self.put_state(
+            room_id, "m.room.member", {"membership": "invite", "is_direct": True}, state_key=user_id
+        )
+
     async def invite(self, room_id: str, user_id: str) -> None:
         resp = await self.client.room_invite(room_id, user_id)
         _check(f"invite {user_id} to {room_id}", resp, RoomInviteResponse)

@@ -114,6 +114,9 @@ class EscalationBridgeSettings(_Section):
     sla_imminent_seconds: int | None = Field(None, gt=0)
     sla_high_seconds: int | None = Field(None, gt=0)
     sla_moderate_seconds: int | None = Field(None, gt=0)
+    # Empty private rooms kept ready, so a person in crisis gets their resources without waiting for a
+    # room to be built (bridge/direct_rooms.py); 0 turns the pool off.
+    care_room_pool: int = Field(3, ge=0, le=50)
     sweep_seconds: float = Field(5.0, gt=0, le=300)
     poll_seconds: float = Field(2.0, gt=0, le=60)
 

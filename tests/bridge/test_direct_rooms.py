@@ -23,6 +23,7 @@ class MemoryGateway:
         self.account: dict[str, dict[str, Any]] = {}
         self.membership: dict[tuple[str, str], str] = {}
         self.created: list[str] = []
+        self.direct_invites: list[tuple[str, str]] = []
         self.in_flight = 0
         self.overlap = overlap
         self._overlapped = asyncio.Event()
@@ -63,6 +64,11 @@ class MemoryGateway:
     async def invite(self, room_id: str, user_id: str) -> None:
         await asyncio.sleep(0)
         self.membership[(room_id, user_id)] = "invite"
+
+    async def invite_direct(self, room_id: str, user_id: str) -> None:
+        await asyncio.sleep(0)
+        self.membership[(room_id, user_id)] = "invite"
+        self.direct_invites.append((room_id, user_id))
 
 
 def test_different_members_rooms_open_concurrently_and_all_are_remembered():
@@ -111,3 +117,41 @@ def test_a_member_who_left_is_invited_back_and_a_ban_means_a_new_room():
     assert gw.membership[(first, "@m:localhost")] == "ban"
     assert other != first
     assert gw.account["m.direct"]["@m:localhost"] == [other, first]  # newest first, old one kept
+
+
+def test_a_first_crisis_takes_a_ready_room_and_the_pool_is_refilled_and_survives_a_restart():
+    async def run() -> tuple[MemoryGateway, RoomID, RoomID, DirectRooms]:
+        gw = MemoryGateway()
+        rooms = DirectRooms(gw, pool_size=2)
+        assert await rooms.fill_pool() == 2
+        assert await rooms.fill_pool() == 0  # already full
+        ready = list(gw.account[DirectRooms.POOL_EVENT]["rooms"])
+        created_before = len(gw.created)
+        got = await rooms.room_for("@m:localhost")
+        assert len(gw.created) == created_before  # no room built while the person waited
+        assert got == ready[0]
+        assert gw.direct_invites == [(got, "@m:localhost")]
+        assert await rooms.fill_pool() == 1  # refilled afterwards
+        again = await rooms.room_for("@m:localhost")  # the same person keeps their room
+        restarted = DirectRooms(gw, pool_size=2)  # a new process reads the pool it left
+        other = await restarted.room_for("@n:localhost")
+        return gw, got, again, other
+
+    gw, got, again, other = asyncio.run(run())
+    assert again == got
+    assert other in gw.created
+    assert other != got
+    assert gw.account["m.direct"] == {"@m:localhost": [got], "@n:localhost": [other]}
+    assert other not in gw.account[DirectRooms.POOL_EVENT]["rooms"]
+
+
+def test_without_a_pool_a_room_is_built_as_before():
+    async def run() -> tuple[MemoryGateway, RoomID]:
+        gw = MemoryGateway()
+        rooms = DirectRooms(gw, pool_size=0)
+        assert await rooms.fill_pool() == 0
+        return gw, await rooms.room_for("@m:localhost")
+
+    gw, got = asyncio.run(run())
+    assert gw.created == [got]
+    assert gw.direct_invites == []
