@@ -74,8 +74,8 @@ class MemberRoom:
         if cmd.lower() == "!region":
             await self._reply(ev, await self._region(ev.sender, arg.strip()))
         elif cmd.lower() == "!alone":
-            if await self.desk.leave_alone(ev.sender, ev.room_id) is not None:
-                await self._reply(ev, dom_care.left_alone_content())
+            await self.desk.leave_alone(ev.sender, ev.room_id)  # noted on their case, if they have one
+            await self._reply(ev, dom_care.left_alone_content())
         elif not cmd.startswith("!"):
             await self.desk.care_message(ev.sender, ev.room_id, ev.event_id)
 
@@ -120,7 +120,7 @@ class MemberRoom:
         try:
             await self.gateway.send(ev.room_id, content, txn_id=f"hearth.member.{ev.event_id}")
         except GatewayError as e:
-            log.warning("could not answer a member's !region: %s", e)
+            log.warning("could not answer a member in their private room: %s", e)
 
 
 def _text(body: str) -> dict[str, Any]:

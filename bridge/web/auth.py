@@ -6,8 +6,9 @@ No new password: the staff page (or any client) asks the homeserver for an OpenI
 (``GET /_matrix/federation/v1/openid/userinfo``), looks the person up in ``config/staff.toml``
 (clinician, moderator or admin) and answers with a session token: a random session id, stored in
 ``staff_session`` and signed with ``staff_api.session_secret`` (itsdangerous). The token is also set
-as an HttpOnly, SameSite=Strict, expiring cookie for the pages. Every request re-reads the role from
-the staff file, so removing someone there ends their access at once; signing out revokes the session.
+as an HttpOnly, SameSite=Strict, expiring cookie for the pages. Every request looks the role up again in
+the staff file as Hearth loaded it, so removing someone there and restarting Hearth ends their access,
+sessions included; signing out revokes the session.
 
 Only accounts of Hearth's own homeserver sign in (its ``server_name``): a token for another server
 would have to be checked with a server Hearth does not know. Failed sign-ins are limited per client
