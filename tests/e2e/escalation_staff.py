@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import secrets
 from pathlib import Path
 
 import httpx
@@ -116,13 +118,30 @@ def openid_token(user: User) -> dict:
     return user.call("POST", f"/_matrix/client/v3/user/{q(user.user_id)}/openid/request_token", {})
 
 
+def sign_in_body(user: User) -> dict:
+    """The body of ``POST /api/auth/openid`` for ``user``: a fresh OpenID token and its server."""
+    openid = openid_token(user)
+    return {"access_token": openid["access_token"], "matrix_server_name": openid["matrix_server_name"]}
+
+
 def sign_in(hs, user_id: str) -> str:
     """Sign in to Hearth with the account's Matrix identity (OpenID); returns the session token."""
-    openid = openid_token(matrix_account(hs, user_id))
     r = httpx.post(
-        f"{hs.layout.hearth_url}/api/auth/openid",
-        timeout=10,
-        json={"access_token": openid["access_token"], "matrix_server_name": openid["matrix_server_name"]},
+        f"{hs.layout.hearth_url}/api/auth/openid", timeout=10, json=sign_in_body(matrix_account(hs, user_id))
     )
     assert r.status_code == 200, r.text
     return str(r.json()["token"])
+
+
+def join_private_room_with_the_bot(member: User) -> str:
+    """Wait for the bot's invite to the member's private room (resources, care room), join it, return it."""
+
+    def invite() -> str | None:
+        # A fresh filter each time: Synapse caches initial-sync responses per filter for a while.
+        fresh = q(json.dumps({"presence": {"types": [secrets.token_hex(4)]}}))
+        rooms = member.call("GET", f"/_matrix/client/v3/sync?timeout=0&filter={fresh}")["rooms"]
+        return next(iter(rooms.get("invite", {})), None)
+
+    room = wait_for(invite, timeout=30, what="the bot's private room invite")
+    member.join(room)
+    return room

@@ -10,7 +10,7 @@ import pytest
 from fastapi.routing import APIRoute
 
 from bridge.web.app import create_app
-from tests.e2e.escalation_staff import ADMIN, CLINICIAN, MODERATOR, matrix_account, openid_token, sign_in
+from tests.e2e.escalation_staff import ADMIN, CLINICIAN, MODERATOR, matrix_account, sign_in, sign_in_body
 
 pytestmark = pytest.mark.e2e
 
@@ -49,8 +49,7 @@ def _hearth(hs, method: str, path: str, **kw) -> httpx.Response:
 
 
 def _openid_body(user_id: str, hs) -> dict:
-    openid = openid_token(matrix_account(hs, user_id))
-    return {"access_token": openid["access_token"], "matrix_server_name": openid["matrix_server_name"]}
+    return sign_in_body(matrix_account(hs, user_id))
 
 
 def test_a_clinician_signs_in_with_matrix_and_gets_a_private_cookie(hearth_stack):
@@ -84,14 +83,7 @@ def test_roles_come_from_the_staff_file_and_others_are_refused(hearth_stack):
             _hearth(hs, "GET", "/api/auth/me", headers={"Authorization": f"Bearer {token}"}).json()["role"]
             == role
         )
-    stranger = hs.member()
-    openid = openid_token(stranger)
-    r = _hearth(
-        hs,
-        "POST",
-        "/api/auth/openid",
-        json={"access_token": openid["access_token"], "matrix_server_name": openid["matrix_server_name"]},
-    )
+    r = _hearth(hs, "POST", "/api/auth/openid", json=sign_in_body(hs.member()))
     assert r.status_code == 403
     assert "not listed as Hearth staff" in r.json()["error"]
     r = _hearth(

@@ -9,7 +9,6 @@ from there on (delivery, acknowledgement, re-paging, crash recovery) is the prod
 from __future__ import annotations
 
 import json
-import secrets
 import signal
 import threading
 import time
@@ -42,6 +41,7 @@ from tests.e2e.escalation_staff import (
     IMMINENT_SLA_SECONDS,
     MODERATOR,
     WEBHOOK_SECRET,
+    join_private_room_with_the_bot,
     join_staff_room,
     sign_in,
     staff_room,
@@ -190,16 +190,7 @@ def test_an_escalation_produces_exactly_one_alert_and_a_private_message(hearth_s
     assert esc_id in content["body"]
 
     # The person is offered help privately: a DM invite from the bot with resources for their locale.
-    def dm_invite() -> str | None:
-        # A fresh filter each time: Synapse caches initial-sync responses per filter for a while.
-        fresh = q(json.dumps({"presence": {"types": [secrets.token_hex(4)]}}))
-        invites = member.call("GET", f"/_matrix/client/v3/sync?timeout=0&filter={fresh}")["rooms"].get(
-            "invite", {}
-        )
-        return next(iter(invites), None)
-
-    dm = wait_for(dm_invite, timeout=30, what="the private resources room invite")
-    member.join(dm)
+    dm = join_private_room_with_the_bot(member)
     msgs = [e for e in member.messages(dm) if e["type"] == "m.room.message"]
     assert len(msgs) == 1
     assert msgs[0]["sender"] == hs.layout.bot_user_id

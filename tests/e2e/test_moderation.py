@@ -17,7 +17,7 @@ from moderation.escalation import Escalation, category_words
 from moderation.models import FlaggedMessage, ModerationDecision
 from spaces.models import ProvisionedRoom, ProvisionedSpace
 from tests.e2e.conftest import resolve_open_escalations
-from tests.e2e.escalation_staff import CLINICIAN, staff_room, staff_user
+from tests.e2e.escalation_staff import CLINICIAN, join_private_room_with_the_bot, staff_room, staff_user
 from tests.e2e.matrix import MatrixError, q, wait_for
 from tests.moderation.factories import DISTRESSED_BURST
 
@@ -295,17 +295,6 @@ def test_a_members_crisis_rings_the_clinician_and_names_people_in_words(hearth_s
     assert f"· {esc.category}\n" not in body
 
 
-def _private_room_with_the_bot(member) -> str:
-    def invite() -> str | None:
-        fresh = q(json.dumps({"presence": {"types": [secrets.token_hex(4)]}}))  # no cached initial sync
-        rooms = member.call("GET", f"/_matrix/client/v3/sync?timeout=0&filter={fresh}")["rooms"]
-        return next(iter(rooms.get("invite", {})), None)
-
-    room = wait_for(invite, timeout=30, what="the bot's private room invite")
-    member.join(room)
-    return room
-
-
 def _bot_messages(hs, member, room: str) -> list[dict]:
     return [
         e
@@ -356,7 +345,7 @@ def test_a_uk_space_gives_samaritans_first_and_the_member_can_choose_their_count
         member.say(
             rooms[0], "I've written my goodbye letters and I'm going to do it tonight when everyone's asleep"
         )
-        dm = _private_room_with_the_bot(member)
+        dm = join_private_room_with_the_bot(member)
         first = wait_for(lambda: _bot_messages(hs, member, dm), timeout=30, what="the crisis resources")[0]
         body = first["content"]["body"]
         assert first["content"]["org.hearth.resources"]["region"] == "GB"
@@ -423,7 +412,7 @@ def test_take_puts_the_clinician_in_the_care_room_and_the_persons_replies_reach_
         room, "I've got the tablets counted out on the table and I'm going to take them tonight"
     )
     esc = wait_for(lambda: _escalation_for(hs, [sent]), timeout=20, what="the escalation")
-    care_room = _private_room_with_the_bot(member)
+    care_room = join_private_room_with_the_bot(member)
     wait_for(lambda: _bot_messages(hs, member, care_room), timeout=30, what="the crisis resources")
 
     reply_text = "i dont know why im telling a bot this but im really scared"
