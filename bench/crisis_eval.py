@@ -23,8 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from moderation.detectors.crisis import TIER_RANK, CrisisDetector  # noqa: E402
+from moderation.detectors.crisis import CrisisDetector  # noqa: E402
 from moderation.detectors.support_model import SupportModel  # noqa: E402
+from moderation.labels import TIER_RANK  # noqa: E402
 from moderation.normalize import normalize  # noqa: E402
 
 EVAL = Path(__file__).resolve().parent / "data" / "crisis_eval.toml"

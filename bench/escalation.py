@@ -169,6 +169,8 @@ class StaffRoomWatcher:
         self.arrived: dict[str, float] = {}  # crisis event id -> monotonic arrival time
         self.arrived_wall: dict[str, float] = {}  # ... and wall-clock arrival (for the breakdown)
         self.alert_ts: dict[str, float] = {}  # crisis event id -> the alert's origin_server_ts (s)
+        self.alert_id: dict[str, str] = {}  # crisis event id -> the alert's event id
+        self.mentioned: dict[str, list[str]] = {}  # crisis event id -> whom the alert mentions
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
@@ -194,6 +196,8 @@ class StaffRoomWatcher:
                     self.arrived[crisis_id] = now
                     self.arrived_wall[crisis_id] = wall
                     self.alert_ts[crisis_id] = ev["origin_server_ts"] / 1000
+                    self.alert_id[crisis_id] = ev["event_id"]
+                    self.mentioned[crisis_id] = list((content.get("m.mentions") or {}).get("user_ids") or [])
 
 
 async def background(clients: list[tuple[Client, str]], rate: float, stop: asyncio.Event,
@@ -462,7 +466,7 @@ async def measure(http: httpx.AsyncClient, layout: stack.StackLayout, args: argp
               f"p99 {percentile(latencies, 99) / percentile(idle, 99):.1f}x")
     met = percentile(latencies, 99) <= 1.0 and missing == 0
     print(f"target p99 <= 1 s with every alert delivered: {'met' if met else 'NOT met'}")
-    await breakdown(bot, sent, watcher, args.timeout)
+    await breakdown(bot, admin, sent, watcher, args.timeout)
     return 0 if met else 1
 
 
@@ -473,7 +477,7 @@ def spread(values: list[float]) -> str:
             f"max {max(values) * 1000:.0f} ms")
 
 
-async def breakdown(bot: Client, sent: Sent, watcher: StaffRoomWatcher, wait_s: float) -> None:
+async def breakdown(bot: Client, admin: Client, sent: Sent, watcher: StaffRoomWatcher, wait_s: float) -> None:
     """Where the time goes, from the events' ``origin_server_ts`` (Synapse's clock, which is this
     machine's wall clock): send -> the crisis event created (Synapse, before its spam check);
     -> the alert event created (the spam check's call to Hearth, the pipeline, the commit, the bot's
@@ -493,7 +497,42 @@ async def breakdown(bot: Client, sent: Sent, watcher: StaffRoomWatcher, wait_s: 
     print(f"  send -> crisis event created in Synapse:          {spread(created)}")
     print(f"  crisis event -> alert event created (via Hearth): {spread(hearth)}")
     print(f"  alert created -> in the staff room's /sync:       {spread(synced)}")
+    await report_notifications(admin, sent, watcher)
     await report_resources(bot, sent, wait_s)
+
+
+async def report_notifications(admin: Client, sent: Sent, watcher: StaffRoomWatcher) -> None:
+    """Send -> the notification of each clinician an alert mentions, from their own ``/notifications``
+    (each entry's ``ts`` is when Synapse's push rules made it, the moment a phone is pushed), read
+    with a token from the admin API. Counts alerts whose mentioned clinicians got no notification."""
+    by_alert = {alert: crisis for crisis, alert in watcher.alert_id.items()}
+    users = sorted({u for crisis in by_alert.values() for u in watcher.mentioned.get(crisis, [])})
+    if not users:
+        print("  send -> the mentioned clinician's notification: no alert mentioned anyone (no one on call?)")
+        return
+    got: dict[tuple[str, str], float] = {}  # (user, crisis event id) -> seconds from send
+    for user in users:
+        try:
+            login = await admin.call("POST", f"/_synapse/admin/v1/users/{q(user)}/login", {})
+        except RuntimeError as e:
+            print(f"  notifications of {user}: cannot read them ({e}); is the account registered?")
+            continue
+        clinician = Client(admin.http, user, str(login["access_token"]))
+        since = ""
+        for _ in range(50):  # pages of 100, newest first
+            page = await clinician.call("GET", "/_matrix/client/v3/notifications?limit=100"
+                                        + (f"&from={q(since)}" if since else ""))
+            for n in page.get("notifications", []):
+                crisis = by_alert.get(str((n.get("event") or {}).get("event_id")))
+                if crisis is not None:
+                    got[(user, crisis)] = n["ts"] / 1000 - sent.sent_wall[crisis]
+            since = page.get("next_token") or ""
+            if not since:
+                break
+    wanted = [(u, c) for c in by_alert.values() for u in watcher.mentioned.get(c, []) if u in users]
+    seconds = [got[k] for k in wanted if k in got]
+    print(f"  send -> the mentioned clinician's notification ({len(seconds)}/{len(wanted)} notified; "
+          f"target within 2 s): {spread(seconds)}")
 
 
 async def report_resources(bot: Client, sent: Sent, wait_s: float, indent: str = "") -> None:

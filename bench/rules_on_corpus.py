@@ -23,9 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from config.ids import EventID, RoomID, UserID  # noqa: E402
-from moderation.detectors.crisis import TIER_RANK, CrisisDetector  # noqa: E402
+from moderation.detectors.crisis import CrisisDetector  # noqa: E402
 from moderation.detectors.rules import RulesDetector  # noqa: E402
-from moderation.labels import data_files, load_labelled  # noqa: E402
+from moderation.labels import (  # noqa: E402
+    TIER_RANK,
+    data_files,
+    load_labelled,
+)
 from moderation.normalize import normalize  # noqa: E402
 from moderation.policy import load_policy  # noqa: E402
 from moderation.types import Message, ScreenItem  # noqa: E402

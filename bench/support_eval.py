@@ -35,8 +35,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from config.ids import EventID, RoomID, UserID  # noqa: E402
-from moderation.detectors.crisis import TIER_RANK  # noqa: E402
-from moderation.labels import HARMS, TIERS, Labelled, data_files, digest, load_labelled  # noqa: E402
+from moderation.labels import (  # noqa: E402
+    HARMS,
+    TIER_RANK,
+    TIERS,
+    Labelled,
+    data_files,
+    digest,
+    load_labelled,
+)
 from moderation.pipeline import Pipeline  # noqa: E402
 from moderation.types import Message, Verdict  # noqa: E402
 

@@ -23,6 +23,7 @@ from bridge.gateway import GatewayError, NioGateway
 from bridge.models import Mute
 from config.ids import RoomID
 from moderation import store
+from moderation.escalation.port import EscalationPort
 from moderation.types import Message, Verdict
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class Actions:
         clock: Clock,
         *,
         dm_room: Callable[[str], Awaitable[RoomID]],
-        raise_escalation: Callable[..., Awaitable[Any]],
+        escalations: EscalationPort,
         resources_for: Callable[[str, str | None], Awaitable[dict[str, Any]]],
         flag_retention: timedelta,
         notify_staff: Callable[[str], Awaitable[None]] | None = None,
@@ -56,7 +57,7 @@ class Actions:
         self.gateway = gateway
         self.clock = clock
         self.dm_room = dm_room
-        self.raise_escalation = raise_escalation
+        self.escalations = escalations
         self.resources_for = resources_for
         self.flag_retention = flag_retention
         self.notify_staff = notify_staff
@@ -65,8 +66,9 @@ class Actions:
     async def carry_out(self, message: Message, verdict: Verdict, *, delivered_unscreened: bool) -> None:
         kinds = {d.kind for d in verdict.dispositions}
         # Safety first: the person in crisis reaches a clinician before anything else happens.
-        # (Usually already raised at the gate; raising again for the same event changes nothing.)
-        await self.escalate(message, verdict)
+        # (Usually already raised at the gate; this is the safety net, answered from memory when
+        # this process raised it already, idempotent in the database after a restart.)
+        await self.escalations.raise_for(message, verdict)
         if "send_resources" in kinds and "escalate" not in kinds:
             await self._dm(message.sender, await self.resources_for(message.sender, message.space))
         if "block" in kinds and delivered_unscreened:
@@ -90,13 +92,6 @@ class Actions:
                 await self.notify_staff(
                     f"A message in {message.room_id} was flagged for review ({reason}). Event {message.event_id}."
                 )
-
-    async def escalate(self, message: Message, verdict: Verdict) -> None:
-        """Raise (or merge into) the sender's escalation for a verdict with an ``escalate`` disposition."""
-        for d in verdict.of_kind("escalate")[:1]:
-            await self.raise_escalation(
-                message, d.tier or "high", d.category or "ideation", verdict.signals, excerpt=message.body
-            )
 
     def _flag(self, message: Message, reason: str) -> None:
         with Session(self.engine) as s:

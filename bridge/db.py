@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -97,3 +97,18 @@ async def run_db(engine: Engine, fn: Callable[[Session], T], executor: Executor 
     if executor is None:
         return await asyncio.to_thread(_work)
     return await asyncio.get_running_loop().run_in_executor(executor, _work)
+
+
+class DbLane:
+    """A thread pool of its own for one subsystem's transactions (``await lane(fn)``), so that its
+    commits never queue behind the default pool's work."""
+
+    def __init__(self, engine: Engine, name: str, workers: int = 2):
+        self.engine = engine
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+
+    async def __call__(self, fn: Callable[[Session], T]) -> T:
+        return await run_db(self.engine, fn, self._pool)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

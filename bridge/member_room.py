@@ -3,7 +3,7 @@ kind explanations arrive in, and their care room when a clinician takes their ca
 
 - reply: while they have an active crisis case, the reply is attached to it and, until a clinician
   takes it, pages the on-call clinician (``EscalationDesk.care_message``); the text stays in the room;
-- ``!alone``: ask to be left alone, which the care team respects (``moderation.care``);
+- ``!alone``: ask to be left alone, which the care team respects (``moderation.escalation.care``);
 - ``!region`` to choose which country's crisis lines they get.
 
 ``!region`` shows the current choice and the countries Hearth has lines for; ``!region GB`` chooses
@@ -22,18 +22,17 @@ from sqlmodel import Session
 from bridge.clock import Clock
 from bridge.db import run_db
 from bridge.direct_rooms import DirectRooms
+from bridge.escalation import render
 from bridge.gateway import GatewayError, NioGateway, TimelineEvent
 from bridge.models import MemberRegion
 from bridge.regions import region_for, set_member_region
 from config.resources import CrisisResources
-from moderation import care as dom_care
-from moderation import escalation as dom
 
 log = logging.getLogger(__name__)
 
 
 class CareDesk(Protocol):
-    """What this module needs of ``bridge.escalations.EscalationDesk``."""
+    """What this module needs of ``bridge.escalation.desk.EscalationDesk``."""
 
     async def care_message(self, user: str, room: str, event_id: str) -> Any: ...
     async def leave_alone(self, user: str, room: str) -> Any: ...
@@ -75,7 +74,7 @@ class MemberRoom:
             await self._reply(ev, await self._region(ev.sender, arg.strip()))
         elif cmd.lower() == "!alone":
             await self.desk.leave_alone(ev.sender, ev.room_id)  # noted on their case, if they have one
-            await self._reply(ev, dom_care.left_alone_content())
+            await self._reply(ev, render.left_alone_content())
         elif not cmd.startswith("!"):
             await self.desk.care_message(ev.sender, ev.room_id, ev.event_id)
 
@@ -91,7 +90,7 @@ class MemberRoom:
                 s.flush()
                 return region_for(s, user=user, space=None, default=self.default_region)
 
-            return dom.region_lines_content(await run_db(self.engine, clear), self.resources)
+            return render.region_lines_content(await run_db(self.engine, clear), self.resources)
         code = self.resources.known(arg)
         if code is None:
             return _text(
@@ -102,7 +101,7 @@ class MemberRoom:
 
         await run_db(self.engine, lambda s: set_member_region(s, user, code, now))
         log.info("a member chose the crisis lines of %s", code)
-        return dom.region_lines_content(code, self.resources)
+        return render.region_lines_content(code, self.resources)
 
     def _status(self, chosen: str | None) -> str:
         if chosen:

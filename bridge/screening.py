@@ -30,11 +30,14 @@ from bridge.gate import Answer, Check, reject
 from bridge.gateway import TimelineEvent
 from bridge.metrics import Metrics
 from bridge.models import RoomMember
+from bridge.tasks import TaskGroup
 from config.ids import EventID, RoomID, UserID
 from config.settings import Settings
 from moderation import store
 from moderation.detectors.support_model import SupportModel
 from moderation.detectors.toxicity import load_toxicity_detector
+from moderation.escalation.port import EscalationPort
+from moderation.labels import TIER_RANK
 from moderation.models import ModerationDecision
 from moderation.pipeline import Pipeline
 from moderation.types import Disposition, Message, Signal, Span, Verdict
@@ -222,6 +225,9 @@ class Screening:
         load_pipeline: Callable[[], tuple[Pipeline, str]],
         max_batch: int = 32,
         max_wait_ms: float = 4.0,
+        *,
+        escalations: EscalationPort | None = None,
+        tasks: TaskGroup | None = None,
     ):
         self.engine = engine
         self.clock = clock
@@ -240,9 +246,10 @@ class Screening:
             self._screen_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, name="screening"
         )
         self.after_delivery: AfterDelivery | None = None
-        # Called (as a kept background task) when the gate's verdict escalates: the clinician is
-        # alerted without waiting for the message to come back through the bot's sync.
-        self.on_crisis: Callable[[Message, Verdict], object] | None = None
+        # When the gate's verdict escalates, the clinician is alerted (as a kept background task)
+        # without waiting for the message to come back through the bot's sync.
+        self.escalations = escalations
+        self.tasks = tasks or TaskGroup()
 
     # --- life cycle ---
 
@@ -318,8 +325,8 @@ class Screening:
             return None  # fail open; the bot screens it after delivery once the pipeline is ready
         assert self.pipeline is not None
         fast = self.pipeline.fast_crisis(message)  # regular expressions only: microseconds, on the loop
-        if fast is not None and self.on_crisis is not None:
-            self.on_crisis(message, fast)  # the clinician is alerted before the models have even run
+        if fast is not None:
+            self._raise(message, fast)  # the clinician is alerted before the models have even run
         try:
             verdict = await asyncio.wait_for(self.batcher.submit(message), self.budget)
         except TimeoutError:
@@ -332,8 +339,8 @@ class Screening:
             return None
         await self._save(message, verdict, "gate")
         self._observe(verdict, "gate")
-        if self.on_crisis is not None and fast is None and verdict.of_kind("escalate"):
-            self.on_crisis(message, verdict)
+        if fast is None or _rank(verdict) > _rank(fast):
+            self._raise(message, verdict)
         block = verdict.of_kind("block")
         if block:
             d = block[0]
@@ -341,6 +348,12 @@ class Screening:
                 d.message or "Your message wasn't sent because it breaks this space's guidelines.", d.reason
             )
         return None
+
+    def _raise(self, message: Message, verdict: Verdict) -> None:
+        if self.escalations is not None and verdict.of_kind("escalate"):
+            self.tasks.create(
+                self.escalations.raise_for(message, verdict), name=f"escalate-{message.event_id}"
+            )
 
     # --- after delivery ---
 
@@ -407,6 +420,11 @@ class Screening:
 
         await asyncio.to_thread(write)
         self.joins.forget(event["room_id"], user)
+
+
+def _rank(verdict: Verdict) -> int:
+    """The tier a verdict escalates at (0 when it does not)."""
+    return max((TIER_RANK.get(d.tier or "none", 0) for d in verdict.of_kind("escalate")), default=0)
 
 
 def verdict_from_decision(row: ModerationDecision) -> Verdict:

@@ -23,7 +23,7 @@ from bridge import db
 from bridge.actions import Actions
 from bridge.capacity import CapacityCheck
 from bridge.clock import SystemClock
-from bridge.escalations import EscalationDesk
+from bridge.escalation.desk import EscalationDesk
 from bridge.gate import Gate
 from bridge.gateway import GatewayError, NioGateway, TimelineEvent
 from bridge.listener import Bot
@@ -61,7 +61,7 @@ class HearthService:
         self.gateway = NioGateway(settings.matrix.homeserver_url, settings.matrix.bot_user_id)
         self.scheduler = Scheduler(self.clock)
         self.gate = Gate()
-        # Crisis escalation (issue 5): the moderation pipeline calls `self.desk.raise_for(...)`.
+        # Crisis escalation: screening and actions call the desk through its port (`raise_for`).
         # The desk loads the staff file; the gate's checks use the same staff list.
         self.desk = EscalationDesk(
             settings, self.engine, self.gateway, self.scheduler, self.clock, self.tasks
@@ -91,21 +91,20 @@ class HearthService:
             settings.gate.budget_ms,
             lambda: load_pipeline(settings),
             max_batch=settings.moderation.max_batch,
+            escalations=self.desk,
+            tasks=self.tasks,
         )
         self.actions = Actions(
             self.engine,
             self.gateway,
             self.clock,
             dm_room=self.desk.dm_room,
-            raise_escalation=self.desk.raise_for,
+            escalations=self.desk,
             resources_for=self.desk.resources_for,
             flag_retention=timedelta(days=settings.moderation.flag_retention_days),
             notify_staff=self.desk.staff_notice,
         )
         self.screening.after_delivery = self.actions.carry_out
-        self.screening.on_crisis = lambda message, verdict: self.tasks.create(
-            self.actions.escalate(message, verdict), name=f"escalate-{message.event_id}"
-        )
         self.gate.add_check("check_event_for_spam", self.screening.gate_check)
         self.gate.add_check("user_may_invite", invite_check(settings, self.desk.everyone))
         self.bot = Bot(

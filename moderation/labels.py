@@ -19,6 +19,8 @@ from pathlib import Path
 from moderation.errors import ConfigError
 
 TIERS: tuple[str, ...] = ("none", "moderate", "high", "imminent")
+TIER_RANK: dict[str, int] = {t: i for i, t in enumerate(TIERS)}
+"""The one ranking of crisis tiers (none < moderate < high < imminent), for detectors, policy and escalation."""
 CATEGORIES: tuple[str, ...] = (
     "ideation",
     "plan_or_means",

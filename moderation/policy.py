@@ -26,7 +26,7 @@ from typing import Any
 
 from moderation.detectors.behaviour import BehaviourLimits
 from moderation.errors import ConfigError
-from moderation.labels import HARMS
+from moderation.labels import HARMS, TIER_RANK
 from moderation.types import Disposition, Message, Signal
 
 DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "config" / "policy.toml"
@@ -45,7 +45,6 @@ HARM_LABELS = tuple(f"harm.{h}" for h in HARMS if h != "none")
 NEEDS_TARGET = ("toxicity.insult", "toxicity.threat", "toxicity.severe_toxicity")
 """An insult, threat or severe-toxicity block needs the reader or a group as target (checked at load)."""
 PROFANITY = ("toxicity.obscene", "toxicity.toxicity")
-TIER_RANK = {"none": 0, "moderate": 1, "high": 2, "imminent": 3}
 _ORDER = {
     k: i for i, k in enumerate(("block", "redact", "mute", "warn", "escalate", "send_resources", "flag"))
 }

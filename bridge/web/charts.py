@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from moderation.escalation_stats import TIERS, DayCount, WeekAck
+from moderation.escalation.stats import TIERS, DayCount, WeekAck
 
 COLOURS = {"imminent": "#b3261e", "high": "#e8710a", "moderate": "#c9a400"}
 W, H, PAD = 560, 180, 28

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from moderation.errors import ConfigError, line_of
-from moderation.labels import CATEGORIES, CONTEXT_JOIN, TIERS
+from moderation.labels import CATEGORIES, CONTEXT_JOIN, TIER_RANK, TIERS
 from moderation.types import NormalizedText, ScreenItem, Signal, Span
 
 if TYPE_CHECKING:
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config" / "moderation"
 DEFAULT_RULES = CONFIG_DIR / "crisis.toml"
 
-TIER_RANK = {t: i for i, t in enumerate(TIERS)}
 TIER_SCORE = {"moderate": 0.7, "high": 0.85, "imminent": 0.97}
 _CLAUSE = re.compile(r"[.!?;]+\s*|\s+but\s+|\s+however\s+|\s+although\s+")
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.escalations import _strip_reply_fallback, load_resources, load_tuning
+from bridge.escalation.commands import strip_reply_fallback as _strip_reply_fallback
+from bridge.escalation.config import load_resources, load_tuning
 from config.settings import DEFAULT_FILE, SettingsError, load_settings
 
 
@@ -80,3 +81,56 @@ def test_a_broken_catalogue_names_the_setting(tmp_path: Path):
     bad.write_text("[regions.US]\nname = 'United States'\n")
     with pytest.raises(SettingsError, match=r"`escalation.resources_file`: .*crisis_resources.toml"):
         load_resources(settings(resources_file=str(bad)))
+
+
+# --- the port: one raise per crisis event -------------------------------------------------
+
+
+async def test_the_after_delivery_raise_is_answered_from_memory_unless_it_brings_a_higher_tier(engine):
+    """The gate raises; the after-delivery safety net for the same event adds nothing (no second
+    transaction, no 'merged' audit row) unless its verdict is more urgent, which upgrades the case."""
+    from datetime import UTC, datetime
+
+    from sqlmodel import Session, select
+
+    from bridge.clock import SystemClock
+    from bridge.escalation.desk import EscalationDesk
+    from bridge.gateway import NioGateway
+    from bridge.scheduler import Scheduler
+    from bridge.tasks import TaskGroup
+    from config.ids import EventID, RoomID, UserID
+    from moderation.escalation import Escalation, EscalationAudit
+    from moderation.types import Disposition, Message, Verdict
+
+    clock = SystemClock()
+    gateway = NioGateway("http://127.0.0.1:9", "@hearth:localhost")  # never contacted: not logged in
+    desk = EscalationDesk(settings(), engine, gateway, Scheduler(clock), clock, TaskGroup())
+    message = Message(
+        EventID("$crisis"), RoomID("!room:localhost"), UserID("@river:localhost"), "", datetime.now(UTC)
+    )
+
+    def verdict(tier: str) -> Verdict:
+        return Verdict(
+            message.event_id, [Disposition("escalate", "crisis", tier=tier, category="plan_or_means")]
+        )
+
+    def audit_kinds(esc_id: str) -> list[str]:
+        with Session(engine) as s:
+            rows = s.exec(select(EscalationAudit).where(EscalationAudit.escalation_id == esc_id)).all()
+            return [r.transition for r in rows]
+
+    try:
+        assert await desk.raise_for(message, Verdict(message.event_id, [Disposition("allow")])) is None
+        first = await desk.raise_for(message, verdict("high"))
+        assert first is not None
+        again = await desk.raise_for(message, verdict("high"))  # the safety net after delivery
+        assert again is not None
+        assert again.id == first.id
+        assert "merged" not in audit_kinds(first.id)
+        upgraded = await desk.raise_for(message, verdict("imminent"))
+        assert upgraded is not None
+        assert upgraded.id == first.id
+        with Session(engine) as s:
+            assert s.get(Escalation, first.id).severity == "imminent"
+    finally:
+        await desk.close()

@@ -22,6 +22,8 @@ import pytest
 from sqlmodel import Session, select
 
 from bridge import stack
+from bridge.escalation.render import staff_alert_content
+from bridge.escalation.webhooks import verify_webhook
 from moderation.escalation import (
     WEBHOOK_SIGNATURE_HEADER,
     Escalation,
@@ -30,8 +32,6 @@ from moderation.escalation import (
     SlaPolicy,
     raise_escalation,
     resolve,
-    staff_alert_content,
-    verify_webhook,
 )
 from tests.e2e.conftest import resolve_open_escalations
 from tests.e2e.escalation_staff import (

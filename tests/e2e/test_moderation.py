@@ -13,7 +13,8 @@ import pytest
 from sqlmodel import Session, select
 
 from bridge import stack
-from moderation.escalation import Escalation, category_words
+from bridge.escalation.render import category_words
+from moderation.escalation import Escalation
 from moderation.models import FlaggedMessage, ModerationDecision
 from spaces.models import ProvisionedRoom, ProvisionedSpace
 from tests.e2e.conftest import resolve_open_escalations

@@ -1,5 +1,5 @@
 """The care room of an escalation: take, the person's replies, being left alone, closing kindly
-(moderation/care.py on SQLite and PostgreSQL)."""
+(moderation/escalation/care.py on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session
 
-from moderation import care
-from moderation.escalation import IllegalTransition, NotStaff, resolve, staff_alert_content
+from bridge.escalation import render
+from bridge.escalation.render import staff_alert_content
+from moderation.escalation import IllegalTransition, NotStaff, care, resolve
 from tests.moderation.test_escalation import DR_A, DR_B, MEMBER, STAFF, T0, _audit, _kinds, _raise
 
 CARE_ROOM = "!care:localhost"
@@ -68,7 +69,7 @@ def test_replies_page_on_call_until_someone_takes_it_and_never_carry_text(engine
         assert esc.care_room_id == CARE_ROOM
         notes = [a for a in _audit(s, esc.id) if a[0] == "member_replied"]
         assert len(notes) == 4
-        page_content = care.care_reply_page_content(
+        page_content = render.care_reply_page_content(
             esc, mentions=[DR_A], names={MEMBER: "River"}, server_name="localhost", tz=T0.tzinfo
         )
         assert page_content["msgtype"] == "m.text"  # it rings
@@ -107,8 +108,8 @@ def test_resolving_a_case_someone_talked_in_tells_the_person_kindly(engine):
         resolve(s, talked.id, actor=DR_A, staff=STAFF, outcome="contacted", now=T0 + timedelta(hours=2))
         s.commit()
         assert _kinds(s, talked.id)[-1] == "care_closed"
-    assert "closed this check-in" in care.care_closed_content("Dr Ada")["body"]
-    join = care.care_join_content("Dr Ada (clinical psychologist)")["body"]
+    assert "closed this check-in" in render.care_closed_content("Dr Ada")["body"]
+    join = render.care_join_content("Dr Ada (clinical psychologist)")["body"]
     assert join.startswith("Dr Ada (clinical psychologist) from Hearth's care team has joined this room.")
     assert "!alone" in join
 

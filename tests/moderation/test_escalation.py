@@ -14,6 +14,14 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, SQLModel, select
 
 from bridge.db import import_models
+from bridge.escalation.render import (
+    member_resources_content,
+    region_lines_content,
+    repage_content,
+    staff_alert_content,
+    status_edit_content,
+)
+from bridge.escalation.webhooks import sign_webhook, verify_webhook, webhook_body
 from config.resources import load_crisis_resources
 from moderation.escalation import (
     AuditImmutable,
@@ -39,20 +47,12 @@ from moderation.escalation import (
     list_escalations,
     mark_failed,
     mark_sent,
-    member_resources_content,
     parse_outcome,
     pending_notifications,
     purge_excerpts,
     raise_escalation,
-    region_lines_content,
     repage,
-    repage_content,
     resolve,
-    sign_webhook,
-    staff_alert_content,
-    status_edit_content,
-    verify_webhook,
-    webhook_body,
 )
 from moderation.types import Signal, Span
 
@@ -352,9 +352,25 @@ def test_same_event_twice_is_a_no_op(engine):
     with Session(engine) as s:
         esc, _ = _raise(s, "$e1")
         s.commit()
-        again, created = _raise(s, "$e1", severity="imminent")
-        assert (again.id, created, again.severity, again.message_count) == (esc.id, False, "high", 1)
+        for severity in ("high", "moderate"):
+            again, created = _raise(s, "$e1", severity=severity)
+            assert (again.id, created, again.severity, again.message_count) == (esc.id, False, "high", 1)
         assert _kinds(s, esc.id) == ["staff_alert", "member_resources"]
+
+
+def test_same_event_read_as_more_urgent_upgrades_without_counting_it_twice(engine):
+    """The rules' fast verdict raised it at the gate; the models then read the same message as
+    imminent: the case is upgraded (shorter SLA, the alert edited), still one message."""
+    with Session(engine) as s:
+        esc, _ = _raise(s, "$e1", severity="high")
+        s.commit()
+        deadline = esc.sla_deadline
+        again, created = _raise(s, "$e1", severity="imminent")
+        assert (again.id, created, again.severity, again.message_count) == (esc.id, False, "imminent", 1)
+        assert again.sla_deadline < deadline
+        assert _kinds(s, esc.id) == ["staff_alert", "member_resources", "staff_update"]
+        assert s.exec(select(EscalationEvidence).where(EscalationEvidence.escalation_id == esc.id)).all()
+        assert [a[0] for a in _audit(s, esc.id)] == ["opened", "merged"]
 
 
 def test_other_room_or_person_or_new_episode_opens_new(engine):
@@ -684,7 +700,7 @@ def test_alerts_name_people_by_display_name_and_categories_in_words():
 
 
 def test_every_crisis_category_has_words():
-    from moderation.escalation import CATEGORY_WORDS, category_words
+    from bridge.escalation.render import CATEGORY_WORDS, category_words
     from moderation.labels import CATEGORIES
 
     assert set(CATEGORY_WORDS) == set(CATEGORIES)

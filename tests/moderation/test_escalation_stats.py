@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from moderation.escalation import Escalation
-from moderation.escalation_stats import ack_times, per_day, queue
+from moderation.escalation.stats import ack_times, per_day, queue
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)  # a Friday
 

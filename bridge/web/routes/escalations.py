@@ -14,7 +14,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridge.escalations import EscalationDesk, NotPermitted
+from bridge.escalation.desk import EscalationDesk, NotPermitted
 from bridge.web.auth import Principal
 from bridge.web.deps import clinician
 from moderation.escalation import (

@@ -27,6 +27,7 @@ from fastapi.templating import Jinja2Templates
 from sqlmodel import Session, col, select
 
 from bridge.db import run_db
+from bridge.escalation.render import category_words
 from bridge.web.auth import Principal
 from bridge.web.charts import ack_svg, per_day_svg
 from bridge.web.deps import staff_auth
@@ -36,10 +37,9 @@ from moderation.escalation import (
     Escalation,
     EscalationNotFound,
     Outcome,
-    category_words,
     get_escalation_with_trail,
 )
-from moderation.escalation_stats import ack_times, per_day, queue
+from moderation.escalation.stats import ack_times, per_day, queue
 
 router = APIRouter(tags=["staff pages"])
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")

@@ -13,29 +13,22 @@ in the caller's transaction and enqueues outbox notifications; the bridge commit
 
 from __future__ import annotations
 
-import html
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlmodel import Session, col, select
 
-from moderation.escalation import (
+from moderation.escalation.lifecycle import record_acknowledgement
+from moderation.escalation.store import audit, enqueue, load_escalation
+from moderation.escalation.tables import Escalation
+from moderation.escalation.types import (
     ACTIVE_STATUSES,
     UNACKNOWLEDGED_STATUSES,
-    Escalation,
     IllegalTransition,
     NotificationKind,
     NotStaff,
-    _acknowledge,
-    _audit,
-    _enqueue,
-    _fmt_time,
-    _load,
-    _utc,
-    escalation_summary,
-    matrix_to_event,
-    person,
+    as_utc,
+    format_time,
 )
 
 # The person's replies page the on-call clinician at most this often (each reply is attached).
@@ -44,7 +37,7 @@ REPLY_PAGE_EVERY = timedelta(minutes=5)
 
 def set_care_room(session: Session, esc_id: str, room_id: str) -> Escalation:
     """Remember the care room (the room the person's resources went to); the first one stays."""
-    esc = _load(session, esc_id)
+    esc = load_escalation(session, esc_id)
     if esc.care_room_id is None:
         esc.care_room_id = room_id
         session.add(esc)
@@ -66,8 +59,8 @@ def take(
     when it is resolved, taken by someone else, or the person asked to be left alone (unless ``anyway``)."""
     if actor not in clinicians:
         raise NotStaff(actor)
-    now = _utc(now)
-    esc = _load(session, esc_id)
+    now = as_utc(now)
+    esc = load_escalation(session, esc_id)
     if esc.status not in {s.value for s in ACTIVE_STATUSES}:
         raise IllegalTransition(
             esc.id, esc.status, "taken", f"{esc.id} is resolved: there is no case to take."
@@ -81,21 +74,21 @@ def take(
             esc.id,
             esc.status,
             "taken",
-            f"{esc.id} was taken by {esc.taken_by} at {_fmt_time(esc.taken_at or now)}; ask them, or add a note.",
+            f"{esc.id} was taken by {esc.taken_by} at {format_time(esc.taken_at or now)}; ask them, or add a note.",
         )
     if esc.left_alone_at is not None and not anyway:
         raise IllegalTransition(
             esc.id,
             esc.status,
             "taken",
-            f"The person asked to be left alone at {_fmt_time(esc.left_alone_at)}. Join only if there is a "
+            f"The person asked to be left alone at {format_time(esc.left_alone_at)}. Join only if there is a "
             f"risk to their life: !take {esc.id} anyway.",
         )
     if esc.status in UNACKNOWLEDGED_STATUSES:
-        _acknowledge(session, esc, actor, now, "taken into the care room")
+        record_acknowledgement(session, esc, actor, now, "taken into the care room")
     esc.taken_by, esc.taken_at, esc.updated_at = actor, now, now
     session.add(esc)
-    _audit(
+    audit(
         session,
         esc,
         "taken",
@@ -104,8 +97,8 @@ def take(
         now=now,
         note="joined although the person asked to be left alone" if esc.left_alone_at else None,
     )
-    _enqueue(session, esc, NotificationKind.CARE_JOIN, {"clinician": actor}, now)
-    _enqueue(session, esc, NotificationKind.STAFF_UPDATE, {"reason": "taken", "mentions": []}, now)
+    enqueue(session, esc, NotificationKind.CARE_JOIN, {"clinician": actor}, now)
+    enqueue(session, esc, NotificationKind.STAFF_UPDATE, {"reason": "taken", "mentions": []}, now)
     session.flush()
     return esc
 
@@ -137,19 +130,19 @@ def member_replied(
     """Attach the person's reply in the care room to the case (by event id) and, while nobody has
     taken it, page ``on_call`` (at most every ``page_every``). Writing again ends a wish to be left
     alone. Returns whether a page was enqueued."""
-    now = _utc(now)
-    esc = _load(session, esc_id)
+    now = as_utc(now)
+    esc = load_escalation(session, esc_id)
     if esc.care_room_id is None:
         esc.care_room_id = room_id
     esc.care_replies += 1
     esc.care_last_reply_at = now
     if esc.left_alone_at is not None:
         esc.left_alone_at = None
-        _audit(session, esc, "member_returned", from_status=esc.status, actor=esc.sender, now=now)
-        _enqueue(
+        audit(session, esc, "member_returned", from_status=esc.status, actor=esc.sender, now=now)
+        enqueue(
             session, esc, NotificationKind.STAFF_UPDATE, {"reason": "member_returned", "mentions": []}, now
         )
-    _audit(
+    audit(
         session,
         esc,
         "member_replied",
@@ -160,9 +153,9 @@ def member_replied(
     )
     paged = False
     last = esc.care_last_page_at
-    if esc.taken_by is None and (last is None or now - _utc(last) >= page_every):
+    if esc.taken_by is None and (last is None or now - as_utc(last) >= page_every):
         esc.care_last_page_at = now
-        _enqueue(
+        enqueue(
             session,
             esc,
             NotificationKind.CARE_REPLY,
@@ -178,83 +171,17 @@ def member_replied(
 
 def leave_alone(session: Session, esc_id: str, *, now: datetime) -> Escalation:
     """The person asked to be left alone (``!alone``): noted on the case and shown on its alert."""
-    now = _utc(now)
-    esc = _load(session, esc_id)
+    now = as_utc(now)
+    esc = load_escalation(session, esc_id)
     if esc.left_alone_at is None:
         esc.left_alone_at = now
         esc.updated_at = now
         session.add(esc)
-        _audit(session, esc, "left_alone", from_status=esc.status, actor=esc.sender, now=now)
-        _enqueue(session, esc, NotificationKind.STAFF_UPDATE, {"reason": "left_alone", "mentions": []}, now)
+        audit(session, esc, "left_alone", from_status=esc.status, actor=esc.sender, now=now)
+        enqueue(session, esc, NotificationKind.STAFF_UPDATE, {"reason": "left_alone", "mentions": []}, now)
         session.flush()
     return esc
 
 
 # ---------------------------------------------------------------------------------------------
 # Rendering (pure)
-
-
-def _text(body: str, mentions: Sequence[str] = ()) -> dict[str, Any]:
-    return {
-        "msgtype": "m.text",
-        "body": body,
-        "format": "org.matrix.custom.html",
-        "formatted_body": "".join(f"<p>{html.escape(p)}</p>" for p in body.split("\n\n")),
-        "m.mentions": {"user_ids": list(mentions)},
-    }
-
-
-def care_join_content(clinician_name: str) -> dict[str, Any]:
-    """What the person reads when a clinician joins their care room: who, why, and that they may say no."""
-    return _text(
-        f"{clinician_name} from Hearth's care team has joined this room. They're here because of what "
-        "you shared earlier, to listen and to help you stay safe; nobody else can read this room.\n\n"
-        "Reply whenever you're ready, in your own words. If you'd rather be left alone, send !alone and "
-        "we'll respect that."
-    )
-
-
-def left_alone_content() -> dict[str, Any]:
-    """The answer to ``!alone``."""
-    return _text(
-        "Of course. Nobody from the care team will message you here unless you write to us again.\n\n"
-        "If things change, the lines above are there day and night, and you can write here whenever you want."
-    )
-
-
-def care_closed_content(by_name: str) -> dict[str, Any]:
-    """What the person reads when their case is resolved."""
-    return _text(
-        f"{by_name} has closed this check-in. Thank you for talking with us.\n\n"
-        "You're welcome to write here or in the groups any time, and the lines above are there day and night."
-    )
-
-
-def care_reply_page_content(
-    esc: Escalation, *, mentions: Sequence[str], names: dict[str, str], server_name: str | None, tz: Any
-) -> dict[str, Any]:
-    """The staff-room page for a reply in an untaken care room: rings the on-call clinician (``m.text``
-    with ``m.mentions``), says who and how to join, never the reply's text."""
-    member = person(esc.sender, names)
-    when = _fmt_time(esc.care_last_reply_at, tz) if esc.care_last_reply_at else ""
-    link = matrix_to_event(esc.room_id, esc.first_event_id, server_name)
-    body = (
-        f"💬 {member} replied in their care room ({esc.id}, {esc.severity}) at {when}: "
-        f"{esc.care_replies} repl{'y' if esc.care_replies == 1 else 'ies'} so far, nobody with them yet. "
-        f"Send !take {esc.id} to join them there."
-    )
-    if mentions:
-        body += "\nOn call: " + ", ".join(person(u, names) for u in mentions)
-    formatted = (
-        f"<p>💬 <b>{html.escape(member)}</b> replied in their care room ({html.escape(esc.id)}, "
-        f"{html.escape(esc.severity)}) at {html.escape(when)}. Send <code>!take {html.escape(esc.id)}</code> "
-        f'to join them there. <a href="{html.escape(link)}">The message that raised it</a></p>'
-    )
-    return {
-        "msgtype": "m.text",
-        "body": body,
-        "format": "org.matrix.custom.html",
-        "formatted_body": formatted,
-        "m.mentions": {"user_ids": list(mentions)},
-        "org.hearth.escalation": escalation_summary(esc),
-    }

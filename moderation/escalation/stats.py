@@ -9,7 +9,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from moderation.escalation import ACTIVE_STATUSES, Escalation, Severity
+from moderation.escalation.tables import Escalation
+from moderation.escalation.types import ACTIVE_STATUSES, Severity
 
 TIERS: tuple[str, ...] = (Severity.IMMINENT.value, Severity.HIGH.value, Severity.MODERATE.value)
 

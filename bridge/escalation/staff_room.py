@@ -1,0 +1,130 @@
+"""The staff room (``#hearth-staff``) and the names alerts are written with.
+
+The room is resolved by alias (and joined), or created invite-only and unencrypted with every staff
+member invited at power level 50; provisioning reconciles it by alias later. :class:`Names` caches
+rooms' and members' display names for alerts, never waiting on the homeserver more than 2 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+
+from bridge.escalation.config import DeskConfig
+from bridge.gateway import GatewayError, NioGateway
+from config.ids import RoomID
+
+log = logging.getLogger(__name__)
+
+NAME_TIMEOUT_SECONDS = 2
+
+
+class StaffRoom:
+    def __init__(self, cfg: DeskConfig, gateway: NioGateway):
+        self.cfg = cfg
+        self.gateway = gateway
+        self.alias = cfg.staff_room_alias
+        self.room_id: RoomID | None = None
+        self._lock = asyncio.Lock()
+
+    async def prepare(self) -> None:
+        """Resolve or create the room at start-up, retrying with backoff until the homeserver answers."""
+        delay = 0.5
+        while True:
+            try:
+                await self.ensure()
+                return
+            except (GatewayError, TimeoutError, OSError) as e:
+                log.warning("staff room %s not ready (%s); retrying in %.1fs", self.alias, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
+
+    async def ensure(self) -> RoomID:
+        """The staff room's ID: resolved by alias (and joined), or created invite-only and unencrypted
+        with every staff member invited at power level 50."""
+        if self.room_id is not None:
+            return self.room_id
+        async with self._lock:
+            if self.room_id is not None:
+                return self.room_id
+            room = await self.gateway.resolve_alias(self.alias)
+            if room is None:
+                localpart = self.alias[1:].split(":", 1)[0]
+                try:
+                    room = await self.gateway.create_private_room(
+                        name="Hearth staff",
+                        alias=localpart,
+                        topic="Crisis escalations. React ✅ or send !ack <id> to acknowledge; !esc list; !esc help.",
+                        power_users=dict.fromkeys(self.cfg.staff.all_ids, 50),
+                    )
+                    log.info("created the staff room %s (%s)", self.alias, room)
+                except GatewayError as e:
+                    if e.errcode != "M_ROOM_IN_USE":
+                        raise
+                    room = await self.gateway.resolve_alias(self.alias)  # created concurrently
+                    if room is None:
+                        raise
+            else:
+                await self.gateway.join(room)
+            if await self.gateway.get_state_event(room, "m.room.encryption") is not None:
+                log.error("staff room %s is encrypted: the bot cannot post readable alerts there", self.alias)
+            await self._invite_missing_staff(room)
+            self.room_id = room
+            return room
+
+    async def _invite_missing_staff(self, room: RoomID) -> None:
+        for user in self.cfg.staff.all_ids:
+            try:
+                member = await self.gateway.get_state_event(room, "m.room.member", user)
+                if member and member.get("membership") in ("join", "invite", "ban"):
+                    continue
+                await self.gateway.invite(room, user)
+            except GatewayError as e:  # e.g. an account not registered yet: provisioning reconciles later
+                log.warning("could not invite %s to the staff room: %s", user, e)
+
+    async def notice(self, text: str) -> None:
+        """A plain ``m.notice`` in the staff room (e.g. a message flagged for review). Best effort:
+        failures are logged, not retried; escalations go through the outbox instead."""
+        try:
+            room = await self.ensure()
+            await self.gateway.send(room, {"msgtype": "m.notice", "body": text, "m.mentions": {}})
+        except (GatewayError, TimeoutError, OSError) as e:
+            log.warning("could not post a notice in the staff room: %s", e)
+
+
+class Names:
+    """Rooms' and members' display names, cached; None when there is none or the homeserver does
+    not answer within 2 s (an alert never waits longer for a name)."""
+
+    def __init__(self, gateway: NioGateway):
+        self.gateway = gateway
+        self.rooms: dict[str, str | None] = {}
+        self.members: dict[tuple[str, str], str | None] = {}
+
+    async def room(self, room_id: str) -> str | None:
+        if room_id not in self.rooms:
+            try:
+                state = await asyncio.wait_for(
+                    self.gateway.get_state_event(room_id, "m.room.name"), NAME_TIMEOUT_SECONDS
+                )
+                name = state.get("name") if state else None
+                self.rooms[room_id] = str(name) if name else None
+            except (GatewayError, TimeoutError, httpx.HTTPError):
+                return None  # not cached: try again next time
+        return self.rooms[room_id]
+
+    async def member(self, room_id: str, user: str) -> str | None:
+        """The member's display name in that room (their ``m.room.member`` state)."""
+        key = (room_id, user)
+        if key not in self.members:
+            try:
+                state = await asyncio.wait_for(
+                    self.gateway.get_state_event(room_id, "m.room.member", user), NAME_TIMEOUT_SECONDS
+                )
+                name = state.get("displayname") if state else None
+                self.members[key] = str(name).strip()[:100] or None if name else None
+            except (GatewayError, TimeoutError, httpx.HTTPError):
+                return None  # not cached: try again next time
+        return self.members[key]
