@@ -6,6 +6,7 @@ from functools import cache
 from typing import Any
 
 from fastapi import APIRouter, Depends
+from pydantic import BaseModel
 from sqlmodel import Session, select
 
 from bridge import db
@@ -24,7 +25,34 @@ def _themes() -> dict[str, Theme]:
         return {}
 
 
-@router.get("/spaces")
+class DirectoryRoom(BaseModel):
+    slug: str
+    alias: str
+    room_id: str
+    name: str | None
+    topic: str | None
+    preset: str | None
+    purpose: str | None
+    capacity: int
+    moderation_profile: str
+    members_may_post: bool
+
+
+class DirectorySpace(BaseModel):
+    slug: str
+    alias: str
+    room_id: str
+    name: str | None
+    description: str | None
+    theme_version: int
+    rooms: list[DirectoryRoom]
+
+
+class Directory(BaseModel):
+    spaces: list[DirectorySpace]
+
+
+@router.get("/spaces", response_model=Directory)
 async def spaces(svc=Depends(service)) -> dict[str, Any]:
     """Provisioned support spaces and their rooms: aliases, 3D preset, capacity, moderation profile."""
 

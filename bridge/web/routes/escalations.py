@@ -54,6 +54,106 @@ class NoteBody(BaseModel):
     text: str = Field(min_length=1, max_length=4000)
 
 
+# --- response models (the OpenAPI document's schemas; times are ISO 8601 strings) -------------
+
+
+class Conversation(BaseModel):
+    """Where the care room stands, never its text."""
+
+    state: Literal["not_started", "waiting_for_a_clinician", "with_clinician", "left_alone"]
+    care_room_id: str | None
+    taken_by: str | None
+    taken_at: str | None
+    left_alone_at: str | None
+    member_replies: int
+    last_member_reply_at: str | None
+
+
+class EscalationOut(BaseModel):
+    id: str
+    severity: SeverityName
+    category: str
+    status: StatusName
+    room_id: str
+    event_id: str = Field(description="the first crisis message of the episode")
+    sender: str
+    space: str | None
+    outcome: str | None
+    created_at: str
+    sla_deadline: str
+    acknowledged_by: str | None
+    acknowledged_at: str | None
+    resolved_by: str | None
+    resolved_at: str | None
+    repage_count: int
+    message_count: int
+    excerpt: str = Field(description="kept for the clinician, purged after excerpt_retention_days")
+    latest_event_id: str | None
+    alert_event_id: str | None
+    locale: str | None
+    updated_at: str
+    conversation: Conversation
+
+
+class EscalationList(BaseModel):
+    escalations: list[EscalationOut]
+    limit: int
+    offset: int
+
+
+class AuditOut(BaseModel):
+    transition: str
+    from_status: str | None
+    to_status: str
+    actor: str
+    note: str | None
+    at: str
+
+
+class NoteOut(AuditOut):
+    escalation_id: str
+
+
+class EvidenceOut(BaseModel):
+    event_id: str
+    severity: str
+    category: str
+    signals: list[dict[str, Any]]
+    at: str
+
+
+class NotificationOut(BaseModel):
+    kind: str
+    status: str
+    attempts: int
+    created_at: str
+    sent_at: str | None
+    event_id: str | None
+    last_error: str | None
+
+
+class TrailOut(EscalationOut):
+    evidence: list[EvidenceOut]
+    audit: list[AuditOut]
+    notifications: list[NotificationOut]
+
+
+class ErrorOut(BaseModel):
+    """A refusal, Matrix-style: ``errcode`` and a reason in words (409 adds the statuses)."""
+
+    errcode: str
+    error: str
+    from_status: str | None = None
+    to_status: str | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorOut, "description": "not a clinician"},
+    404: {"model": ErrorOut, "description": "no such escalation"},
+    409: {"model": ErrorOut, "description": "not allowed from the escalation's status"},
+}
+
+
 def _desk(request: Request) -> EscalationDesk:
     desk: EscalationDesk = request.app.state.service.desk
     return desk
@@ -150,7 +250,7 @@ def _trail(t: EscalationTrail) -> dict[str, Any]:
     }
 
 
-@router.get("")
+@router.get("", response_model=EscalationList, responses={403: ERRORS[403]})
 async def list_escalations(
     status: list[StatusName] | None = Query(None),
     severity: SeverityName | None = None,
@@ -167,7 +267,7 @@ async def list_escalations(
     return {"escalations": [_escalation(e) for e in rows], "limit": limit, "offset": offset}
 
 
-@router.get("/{esc_id}")
+@router.get("/{esc_id}", response_model=TrailOut, responses={k: ERRORS[k] for k in (403, 404)})
 async def get_escalation(
     esc_id: str, who: Principal = Depends(clinician), desk: EscalationDesk = Depends(_desk)
 ) -> dict[str, Any]:
@@ -178,7 +278,7 @@ async def get_escalation(
         raise _translate(e) from None
 
 
-@router.post("/{esc_id}/acknowledge")
+@router.post("/{esc_id}/acknowledge", response_model=EscalationOut, responses=ERRORS)
 async def acknowledge(
     esc_id: str,
     body: ActorBody | None = None,
@@ -200,7 +300,7 @@ class TakeBody(ActorBody):
     )
 
 
-@router.post("/{esc_id}/take")
+@router.post("/{esc_id}/take", response_model=EscalationOut, responses=ERRORS)
 async def take(
     esc_id: str,
     body: TakeBody | None = None,
@@ -217,7 +317,7 @@ async def take(
         raise _translate(e) from None
 
 
-@router.post("/{esc_id}/resolve")
+@router.post("/{esc_id}/resolve", response_model=EscalationOut, responses=ERRORS)
 async def resolve(
     esc_id: str,
     body: ResolveBody,
@@ -232,7 +332,9 @@ async def resolve(
         raise _translate(e) from None
 
 
-@router.post("/{esc_id}/notes", status_code=201)
+@router.post(
+    "/{esc_id}/notes", status_code=201, response_model=NoteOut, responses={k: ERRORS[k] for k in (403, 404)}
+)
 async def add_note(
     esc_id: str,
     body: NoteBody,
