@@ -278,6 +278,7 @@ async def bench(layout: stack.StackLayout, args: argparse.Namespace) -> int:
         alias = f"#{settings.get('escalation', {}).get('staff_room_alias', 'hearth-staff')}:{layout.server_name}"
         staff_room = str((await bot.call("GET", f"/_matrix/client/v3/directory/room/{q(alias)}"))["room_id"])
 
+        await clinicians_in_staff_room(layout, admin, bot, staff_room, register=args.throwaway)
         paths = [await room_path(bot, r) for r in args.room or [f"#{a}:{layout.server_name}" for a in CRISIS_ROOMS]]
         talk_paths = [await room_path(bot, r)
                       for r in args.background or [f"#{a}:{layout.server_name}" for a in BACKGROUND_ROOMS]]
@@ -293,6 +294,29 @@ async def bench(layout: stack.StackLayout, args: argparse.Namespace) -> int:
                         pass
             await resolve_bench_escalations(layout, admin, [path[-1] for path in paths],
                                             {c.user_id for c, _ in joined})
+
+
+async def clinicians_in_staff_room(layout: stack.StackLayout, admin: Client, bot: Client, staff_room: str,
+                                   register: bool) -> None:
+    """The clinicians of config/staff.toml joined to the staff room, as they are on a real deployment
+    (a phone rings only for a room its owner has joined). With ``register`` (a throwaway stack) their
+    accounts are registered first; on an operator's stack missing accounts are reported, not made."""
+    staff = tomllib.loads(STAFF_FILE.read_text())  # noqa: ASYNC240 (a small file, once per run)
+    for user in [c["user_id"] for c in staff.get("clinicians", [])]:
+        localpart = user[1:].split(":", 1)[0]
+        if register:
+            await asyncio.to_thread(stack.register_user, layout, localpart, secrets.token_hex(12))
+        try:
+            login = await admin.call("POST", f"/_synapse/admin/v1/users/{q(user)}/login", {})
+        except RuntimeError as e:
+            print(f"clinician {user}: no account ({e}); their notifications cannot be measured")
+            continue
+        clinician = Client(admin.http, user, str(login["access_token"]))
+        try:
+            await bot.call("POST", f"/_matrix/client/v3/rooms/{q(staff_room)}/invite", {"user_id": user})
+        except RuntimeError:
+            pass  # already invited or joined
+        await clinician.call("POST", f"/_matrix/client/v3/rooms/{q(staff_room)}/join", {})
 
 
 async def resolve_bench_escalations(layout: stack.StackLayout, admin: Client, room_ids: list[str],
@@ -505,7 +529,8 @@ async def report_notifications(admin: Client, sent: Sent, watcher: StaffRoomWatc
     """Send -> the notification of each clinician an alert mentions, from their own ``/notifications``
     (each entry's ``ts`` is when Synapse's push rules made it, the moment a phone is pushed), read
     with a token from the admin API. Counts alerts whose mentioned clinicians got no notification."""
-    by_alert = {alert: crisis for crisis, alert in watcher.alert_id.items()}
+    # Only the measured crises (the no-load baseline's are timed on their own).
+    by_alert = {alert: crisis for crisis, alert in watcher.alert_id.items() if crisis in sent.sent_wall}
     users = sorted({u for crisis in by_alert.values() for u in watcher.mentioned.get(crisis, [])})
     if not users:
         print("  send -> the mentioned clinician's notification: no alert mentioned anyone (no one on call?)")

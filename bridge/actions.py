@@ -1,10 +1,15 @@
 """After-delivery dispositions: what the bot does once a screened message is in the room.
 
 ``block`` here means the gate let the message through (budget passed, fail-open, a federated event),
-so the bot redacts it and tells the sender kindly why. ``escalate`` goes to the escalation desk,
-which also sends the person crisis resources once per episode; ``send_resources`` alone sends them
-directly. ``mute`` lowers the member's power level in that room and restores it on expiry (the expiry
-lives in the database; a scheduler sweep restores due mutes, so a restart keeps every timer).
+so the bot redacts it and tells the sender kindly why; so is a message from a muted member that the
+gate did not see. ``escalate`` goes to the escalation desk, which also sends the person crisis
+resources once per episode; ``send_resources`` alone sends them directly. ``mute`` is a sanction
+across the room's space, enforced at the gate until it expires (``bridge.moderators.sanctions``).
+``flag`` keeps the text and opens a review case for the moderators, except on a message that
+escalates: that one belongs to the clinicians, and no volunteer reviews or sanctions a person in crisis.
+
+Mutes made before sanctions existed lowered power levels; :meth:`Actions.unmute_due` still restores
+those (the ``mute`` table) when they expire.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
@@ -21,8 +26,10 @@ from sqlmodel import Session, col, select
 from bridge.clock import Clock
 from bridge.gateway import GatewayError, NioGateway
 from bridge.models import Mute
+from bridge.moderators.render import label_words
 from config.ids import RoomID
 from moderation import store
+from moderation.casework import SYSTEM_ACTOR, ActiveMute, SanctionKind
 from moderation.escalation.port import EscalationPort
 from moderation.types import Message, Verdict
 
@@ -38,6 +45,31 @@ DEFAULT_WARN_TEXT = (
 MUTE_LEVEL = -1
 
 
+class ModeratorsPort(Protocol):
+    """What actions need of ``bridge.moderators``: open a review case, and the sanctions."""
+
+    async def flag(self, message: Message, reason: str, signals: list[str], *, held: bool = False) -> Any: ...
+
+
+class SanctionsPort(Protocol):
+    def muted(self, user: str, space: str | None) -> ActiveMute | None: ...
+
+    async def impose(
+        self,
+        actor: str,
+        user: str,
+        kind: SanctionKind,
+        *,
+        scope: str,
+        reason: str,
+        duration: timedelta | None | object = ...,
+        case_id: str | None = None,
+        notify: bool = True,
+    ) -> Any: ...
+
+    async def muted_notice(self, mute: ActiveMute, space: str | None) -> str: ...
+
+
 class Actions:
     """Carries out a verdict's after-delivery dispositions for one delivered message."""
 
@@ -51,7 +83,8 @@ class Actions:
         escalations: EscalationPort,
         resources_for: Callable[[str, str | None], Awaitable[dict[str, Any]]],
         flag_retention: timedelta,
-        notify_staff: Callable[[str], Awaitable[None]] | None = None,
+        moderators: ModeratorsPort | None = None,
+        sanctions: SanctionsPort | None = None,
     ):
         self.engine = engine
         self.gateway = gateway
@@ -60,7 +93,8 @@ class Actions:
         self.escalations = escalations
         self.resources_for = resources_for
         self.flag_retention = flag_retention
-        self.notify_staff = notify_staff
+        self.moderators = moderators
+        self.sanctions = sanctions
         self._mute_lock = asyncio.Lock()
 
     async def carry_out(self, message: Message, verdict: Verdict, *, delivered_unscreened: bool) -> None:
@@ -71,27 +105,43 @@ class Actions:
         await self.escalations.raise_for(message, verdict)
         if "send_resources" in kinds and "escalate" not in kinds:
             await self._dm(message.sender, await self.resources_for(message.sender, message.space))
+        mute = (
+            self.sanctions.muted(message.sender, message.space)
+            if self.sanctions is not None and delivered_unscreened and "escalate" not in kinds
+            else None
+        )
         if "block" in kinds and delivered_unscreened:
             await self._redact(message, "removed by Hearth's moderation after delivery")
             block = verdict.of_kind("block")[0]
             await self._dm(message.sender, _notice(block.message or DEFAULT_BLOCK_TEXT))
+        elif mute is not None and self.sanctions is not None:
+            # The gate did not see it (it was down or past its budget): the mute still holds.
+            await self._redact(message, "the sender's posting is paused by a moderator")
+            await self._dm(message.sender, _notice(await self.sanctions.muted_notice(mute, message.space)))
         elif "redact" in kinds:
             await self._redact(message, "removed by Hearth's moderation")
         if "warn" in kinds:
             warn = verdict.of_kind("warn")[0]
             await self._dm(message.sender, _notice(warn.message or DEFAULT_WARN_TEXT))
         for d in verdict.of_kind("mute")[:1]:
-            await self.mute(message.room_id, message.sender, minutes=d.mute_minutes or 10, reason=d.reason)
+            if self.sanctions is not None and "escalate" not in kinds:
+                await self.sanctions.impose(
+                    SYSTEM_ACTOR,
+                    message.sender,
+                    SanctionKind.MUTE,
+                    scope=message.space or "*",
+                    reason=label_words(d.reason),
+                    duration=timedelta(minutes=d.mute_minutes or 10),
+                    notify=False,  # the policy's own kind text follows
+                )
             if d.message:
                 await self._dm(message.sender, _notice(d.message))
         flags = verdict.of_kind("flag")
         if flags:
             reason = "; ".join(d.reason for d in flags)
             await asyncio.to_thread(self._flag, message, reason)
-            if self.notify_staff is not None:
-                await self.notify_staff(
-                    f"A message in {message.room_id} was flagged for review ({reason}). Event {message.event_id}."
-                )
+            if self.moderators is not None and "escalate" not in kinds:
+                await self.moderators.flag(message, reason, [d.reason for d in flags])
 
     def _flag(self, message: Message, reason: str) -> None:
         with Session(self.engine) as s:
@@ -109,42 +159,10 @@ class Actions:
         room = await self.dm_room(user)
         await self.gateway.send(room, content)
 
-    # --- mutes ---
-
-    async def mute(self, room_id: str, user_id: str, *, minutes: int, reason: str) -> None:
-        """Lower ``user_id``'s power level below what posting needs, until ``now + minutes``."""
-        until = self.clock.now() + timedelta(minutes=minutes)
-        async with self._mute_lock:
-            pl = await self.gateway.get_state_event(room_id, "m.room.power_levels") or {}
-            users = dict(pl.get("users") or {})
-            previous = users.get(user_id)
-
-            def record() -> bool:
-                with Session(self.engine) as s:
-                    row = s.get(Mute, (room_id, user_id))
-                    if row is not None:
-                        row.until = max(store._utc(row.until), until)
-                        s.commit()
-                        return False
-                    s.add(
-                        Mute(
-                            room_id=room_id,
-                            user_id=user_id,
-                            previous_level=previous,
-                            until=until,
-                            reason=reason[:255],
-                        )
-                    )
-                    s.commit()
-                    return True
-
-            if await asyncio.to_thread(record):
-                users[user_id] = MUTE_LEVEL
-                await self.gateway.put_state(room_id, "m.room.power_levels", {**pl, "users": users})
-                log.info("muted %s in %s for %d minutes", user_id, room_id, minutes)
+    # --- mutes made before sanctions (power levels) ---
 
     async def unmute_due(self) -> int:
-        """Restore every mute whose time is up (a scheduler job); returns how many."""
+        """Restore every power-level mute (from before sanctions) whose time is up; returns how many."""
         now = self.clock.now()
 
         def due() -> list[Mute]:

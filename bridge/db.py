@@ -1,7 +1,7 @@
 """Database engine, schema migrations (Alembic, applied at start-up) and thread offloading.
 
 SQLModel tables live with their domain (``spaces.models``, ``moderation.models``,
-``moderation.escalation``, ``bridge.models``); this module only wires them to an engine.
+``moderation.escalation``, ``moderation.casework``, ``bridge.models``); this module only wires them to an engine.
 Synchronous DB work is pushed to a thread (habit 5) through :func:`run_db`.
 """
 
@@ -27,6 +27,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 def import_models() -> type[SQLModel]:
     """Import every module that defines tables so ``SQLModel.metadata`` knows them all."""
     import bridge.models  # noqa: F401
+    import moderation.casework  # noqa: F401
     import moderation.escalation  # noqa: F401
     import moderation.models  # noqa: F401
     import spaces.models  # noqa: F401

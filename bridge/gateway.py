@@ -18,15 +18,18 @@ from nio import (
     ErrorResponse,
     JoinResponse,
     LoginResponse,
+    RoomBanResponse,
     RoomCreateResponse,
     RoomGetStateResponse,
     RoomInviteResponse,
+    RoomKickResponse,
     RoomMessagesResponse,
     RoomPreset,
     RoomPutStateResponse,
     RoomRedactResponse,
     RoomResolveAliasResponse,
     RoomSendResponse,
+    RoomUnbanResponse,
     RoomVisibility,
     SyncResponse,
     UploadResponse,
@@ -311,6 +314,26 @@ class NioGateway:
     async def invite(self, room_id: str, user_id: str) -> None:
         resp = await self.client.room_invite(room_id, user_id)
         _check(f"invite {user_id} to {room_id}", resp, RoomInviteResponse)
+
+    async def get_event(self, room_id: str, event_id: str) -> dict[str, Any]:
+        """One event the bot can see (``GET /rooms/{roomId}/event/{eventId}``); GatewayError if none."""
+        path = f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/event/{quote(event_id, safe='')}"
+        event = await self._client_api("GET", path, f"event {event_id}")
+        if event is None:
+            raise GatewayError(f"event {event_id}", "not found", 404, "M_NOT_FOUND")
+        return dict(event)
+
+    async def kick(self, room_id: str, user_id: str, reason: str | None = None) -> None:
+        resp = await self.client.room_kick(room_id, user_id, reason=reason)
+        _check(f"kick {user_id} from {room_id}", resp, RoomKickResponse)
+
+    async def ban(self, room_id: str, user_id: str, reason: str | None = None) -> None:
+        resp = await self.client.room_ban(room_id, user_id, reason=reason)
+        _check(f"ban {user_id} from {room_id}", resp, RoomBanResponse)
+
+    async def unban(self, room_id: str, user_id: str) -> None:
+        resp = await self.client.room_unban(room_id, user_id)
+        _check(f"unban {user_id} from {room_id}", resp, RoomUnbanResponse)
 
     async def _client_api(self, method: str, path: str, what: str, json: Any = None) -> Any:
         """A client-server call with the bot's token for what nio does not cover; 404 -> None."""

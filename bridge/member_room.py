@@ -4,7 +4,9 @@ kind explanations arrive in, and their care room when a clinician takes their ca
 - reply: while they have an active crisis case, the reply is attached to it and, until a clinician
   takes it, pages the on-call clinician (``EscalationDesk.care_message``); the text stays in the room;
 - ``!alone``: ask to be left alone, which the care team respects (``moderation.escalation.care``);
-- ``!region`` to choose which country's crisis lines they get.
+- ``!region`` to choose which country's crisis lines they get;
+- ``!appeal <what they want the moderators to know>``: appeal their latest mute or ban
+  (``bridge.moderators``), decided by a moderator other than the one who acted.
 
 ``!region`` shows the current choice and the countries Hearth has lines for; ``!region GB`` chooses
 one (and replies with its lines at once); ``!region clear`` goes back to the space's or operator's
@@ -38,6 +40,12 @@ class CareDesk(Protocol):
     async def leave_alone(self, user: str, room: str) -> Any: ...
 
 
+class AppealDesk(Protocol):
+    """What this module needs of ``bridge.moderators.desk.ModerationDesk``."""
+
+    async def appeal(self, user: str, text: str) -> dict[str, Any]: ...
+
+
 CLEAR_WORDS = frozenset({"clear", "reset", "none", "off", "default"})
 
 
@@ -53,6 +61,7 @@ class MemberRoom:
         resources: CrisisResources,
         default_region: str | None,
         desk: CareDesk,
+        appeals: AppealDesk | None = None,
     ):
         self.engine = engine
         self.gateway = gateway
@@ -61,6 +70,7 @@ class MemberRoom:
         self.resources = resources
         self.default_region = default_region
         self.desk = desk
+        self.appeals = appeals
 
     async def handle_event(self, ev: TimelineEvent) -> None:
         """Bot handler: the sender's messages in their private room with the bot."""
@@ -75,6 +85,8 @@ class MemberRoom:
         elif cmd.lower() == "!alone":
             await self.desk.leave_alone(ev.sender, ev.room_id)  # noted on their case, if they have one
             await self._reply(ev, render.left_alone_content())
+        elif cmd.lower() == "!appeal" and self.appeals is not None:
+            await self._reply(ev, await self.appeals.appeal(ev.sender, arg.strip()))
         elif not cmd.startswith("!"):
             await self.desk.care_message(ev.sender, ev.room_id, ev.event_id)
 

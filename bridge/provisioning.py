@@ -42,6 +42,7 @@ from spaces.models import ProvisionedRoom, ProvisionedSpace, UploadedMedia
 from spaces.plan import (
     GUIDELINES_EVENT,
     MANAGED_EVENT,
+    MODERATORS_ROOM_LOCALPART,
     STAFF_ROOM_LOCALPART,
     Change,
     Observed,
@@ -141,10 +142,14 @@ class ApplyResult:
 
 
 def managed_aliases(
-    themes: Sequence[Theme], server_name: str, staff_room: str = STAFF_ROOM_LOCALPART
+    themes: Sequence[Theme],
+    server_name: str,
+    staff_room: str = STAFF_ROOM_LOCALPART,
+    moderators_room: str = MODERATORS_ROOM_LOCALPART,
 ) -> list[RoomAlias]:
-    """Every alias the themes name, in creation order: the staff room, then each space and its rooms."""
-    out = [RoomAlias(f"#{staff_room}:{server_name}")]
+    """Every alias the themes name, in creation order: the staff rooms (clinicians', moderators'),
+    then each space and its rooms."""
+    out = [RoomAlias(f"#{staff_room}:{server_name}"), RoomAlias(f"#{moderators_room}:{server_name}")]
     for theme in themes:
         out.append(space_alias(theme, server_name))
         out.extend(room_alias(theme, room, server_name) for room in theme.rooms)
@@ -197,10 +202,12 @@ class Provisioner:
         staff: Staff,
         server_name: str,
         staff_room: str = STAFF_ROOM_LOCALPART,
+        moderators_room: str = MODERATORS_ROOM_LOCALPART,
         progress: bool = False,
     ) -> None:
         self.gateway = gateway
         self.staff_room = staff_room
+        self.moderators_room = moderators_room
         self.engine = engine
         self.clock = clock
         self.themes = list(themes)
@@ -229,7 +236,7 @@ class Provisioner:
 
     async def observe(self) -> Observed:
         """Snapshot what the homeserver holds under every managed alias, plus orphaned tagged rooms."""
-        aliases = managed_aliases(self.themes, self.server_name, self.staff_room)
+        aliases = managed_aliases(self.themes, self.server_name, self.staff_room, self.moderators_room)
         ids = await asyncio.gather(
             *(self._read("resolve_alias", self.gateway.resolve_alias(a)) for a in aliases)
         )
@@ -404,6 +411,7 @@ class Provisioner:
             server_name=self.server_name,
             media=media,
             staff_room=self.staff_room,
+            moderators_room=self.moderators_room,
         )
         return plan, observed
 
@@ -414,7 +422,10 @@ class Provisioner:
         lanes can run side by side while each keeps the plan's order. Anything that refers across
         lanes puts everything back into one lane, in plan order.
         """
-        lane_of: dict[str, str] = {f"#{self.staff_room}:{self.server_name}": "staff"}
+        lane_of: dict[str, str] = {
+            f"#{self.staff_room}:{self.server_name}": "staff",
+            f"#{self.moderators_room}:{self.server_name}": "moderators",
+        }
         for theme in self.themes:
             lane_of[space_alias(theme, self.server_name)] = theme.slug
             lane_of.update({room_alias(theme, r, self.server_name): theme.slug for r in theme.rooms})
@@ -503,6 +514,10 @@ class Provisioner:
         elif change.kind == "invite":
             assert change.state_key is not None
             await self._req("invite", self.gateway.invite(room_id, change.state_key), 1)
+        elif change.kind == "kick":
+            assert change.state_key is not None
+            reason = "This room is for another staff role (config/staff.toml)."
+            await self._req("kick", self.gateway.kick(room_id, change.state_key, reason), 1)
         elif change.kind in ("set_state", "link_child", "set_parent"):
             assert change.event_type is not None
             assert change.state_key is not None
@@ -627,6 +642,7 @@ async def run_spaces(
             staff=staff,
             server_name=settings.matrix.server_name,
             staff_room=settings.escalation.staff_room_alias,
+            moderators_room=settings.moderation.moderators_room_alias,
             progress=sys.stderr.isatty() if progress is None else progress,
         )
         if action == "plan":

@@ -35,6 +35,15 @@ class Scheduler:
         )
         self.aps.start()
 
+    def to_wall(self, when: datetime) -> datetime:
+        """A deadline in Hearth's clock as APScheduler's wall-clock time (they differ by the offset of
+        ``clock_offset_file``, in drills and tests)."""
+        return when - (self.clock.now() - datetime.now(UTC))
+
+    def now_wall(self) -> datetime:
+        """Now, for ``next_run_time`` ("run at once")."""
+        return datetime.now(UTC)
+
     async def _heartbeat(self) -> None:
         self.last_heartbeat = self.clock.now()
 

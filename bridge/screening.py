@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 from sqlmodel import Session, select
@@ -34,6 +34,7 @@ from bridge.tasks import TaskGroup
 from config.ids import EventID, RoomID, UserID
 from config.settings import Settings
 from moderation import store
+from moderation.casework import ActiveMute
 from moderation.detectors.support_model import SupportModel
 from moderation.detectors.toxicity import load_toxicity_detector
 from moderation.escalation.port import EscalationPort
@@ -165,6 +166,20 @@ def message_from_event(
     )
 
 
+class MuteCheck(Protocol):
+    """What the gate asks of ``bridge.moderators.sanctions.Sanctions``."""
+
+    def muted(self, user: str, space: str | None) -> ActiveMute | None: ...
+
+    async def muted_notice(self, mute: ActiveMute, space: str | None) -> str: ...
+
+
+class HoldDesk(Protocol):
+    """Where refused-and-flagged messages go (``bridge.moderators.desk.ModerationDesk.flag``)."""
+
+    async def flag(self, message: Message, reason: str, signals: list[str], *, held: bool = False) -> Any: ...
+
+
 # (message, verdict, delivered_unscreened): the last is True when the gate let it through unscreened.
 AfterDelivery = Callable[..., Awaitable[None]]
 
@@ -228,6 +243,8 @@ class Screening:
         *,
         escalations: EscalationPort | None = None,
         tasks: TaskGroup | None = None,
+        sanctions: MuteCheck | None = None,
+        moderators: HoldDesk | None = None,
     ):
         self.engine = engine
         self.clock = clock
@@ -250,6 +267,9 @@ class Screening:
         # without waiting for the message to come back through the bot's sync.
         self.escalations = escalations
         self.tasks = tasks or TaskGroup()
+        # Moderators' mutes are enforced here (never on a message read as crisis).
+        self.sanctions = sanctions
+        self.moderators = moderators
 
     # --- life cycle ---
 
@@ -344,10 +364,25 @@ class Screening:
         block = verdict.of_kind("block")
         if block:
             d = block[0]
+            self._hold(message, verdict)
             return reject(
                 d.message or "Your message wasn't sent because it breaks this space's guidelines.", d.reason
             )
+        if self.sanctions is not None and fast is None and not verdict.of_kind("escalate"):
+            mute = self.sanctions.muted(message.sender, message.space)
+            if mute is not None:
+                return reject(await self.sanctions.muted_notice(mute, message.space), "muted")
         return None
+
+    def _hold(self, message: Message, verdict: Verdict) -> None:
+        """A refused message the policy also flags reaches the moderators (the bot never sees it)."""
+        flags = verdict.of_kind("flag")
+        if self.moderators is not None and flags and not verdict.of_kind("escalate"):
+            reason = "; ".join(d.reason for d in flags)
+            self.tasks.create(
+                self.moderators.flag(message, reason, [d.reason for d in flags], held=True),
+                name=f"hold-{message.event_id}",
+            )
 
     def _raise(self, message: Message, verdict: Verdict) -> None:
         if self.escalations is not None and verdict.of_kind("escalate"):

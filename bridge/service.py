@@ -30,13 +30,14 @@ from bridge.listener import Bot
 from bridge.member_room import MemberRoom
 from bridge.metrics import Metrics
 from bridge.models import StaffSession
+from bridge.moderators.desk import ModerationDesk
 from bridge.scheduler import Scheduler
 from bridge.screening import Screening, invite_check, load_pipeline
 from bridge.tasks import TaskGroup
 from bridge.web.app import create_app
 from bridge.web.auth import StaffAuth
 from config.settings import Settings
-from moderation import escalation, store
+from moderation import casework, escalation, store
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class _Server(uvicorn.Server):
 class HearthService:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.clock = SystemClock()
+        self.clock = SystemClock(settings.clock_offset_file)
         self.metrics = Metrics()
         self.tasks = TaskGroup()
         self.engine: Engine = db.make_engine(settings.effective_database_url)
@@ -67,6 +68,16 @@ class HearthService:
             settings, self.engine, self.gateway, self.scheduler, self.clock, self.tasks
         )
         self.auth = StaffAuth(settings, self.desk.staff, self.engine, self.clock)
+        # Volunteer moderators: their room, review cards, sanctions with expiry, appeals.
+        self.moderators = ModerationDesk(
+            settings,
+            self.engine,
+            self.gateway,
+            self.scheduler,
+            self.clock,
+            staff=self.desk.staff,
+            dm_room=self.desk.dm_room,
+        )
         self.member_room = MemberRoom(
             self.engine,
             self.gateway,
@@ -75,6 +86,7 @@ class HearthService:
             self.desk.resources,
             self.desk.default_region,
             self.desk,
+            appeals=self.moderators,
         )
         self.gate.add_check(
             "user_may_join_room",
@@ -93,6 +105,8 @@ class HearthService:
             max_batch=settings.moderation.max_batch,
             escalations=self.desk,
             tasks=self.tasks,
+            sanctions=self.moderators.sanctions,
+            moderators=self.moderators,
         )
         self.actions = Actions(
             self.engine,
@@ -102,7 +116,8 @@ class HearthService:
             escalations=self.desk,
             resources_for=self.desk.resources_for,
             flag_retention=timedelta(days=settings.moderation.flag_retention_days),
-            notify_staff=self.desk.staff_notice,
+            moderators=self.moderators,
+            sanctions=self.moderators.sanctions,
         )
         self.screening.after_delivery = self.actions.carry_out
         self.gate.add_check("check_event_for_spam", self.screening.gate_check)
@@ -112,7 +127,12 @@ class HearthService:
             self.engine,
             self.clock,
             settings.matrix.bot_password.get_secret_value(),
-            handlers=[self._count_event, self.desk.handle_event, self.member_room.handle_event],
+            handlers=[
+                self._count_event,
+                self.desk.handle_event,
+                self.moderators.handle_event,
+                self.member_room.handle_event,
+            ],
             concurrent_handlers=[self.screening.on_event],
             sync_timeout_ms=settings.matrix.sync_timeout_ms,
             sync_min_interval_ms=settings.matrix.sync_min_interval_ms,
@@ -132,6 +152,7 @@ class HearthService:
         except GatewayError as e:  # cosmetic: members still see the bot's Matrix ID
             log.warning("could not set the bot's display name: %s", e)
         self.desk.logged_in.set()
+        self.tasks.create(self.moderators.room.prepare(), name="moderators-room")
 
     async def _count_event(self, ev: TimelineEvent) -> None:
         self.metrics.events_handled.labels(type=ev.type).inc()
@@ -158,6 +179,7 @@ class HearthService:
         }
         parts["scheduler"] = self.scheduler.health()
         parts["moderation"] = self.screening.health()
+        parts["moderators"] = self.moderators.health()
         try:
             parts["escalation"] = await asyncio.wait_for(self.desk.health(), 3)
         except Exception as e:  # the outbox could not be read: escalations would not go out
@@ -180,8 +202,10 @@ class HearthService:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._request_stop, server, sig)
+        await self.moderators.load()  # the mutes in force, before the gate answers
         self.scheduler.start()
         self.desk.start()
+        self.moderators.start()
         self.tasks.create(self.screening.start(), name="screening-start")
         self.scheduler.aps.add_job(
             self.actions.unmute_due,
@@ -197,7 +221,7 @@ class HearthService:
             "interval",
             hours=1,
             id="retention",
-            next_run_time=self.clock.now(),
+            next_run_time=self.scheduler.now_wall(),
             replace_existing=True,
             coalesce=True,
             max_instances=1,
@@ -213,25 +237,33 @@ class HearthService:
         server.should_exit = True
 
     async def _purge(self) -> None:
-        """Retention, hourly and at start: flagged message text past its purge date is deleted, and
-        resolved escalations past ``excerpt_retention_days`` lose their excerpt (the audit stays)."""
+        """Retention, hourly and at start: flagged message text past its purge date is deleted,
+        resolved escalations past ``excerpt_retention_days`` lose their excerpt (the audit stays), and
+        appeals past ``appeal_retention_days`` lose the member's words (the decision stays)."""
         now = self.clock.now()
 
-        def purge(session: Session) -> tuple[int, int]:
+        def purge(session: Session) -> tuple[int, int, int]:
             flagged = store.purge_expired(session, now)
             ended = now - timedelta(days=1)  # sign-ins that ended a day ago are forgotten
             session.execute(delete(StaffSession).where(col(StaffSession.expires_at) < ended))
-            return flagged, escalation.purge_excerpts(session, now)
+            appeals = casework.purge_appeal_text(session, now)
+            return flagged, escalation.purge_excerpts(session, now), appeals
 
-        flagged, excerpts = await db.run_db(self.engine, purge)
-        if flagged or excerpts:
-            log.info("retention: purged %d flagged messages and %d escalation excerpts", flagged, excerpts)
+        flagged, excerpts, appeals = await db.run_db(self.engine, purge)
+        if flagged or excerpts or appeals:
+            log.info(
+                "retention: purged %d flagged messages, %d escalation excerpts and %d appeals' words",
+                flagged,
+                excerpts,
+                appeals,
+            )
 
     async def stop(self) -> None:
         await self.screening.close()
         await self.tasks.close()
         self.scheduler.shutdown()  # before the desk closes its database lane: no sweep may start after
         await self.desk.close()
+        self.moderators.close()
         await self.auth.close()
         await self.gateway.close()
         self.engine.dispose()

@@ -148,7 +148,9 @@ class CrisisResources(BaseModel):
             lines = [_line("Emergency services", rs.emergency, rs.name)]
             lines += [_service_line(svc, rs.name) for svc in rs.services_for(theme)]
         else:
-            emergencies = ", ".join(f"{self.regions[c].emergency} in {self.regions[c].name}" for c in self.codes)
+            emergencies = ", ".join(
+                f"{self.regions[c].emergency} in {self.regions[c].name}" for c in self.codes
+            )
             anywhere = fallback.emergency[:1].upper() + fallback.emergency[1:]
             lines = [_line("Emergency services", f"{anywhere}; {emergencies}", fallback.name)]
             for c in self.codes:

@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from config.sanctions import SanctionDefaults
+
 CONFIG_DIR = Path(__file__).resolve().parent
 DEFAULT_FILE = CONFIG_DIR / "default.toml"
 PLACEHOLDERS = frozenset({"", "change-me", "changeme", "secret", "password"})
@@ -97,6 +99,12 @@ class ModerationSettings(_Section):
     max_batch: int = Field(32, ge=1, le=256)
     flag_retention_days: int = Field(30, ge=1, le=365)  # flagged message text is purged after this
     allow_member_invites: bool = False  # members may invite other members (staff always may)
+    # Moderators' casework (bridge/moderators): their room, reports, sanctions and appeals.
+    moderators_room_alias: str = Field("hearth-moderators", pattern=r"^[a-z0-9._=/-]+$")
+    report_poll_seconds: float = Field(10.0, gt=0, le=30)  # reading Synapse's event reports
+    sanction_defaults: SanctionDefaults = SanctionDefaults()
+    appeal_reminder_hours: float = Field(24.0, gt=0, le=24 * 14)
+    appeal_retention_days: int = Field(90, ge=1, le=365)  # a member's appeal words are kept this long
 
 
 class EscalationBridgeSettings(_Section):
@@ -149,6 +157,18 @@ class Settings(BaseSettings):
     staff_api: StaffApiSettings = StaffApiSettings()
     moderation: ModerationSettings = ModerationSettings()
     escalation: EscalationBridgeSettings = EscalationBridgeSettings()
+    # For drills and tests only: a file holding seconds added to the wall clock (re-read when it
+    # changes), so expiries and SLAs can be walked through without waiting. Empty: the wall clock.
+    clock_offset_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _separate_rooms(self) -> Settings:
+        if self.moderation.moderators_room_alias == self.escalation.staff_room_alias:
+            raise ValueError(
+                "moderation.moderators_room_alias must differ from escalation.staff_room_alias: "
+                "clinical alerts stay with clinicians"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -175,8 +195,11 @@ class Settings(BaseSettings):
             "matrix.bot_password": self.matrix.bot_password,
             "gate.secret": self.gate.secret,
             "staff_api.session_secret": self.staff_api.session_secret,
-        } | ({"escalation.webhook_secret": self.escalation.webhook_secret}
-             if self.escalation.webhook_url and self.escalation.webhook_secret else {})
+        } | (
+            {"escalation.webhook_secret": self.escalation.webhook_secret}
+            if self.escalation.webhook_url and self.escalation.webhook_secret
+            else {}
+        )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -243,7 +266,9 @@ def load_settings(operator_file: Path | None = None, **overrides: Any) -> Settin
             problems.append(f"`{key}` (from {_origin(loc, layers)}): {err['msg']}")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None
     if settings.environment != "development":
-        weak = [k for k, v in settings.secrets().items() if v.get_secret_value().strip().lower() in PLACEHOLDERS]
+        weak = [
+            k for k, v in settings.secrets().items() if v.get_secret_value().strip().lower() in PLACEHOLDERS
+        ]
         if weak:
             raise SettingsError(
                 "placeholder secrets are refused outside development: "

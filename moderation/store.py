@@ -86,11 +86,38 @@ def flag(
     retention: timedelta = timedelta(days=30),
 ) -> FlaggedMessage:
     """Queue a message for human review. The text is kept only until ``now + retention``."""
-    row = FlaggedMessage(
+    return keep_text(
+        session,
         event_id=message.event_id,
         room_id=message.room_id,
         sender=message.sender,
         body=message.body,
+        reason=reason,
+        now=now,
+        retention=retention,
+    )
+
+
+def keep_text(
+    session: Session,
+    *,
+    event_id: str,
+    room_id: str,
+    sender: str,
+    body: str,
+    reason: str,
+    now: datetime,
+    retention: timedelta,
+) -> FlaggedMessage:
+    """Keep a message's text for the moderators reviewing it (once per event), until ``now + retention``."""
+    existing = session.exec(select(FlaggedMessage).where(FlaggedMessage.event_id == event_id)).first()
+    if existing is not None:
+        return existing
+    row = FlaggedMessage(
+        event_id=event_id,
+        room_id=room_id,
+        sender=sender,
+        body=body,
         reason=reason[:512],
         status="open",
         created_at=_utc(now),

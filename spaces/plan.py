@@ -41,6 +41,7 @@ Content = dict[str, Any]
 MANAGED_EVENT = "org.hearth.managed"
 GUIDELINES_EVENT = "org.hearth.guidelines"
 STAFF_ROOM_LOCALPART = "hearth-staff"
+MODERATORS_ROOM_LOCALPART = "hearth-moderators"
 
 # Room versions whose creators have infinite power and must not be listed in power_levels.users.
 CREATOR_POWER_VERSIONS = frozenset({"12"})
@@ -77,6 +78,7 @@ ChangeKind = Literal[
     "set_parent",
     "pin_guidelines",
     "invite",
+    "kick",
     "orphan",
 ]
 
@@ -294,6 +296,33 @@ def guidelines_message(theme: Theme) -> Guidelines:
     return Guidelines(content=content, sha256=digest)
 
 
+def _staff_room(
+    alias: RoomAlias, name: str, topic: str, members: Sequence[UserID], *, bot: UserID, tag: str
+) -> DesiredRoom:
+    """A private, invite-only, unencrypted room for one group of staff (power level 50 each)."""
+    return DesiredRoom(
+        alias=alias,
+        kind="staff",
+        theme=None,
+        room=None,
+        room_version="10",
+        creation_content={},
+        state={
+            ("m.room.name", ""): {"name": name},
+            ("m.room.topic", ""): _topic(topic),
+            ("m.room.canonical_alias", ""): {"alias": alias},
+            ("m.room.join_rules", ""): {"join_rule": "invite"},
+            ("m.room.history_visibility", ""): {"history_visibility": "shared"},
+            ("m.room.guest_access", ""): {"guest_access": "forbidden"},
+            ("m.room.power_levels", ""): power_levels(
+                bot=bot, staff_ids=members, room_version="10", events_default=0
+            ),
+            (MANAGED_EVENT, ""): {"kind": tag},
+        },
+        invite=tuple(members),
+    )
+
+
 def desired_state(
     themes: Sequence[Theme],
     observed: Observed,
@@ -303,13 +332,16 @@ def desired_state(
     server_name: str,
     media: Mapping[str, SceneMedia],
     staff_room: str = STAFF_ROOM_LOCALPART,
+    moderators_room: str = MODERATORS_ROOM_LOCALPART,
 ) -> list[DesiredRoom]:
-    """The desired rooms, in creation order: the staff room, then each theme's space and its rooms.
+    """The desired rooms, in creation order: the clinicians' staff room and the moderators' room,
+    then each theme's space and its rooms.
 
     ``media`` maps :func:`spaces.scene.asset_key` to the uploaded GLB and preview. Room IDs come from
     ``observed`` where the room exists, else are references (see :func:`room_id_ref`).
     ``staff_room`` is the staff room alias's localpart (``escalation.staff_room_alias``: the same room
-    the escalation desk posts alerts in).
+    the escalation desk posts alerts in; clinicians only); ``moderators_room`` the moderators' room's
+    (``moderation.moderators_room_alias``; moderators and admins).
     """
 
     def rid(alias: RoomAlias) -> str:
@@ -318,31 +350,26 @@ def desired_state(
     staff_ids = staff.all_ids
     out: list[DesiredRoom] = []
 
-    staff_alias = RoomAlias(f"#{staff_room}:{server_name}")
     out.append(
-        DesiredRoom(
-            alias=staff_alias,
-            kind="staff",
-            theme=None,
-            room=None,
-            room_version="10",
-            creation_content={},
-            state={
-                ("m.room.name", ""): {"name": "Hearth staff"},
-                ("m.room.topic", ""): _topic(
-                    "Private staff room: crisis alerts, moderation reports and bot commands. "
-                    "Not encrypted so the Hearth bot can read commands; never paste members' private details here."
-                ),
-                ("m.room.canonical_alias", ""): {"alias": staff_alias},
-                ("m.room.join_rules", ""): {"join_rule": "invite"},
-                ("m.room.history_visibility", ""): {"history_visibility": "shared"},
-                ("m.room.guest_access", ""): {"guest_access": "forbidden"},
-                ("m.room.power_levels", ""): power_levels(
-                    bot=bot, staff_ids=staff_ids, room_version="10", events_default=0
-                ),
-                (MANAGED_EVENT, ""): {"kind": "staff"},
-            },
-            invite=tuple(staff_ids),
+        _staff_room(
+            RoomAlias(f"#{staff_room}:{server_name}"),
+            "Hearth staff",
+            "Clinicians' room: crisis alerts, re-pages and the escalation commands (!esc help). "
+            "Not encrypted so the Hearth bot can read commands; never paste members' private details here.",
+            staff.clinician_ids,
+            bot=bot,
+            tag="staff",
+        )
+    )
+    out.append(
+        _staff_room(
+            RoomAlias(f"#{moderators_room}:{server_name}"),
+            "Hearth moderators",
+            "Moderators' room: flagged and reported messages, appeals and the moderation commands "
+            "(!mod help). Not encrypted so the Hearth bot can read commands.",
+            [*staff.moderator_ids, *(UserID(a.user_id) for a in staff.admins)],
+            bot=bot,
+            tag="moderators",
         )
     )
 
@@ -439,6 +466,7 @@ class Change:
     - ``pin_guidelines``: send ``content`` as a message, then set ``m.room.pinned_events`` to it and
       ``org.hearth.guidelines`` to ``{"sha256": detail, "event_id": <sent id>}``;
     - ``invite``: invite ``state_key`` (a user ID) to the room;
+    - ``kick``: remove ``state_key`` from a staff room their role does not belong in;
     - ``orphan``: report only; never delete.
     """
 
@@ -459,8 +487,8 @@ class Change:
         if self.kind in ("set_state", "link_child", "set_parent"):
             key = f" [{self.state_key}]" if self.state_key else ""
             return f"{self.kind:<15} {self.alias} {self.event_type}{key}{(' ' + self.detail) if self.detail else ''}"
-        if self.kind == "invite":
-            return f"{self.kind:<15} {self.alias} {self.state_key}"
+        if self.kind in ("invite", "kick"):
+            return f"{self.kind:<15} {self.alias} {self.state_key} {self.detail}".rstrip()
         return f"{self.kind:<15} {self.alias} {self.detail}".rstrip()
 
 
@@ -485,8 +513,10 @@ class Plan:
 
     def render(self) -> str:
         """A human-readable summary, one change per line."""
-        if not self.changes and not self.notes:
-            return "No changes: the homeserver matches the themes."
+        if not self.changes:
+            return "\n".join(
+                ["No changes: the homeserver matches the themes.", *(f"note            {n}" for n in self.notes)]
+            )
         lines = [c.describe() for c in self.changes]
         lines += [f"note            {n}" for n in self.notes]
         summary = ", ".join(f"{v} {k}" for k, v in sorted(self.counts().items())) or "0 changes"
@@ -525,6 +555,7 @@ def build_plan(
     server_name: str,
     media: Mapping[str, SceneMedia],
     staff_room: str = STAFF_ROOM_LOCALPART,
+    moderators_room: str = MODERATORS_ROOM_LOCALPART,
 ) -> Plan:
     """Compute the ordered changes that bring the homeserver to the themes' desired state.
 
@@ -533,7 +564,14 @@ def build_plan(
     children); then pins and invites; orphan reports last.
     """
     desired = desired_state(
-        themes, observed, bot=bot, staff=staff, server_name=server_name, media=media, staff_room=staff_room
+        themes,
+        observed,
+        bot=bot,
+        staff=staff,
+        server_name=server_name,
+        media=media,
+        staff_room=staff_room,
+        moderators_room=moderators_room,
     )
     creates: list[Change] = []
     updates: list[Change] = []
@@ -593,6 +631,22 @@ def build_plan(
             membership = seen.state.get(("m.room.member", user), {}).get("membership")
             if membership is None:
                 after.append(Change("invite", room.alias, state_key=user))
+        if room.kind == "staff":
+            # Staff of another role do not belong here (a moderator never sees clinical alerts);
+            # anyone else a member let in is reported, not removed.
+            staff_ids = {m.user_id for m in [*staff.moderators, *staff.clinicians, *staff.admins]}
+            for key, member_state in sorted(seen.state.items()):
+                event_type, member = str(key[0]), str(key[1])
+                if event_type != "m.room.member" or member == bot or member in room.invite:
+                    continue
+                if member_state.get("membership") not in ("join", "invite"):
+                    continue
+                if member in staff_ids:
+                    after.append(
+                        Change("kick", room.alias, state_key=member, detail=f"({staff.role_of(member)})")
+                    )
+                else:
+                    notes.append(f"{room.alias} has {member} as a member, who is not staff of this room")
 
     wanted_ids = {observed.room(r.alias).room_id for r in desired} - {None}
     wanted_aliases = {r.alias for r in desired}

@@ -109,6 +109,8 @@ class Staff(_Strict):
     admins: list[StaffMember] = Field(default_factory=list)
     rota: Rota
     acknowledge: Acknowledge
+    # Who is on duty for moderation (review cards mention them); None: every moderator.
+    moderator_rota: Rota | None = None
 
     @model_validator(mode="after")
     def _rota_names_clinicians(self) -> Staff:
@@ -124,7 +126,37 @@ class Staff(_Strict):
         unknown = [u for u in self.rota.fallback if u not in clinicians]
         if unknown:
             raise ValueError(f"rota.fallback names people who are not clinicians: {unknown}")
+        if self.moderator_rota is not None:
+            moderators = {m.user_id for m in [*self.moderators, *self.admins]}
+            for i, shift in enumerate(self.moderator_rota.shifts):
+                unknown = [u for u in shift.clinicians if u not in moderators]
+                if unknown:
+                    raise ValueError(
+                        f"moderator_rota.shifts[{i}] names people who are not moderators or admins: {unknown}"
+                    )
+            unknown = [u for u in self.moderator_rota.fallback if u not in moderators]
+            if unknown:
+                raise ValueError(
+                    f"moderator_rota.fallback names people who are not moderators or admins: {unknown}"
+                )
         return self
+
+    @property
+    def moderation_ids(self) -> list[UserID]:
+        """Who may act as a moderator (the moderators' room, sanctions, appeals): moderators and admins."""
+        return [UserID(m.user_id) for m in [*self.moderators, *self.admins]]
+
+    @property
+    def protected_ids(self) -> frozenset[str]:
+        """Everyone the bot never sanctions: every listed staff member, whatever their role."""
+        return frozenset(m.user_id for m in [*self.moderators, *self.clinicians, *self.admins])
+
+    def on_duty_moderators(self, now: datetime) -> list[UserID]:
+        """Moderators on duty at ``now``: from ``moderator_rota`` when there is one, else every moderator
+        (every admin when there are no moderators)."""
+        if self.moderator_rota is not None:
+            return on_call(self.moderator_rota, now)
+        return self.moderator_ids or [UserID(a.user_id) for a in self.admins]
 
     @property
     def moderator_ids(self) -> list[UserID]:

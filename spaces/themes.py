@@ -63,10 +63,18 @@ ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 LongText = Annotated[str, Field(min_length=1, max_length=4000)]
 
 Preset = Literal[
-    "calm-beach", "forest-clearing", "fireside-circle", "garden", "rehab-gym", "quiet-library", "consultation-office"
+    "calm-beach",
+    "forest-clearing",
+    "fireside-circle",
+    "garden",
+    "rehab-gym",
+    "quiet-library",
+    "consultation-office",
 ]
 # "care" is the private care room of a crisis case (spaces/care_room.py), never a theme's room.
-RoomKind = Literal["welcome", "check-in", "discussion", "group-session", "practice", "quiet", "resources", "care"]
+RoomKind = Literal[
+    "welcome", "check-in", "discussion", "group-session", "practice", "quiet", "resources", "care"
+]
 ModerationProfile = Literal["support", "peer-strict", "quiet", "announcements"]
 JoinRule = Literal["restricted", "knock", "knock_restricted"]
 HistoryVisibility = Literal["shared", "joined", "invited"]
@@ -429,7 +437,9 @@ def load_themes(
         raise ThemeError(directory, "", "no theme files (*.toml) found")
     resources = resources or _default_catalogue(directory)
     if default_region is not None and resources.known(default_region) != default_region:
-        raise ThemeError(directory, "", f"default region {default_region!r} has no lines in the helpline catalogue")
+        raise ThemeError(
+            directory, "", f"default region {default_region!r} has no lines in the helpline catalogue"
+        )
     themes = [load_theme(f, resources, default_region) for f in files]
     try:
         resources.check_themes({t.slug for t in themes})

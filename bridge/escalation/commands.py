@@ -14,8 +14,8 @@ from bridge.clock import Clock
 from bridge.db import DbLane
 from bridge.escalation import render
 from bridge.escalation.config import DeskConfig
-from bridge.escalation.staff_room import Names, StaffRoom
 from bridge.gateway import GatewayError, NioGateway, TimelineEvent
+from bridge.staff_room import Names, StaffRoom
 from moderation import escalation as dom
 from moderation.escalation import (
     ACTIVE_STATUSES,

@@ -39,11 +39,11 @@ from bridge.escalation import render
 from bridge.escalation.commands import StaffCommands
 from bridge.escalation.config import DeskConfig
 from bridge.escalation.notifier import Notifier, Work
-from bridge.escalation.staff_room import Names, StaffRoom
 from bridge.escalation.timers import SlaTimers
 from bridge.gateway import NioGateway, TimelineEvent
 from bridge.regions import region_for
 from bridge.scheduler import Scheduler
+from bridge.staff_room import Names, StaffRoom
 from bridge.tasks import TaskGroup
 from config.ids import RoomID
 from config.resources import CrisisResources
@@ -97,7 +97,13 @@ class EscalationDesk:
         # screening work (decisions, the bot's ledger), which is busiest exactly when a crisis comes.
         self.db = DbLane(engine, "escalation-db")
         self.direct_rooms = DirectRooms(gateway, pool_size=cfg.care_room_pool)
-        self.staff_room = StaffRoom(cfg, gateway)
+        self.staff_room = StaffRoom(
+            gateway,
+            alias=cfg.staff_room_alias,
+            name="Hearth staff",
+            topic="Crisis escalations for clinicians. React ✅ or send !ack <id> to acknowledge; !esc list; !esc help.",
+            members=cfg.staff.clinician_ids,
+        )
         self.names = Names(gateway)
         self.notifier = Notifier(
             cfg, self.db, gateway, clock, tasks, self.staff_room, self.names, self.direct_rooms
@@ -396,9 +402,6 @@ class EscalationDesk:
         member is (re-)invited if they are not in it. Also used for warnings and resources by
         ``bridge.actions``. Different members' rooms open concurrently (``bridge.direct_rooms``)."""
         return await self.direct_rooms.room_for(user)
-
-    async def staff_notice(self, text: str) -> None:
-        await self.staff_room.notice(text)
 
     async def ensure_staff_room(self) -> RoomID:
         return await self.staff_room.ensure()

@@ -27,8 +27,8 @@ from bridge.db import DbLane
 from bridge.direct_rooms import DirectRooms
 from bridge.escalation import render, webhooks
 from bridge.escalation.config import DeskConfig
-from bridge.escalation.staff_room import Names, StaffRoom
 from bridge.gateway import GatewayError, NioGateway
+from bridge.staff_room import Names, StaffRoom
 from bridge.tasks import TaskGroup
 from config.ids import EventID, RoomID
 from moderation import escalation as dom

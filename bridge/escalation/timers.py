@@ -53,7 +53,7 @@ class SlaTimers:
         self.scheduler.aps.add_job(
             self.sweep,
             "date",
-            run_date=deadline,
+            run_date=self.scheduler.to_wall(deadline),
             id=f"sla:{esc_id}",
             replace_existing=True,
             misfire_grace_time=None,

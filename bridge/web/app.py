@@ -10,7 +10,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from bridge.web.routes import auth, directory, escalations, gate, health, schemas, staff_pages
+from bridge.web.routes import (
+    auth,
+    directory,
+    escalations,
+    gate,
+    health,
+    mod_pages,
+    moderation_api,
+    schemas,
+    staff_pages,
+)
 
 if TYPE_CHECKING:
     from bridge.service import HearthService
@@ -46,5 +56,7 @@ def create_app(service: HearthService) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(escalations.router)
     app.include_router(staff_pages.router)
+    app.include_router(moderation_api.router)
+    app.include_router(mod_pages.router)
     app.mount("/staff/static", StaticFiles(directory=STATIC), name="staff-static")
     return app

@@ -1,11 +1,13 @@
-"""Two small inline SVG plots for the clinicians' dashboard, drawn on the server (no script, no CDN):
-escalations per day stacked by tier, and time to acknowledge per week (median bar, p90 tick)."""
+"""Small inline SVG plots for the staff pages, drawn on the server (no script, no CDN): escalations
+per day stacked by tier and time to acknowledge per week (clinicians); blocked and flagged messages
+per label per week and time to review per week (moderators). Waits are a median bar and a p90 tick."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from html import escape
 
+from moderation.casework.stats import LabelWeek
 from moderation.escalation.stats import TIERS, DayCount, WeekAck
 
 COLOURS = {"imminent": "#b3261e", "high": "#e8710a", "moderate": "#c9a400"}
@@ -45,8 +47,12 @@ def per_day_svg(days: Sequence[DayCount]) -> str:
     return _frame("Escalations per day by tier, last two weeks", axis + "".join(bars))
 
 
-def ack_svg(weeks: Sequence[WeekAck]) -> str:
-    """Median time to acknowledge as a bar per week, the p90 as a tick above it (minutes)."""
+def ack_svg(
+    weeks: Sequence[WeekAck],
+    label: str = "Time to acknowledge per week: median (bar) and p90 (line), minutes",
+    done: str = "acknowledged",
+) -> str:
+    """Median wait as a bar per week, the p90 as a tick above it (minutes)."""
     top = max([w.p90_seconds or 0 for w in weeks] + [60]) / 60
     step = (W - 2 * PAD) / max(len(weeks), 1)
     parts = []
@@ -61,7 +67,7 @@ def ack_svg(weeks: Sequence[WeekAck]) -> str:
         parts.append(
             f'<rect x="{x + 6:.1f}" y="{H - PAD - h:.1f}" width="{step - 12:.1f}" height="{h:.1f}" '
             f'fill="#3b6ea5"><title>week of {label}: median {med:.1f} min, p90 {p90:.1f} min, '
-            f"{w.count} acknowledged</title></rect>"
+            f"{w.count} {done}</title></rect>"
         )
         y90 = H - PAD - (H - 2 * PAD) * p90 / top
         parts.append(
@@ -72,4 +78,45 @@ def ack_svg(weeks: Sequence[WeekAck]) -> str:
         f'<text x="{PAD - 6}" y="{PAD + 4}" text-anchor="end">{top:.0f}m</text>'
         f'<text x="{PAD - 6}" y="{H - PAD}" text-anchor="end">0</text>'
     )
-    return _frame("Time to acknowledge per week: median (bar) and p90 (line), minutes", axis + "".join(parts))
+    return _frame(label, axis + "".join(parts))
+
+
+def review_svg(weeks: Sequence[WeekAck]) -> str:
+    """Time from a case opening to a moderator's decision, per week."""
+    return ack_svg(weeks, "Time to review per week: median (bar) and p90 (line), minutes", "reviewed")
+
+
+PALETTE = ("#3b6ea5", "#b3261e", "#e8710a", "#2a9d8f", "#8e44ad", "#c9a400", "#6d6875", "#e76f51")
+
+
+def weekly_labels_svg(weeks: Sequence[LabelWeek]) -> str:
+    """Stacked bars, one per week, a colour per disposition and label (legend on the right)."""
+    keys = sorted({k for w in weeks for k in w.counts})
+    colour = {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(keys)}
+    top = max([w.total for w in weeks] + [1])
+    plot_w = W - 2 * PAD - 150
+    step = plot_w / max(len(weeks), 1)
+    parts = []
+    for i, w in enumerate(weeks):
+        x = PAD + i * step
+        y = float(H - PAD)
+        label = w.week_start.strftime("%d %b")
+        for k in keys:
+            n = w.counts.get(k, 0)
+            if not n:
+                continue
+            h = (H - 2 * PAD) * n / top
+            y -= h
+            parts.append(
+                f'<rect x="{x + 2:.1f}" y="{y:.1f}" width="{step - 4:.1f}" height="{h:.1f}" fill="{colour[k]}">'
+                f"<title>week of {label}: {n} {escape(k)}</title></rect>"
+            )
+        parts.append(f'<text x="{x + step / 2:.1f}" y="{H - 8}" text-anchor="middle">{label}</text>')
+    for j, k in enumerate(keys[:12]):
+        ly = PAD + j * 11
+        parts.append(
+            f'<rect x="{W - 150}" y="{ly - 7}" width="8" height="8" fill="{colour[k]}"/>'
+            f'<text x="{W - 138}" y="{ly}">{escape(k)}</text>'
+        )
+    axis = f'<text x="{PAD - 6}" y="{PAD + 4}" text-anchor="end">{top}</text><text x="{PAD - 6}" y="{H - PAD}" text-anchor="end">0</text>'
+    return _frame("Messages blocked and flagged per week, by label", axis + "".join(parts))

@@ -55,3 +55,8 @@ async def signed_in(
 async def clinician(who: Principal = Depends(signed_in)) -> Principal:
     """The signed-in clinician; 403 for moderators and admins (clinical case files are clinicians' only)."""
     return require_role(who, "clinician", what="read or act on clinical case files")
+
+
+async def moderator(who: Principal = Depends(signed_in)) -> Principal:
+    """The signed-in moderator or admin; 403 for clinicians (the review queue is not theirs)."""
+    return require_role(who, "moderator", "admin", what="review reports and sanction members")

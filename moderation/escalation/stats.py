@@ -57,20 +57,28 @@ def _p90(values: Sequence[float]) -> float:
     return statistics.quantiles(values, n=10, method="inclusive")[8]
 
 
-def ack_times(rows: Iterable[Escalation], *, now: datetime, weeks: int = 8) -> list[WeekAck]:
-    """Time from raising to acknowledgement, median and p90 for each of the last ``weeks`` weeks
-    (Monday-based, by the week the escalation was raised), oldest first; None for a week without any."""
+def weekly_waits(
+    pairs: Iterable[tuple[datetime, datetime | None]], *, now: datetime, weeks: int = 8
+) -> list[WeekAck]:
+    """Waits from start to end, median and p90 for each of the last ``weeks`` weeks (Monday-based, by
+    the week of the start), oldest first; pairs without an end are not counted; None for an empty week."""
     this_monday = now.date() - timedelta(days=now.weekday())
     starts = [this_monday - timedelta(weeks=weeks - 1 - i) for i in range(weeks)]
     waits: dict[date, list[float]] = {s: [] for s in starts}
-    for e in rows:
-        if e.acknowledged_at is None:
+    for start, end in pairs:
+        if end is None:
             continue
-        monday = e.created_at.date() - timedelta(days=e.created_at.weekday())
+        monday = start.date() - timedelta(days=start.weekday())
         if monday in waits:
-            waits[monday].append((e.acknowledged_at - e.created_at).total_seconds())
+            waits[monday].append((end - start).total_seconds())
     out = []
     for s in starts:
         w = sorted(waits[s])
         out.append(WeekAck(s, len(w), statistics.median(w) if w else None, _p90(w) if w else None))
     return out
+
+
+def ack_times(rows: Iterable[Escalation], *, now: datetime, weeks: int = 8) -> list[WeekAck]:
+    """Time from raising to acknowledgement, median and p90 for each of the last ``weeks`` weeks
+    (Monday-based, by the week the escalation was raised), oldest first; None for a week without any."""
+    return weekly_waits(((e.created_at, e.acknowledged_at) for e in rows), now=now, weeks=weeks)

@@ -26,7 +26,7 @@ def test_lanes_split_a_plan_from_empty_by_theme_and_keep_its_order() -> None:
     observed = FakeHomeserver().observe(managed_aliases(themes, SERVER))
     plan = build_plan(themes, observed, bot=BOT, staff=staff, server_name=SERVER, media=fake_media(themes))
     lanes = _provisioner(themes).lanes(plan.actions)
-    assert len(lanes) == 1 + len(themes)  # the staff room, then one lane per theme
+    assert len(lanes) == 2 + len(themes)  # the two staff rooms, then one lane per theme
     assert sorted(c for lane in lanes for c in map(plan.actions.index, lane)) == list(
         range(len(plan.actions))
     )

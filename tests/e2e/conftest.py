@@ -4,6 +4,7 @@ on free ports (never the stack `make up` runs)."""
 from __future__ import annotations
 
 import secrets
+import shutil
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from sqlalchemy import Engine
 from bridge import stack
 from bridge.db import make_engine
 from tests.conftest import PG_ADMIN_URL, _drop_pg_database, _fresh_pg_database, _pg_available
-from tests.e2e.escalation_staff import escalation_overrides
+from tests.e2e.escalation_staff import escalation_overrides, matrix_account
 from tests.e2e.matrix import User, new_user
 
 
@@ -75,6 +76,9 @@ def hearth_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
             "database_url": url,
             "matrix": {"sync_timeout_ms": 5000},
             "escalation": escalation_overrides(Path(root), webhook_port),
+            "moderation": {"report_poll_seconds": 1},
+            # Tests walk expiries forward by writing seconds here (tests/e2e/test_moderators.py).
+            "clock_offset_file": str(Path(root) / "clock_offset"),
         },
     )
     try:
@@ -110,3 +114,30 @@ def resolve_open_escalations(hs: Stack) -> None:
                 note="closed by the end-to-end test teardown",
             )
         s.commit()
+
+
+# --- the staff pages in a real browser (Debian's chromium through Playwright, never a download) ---
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright = pytest.importorskip("playwright.sync_api")
+    if shutil.which("chromium") is None:
+        pytest.fail("Debian's chromium is missing: `apt-get install -y chromium` (.ci/run does it)")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def sign_in_page(browser, hs, user_id: str):
+    matrix_account(hs, user_id)  # registered, password pw-<localpart>
+    localpart = user_id[1:].split(":", 1)[0]
+    page = browser.new_context().new_page()
+    page.goto(f"{hs.layout.hearth_url}/staff")  # moderators and admins go on to /mod
+    page.fill("#username", localpart)
+    page.fill("#password", f"pw-{localpart}")
+    page.click("button[type=submit]")
+    return page

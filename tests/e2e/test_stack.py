@@ -35,7 +35,15 @@ def test_healthz_reports_every_part(hearth_stack):
     assert r.status_code == 200
     body = r.json()
     assert body["down"] == []
-    assert set(body["parts"]) == {"database", "homeserver", "bot", "scheduler", "moderation", "escalation"}
+    assert set(body["parts"]) == {
+        "database",
+        "homeserver",
+        "bot",
+        "scheduler",
+        "moderation",
+        "moderators",
+        "escalation",
+    }
     assert body["parts"]["bot"]["user_id"] == hearth_stack.layout.bot_user_id
     assert body["parts"]["database"]["dialect"] == hearth_stack.engine.dialect.name
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from config.ids import RoomAlias, UserID
-from spaces.plan import STAFF_ROOM_LOCALPART
+from spaces.plan import MODERATORS_ROOM_LOCALPART, STAFF_ROOM_LOCALPART
 from spaces.scene import SceneMedia, required_assets
 from spaces.staff import Staff, load_staff
 from spaces.themes import Theme, load_themes, room_alias, space_alias
@@ -37,7 +37,10 @@ def media(themes: list[Theme]) -> dict[str, SceneMedia]:
 
 
 def managed_aliases(themes: list[Theme]) -> list[RoomAlias]:
-    out = [RoomAlias(f"#{STAFF_ROOM_LOCALPART}:{SERVER}")]
+    out = [
+        RoomAlias(f"#{STAFF_ROOM_LOCALPART}:{SERVER}"),
+        RoomAlias(f"#{MODERATORS_ROOM_LOCALPART}:{SERVER}"),
+    ]
     for theme in themes:
         out.append(space_alias(theme, SERVER))
         out.extend(room_alias(theme, room, SERVER) for room in theme.rooms)

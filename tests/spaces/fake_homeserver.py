@@ -52,6 +52,10 @@ class FakeHomeserver:
                 assert change.state_key is not None
                 self.rooms[room_id][("m.room.member", change.state_key)] = {"membership": "invite"}
                 self.sent.append((change.alias, "invite", change.state_key))
+            elif change.kind == "kick":
+                assert change.state_key is not None
+                self.rooms[room_id][("m.room.member", change.state_key)] = {"membership": "leave"}
+                self.sent.append((change.alias, "kick", change.state_key))
             else:
                 assert change.event_type is not None
                 assert change.state_key is not None

@@ -36,7 +36,7 @@ def test_plan_from_empty_creates_everything(themes, staff, media):
     counts = plan.counts()
     rooms = sum(len(t.rooms) for t in themes)
     assert counts["create_space"] == len(themes)
-    assert counts["create_room"] == rooms + 1  # + the staff room
+    assert counts["create_room"] == rooms + 2  # + the clinicians' and the moderators' rooms
     assert counts["link_child"] == rooms  # children link forward, after the rooms exist
     assert counts["pin_guidelines"] == len(themes)
     assert "set_state" not in counts
@@ -105,8 +105,31 @@ def test_created_rooms_follow_the_rules(themes, staff, media):
     staff_room = hs.rooms[hs.aliases[f"#hearth-staff:{SERVER}"]]
     assert staff_room[("m.room.join_rules", "")] == {"join_rule": "invite"}
     assert ("m.room.encryption", "") not in staff_room
-    assert {u for (t, u), c in staff_room.items() if t == "m.room.member"} == set(staff.all_ids)
-    assert all(staff_room[("m.room.power_levels", "")]["users"][u] == 50 for u in staff.all_ids)
+    # Clinical alerts stay with clinicians; moderators (and admins) have their own room.
+    assert {u for (t, u), c in staff_room.items() if t == "m.room.member"} == set(staff.clinician_ids)
+    assert set(staff_room[("m.room.power_levels", "")]["users"]) == {*staff.clinician_ids, BOT}
+    mod_room = hs.rooms[hs.aliases[f"#hearth-moderators:{SERVER}"]]
+    moderators = {*staff.moderator_ids, *(a.user_id for a in staff.admins)}
+    assert {u for (t, u), c in mod_room.items() if t == "m.room.member"} == moderators
+    assert not moderators & set(staff.clinician_ids)
+    assert mod_room[("m.room.join_rules", "")] == {"join_rule": "invite"}
+    assert ("m.room.encryption", "") not in mod_room
+
+
+def test_staff_of_another_role_leave_the_staff_room_and_strangers_are_reported(themes, staff, media):
+    """A deployment from before the split has moderators in the clinicians' room: they are removed;
+    someone who is not staff at all is reported, never removed by provisioning."""
+    hs = applied(themes, staff, media)
+    staff_id = hs.aliases[f"#hearth-staff:{SERVER}"]
+    moderator = staff.moderator_ids[0]
+    hs.rooms[staff_id][("m.room.member", moderator)] = {"membership": "join"}
+    hs.rooms[staff_id][("m.room.member", "@supervisor:localhost")] = {"membership": "join"}
+    plan = plan_for(themes, staff, media, hs.observe(managed_aliases(themes)))
+    assert [(c.kind, c.state_key) for c in plan.changes] == [("kick", moderator)]
+    assert any("@supervisor:localhost" in n for n in plan.notes)
+    hs.apply(plan)
+    assert hs.rooms[staff_id][("m.room.member", moderator)] == {"membership": "leave"}
+    assert plan_for(themes, staff, media, hs.observe(managed_aliases(themes))).actions == []
 
 
 def test_applying_twice_changes_nothing(themes, staff, media):
@@ -195,8 +218,8 @@ def test_new_staff_member_is_invited_and_gets_power(themes, staff, media):
     plan = plan_for(themes, more, media, hs.observe(managed_aliases(themes)))
     kinds = plan.counts()
     assert kinds["invite"] == 1
-    rooms = 1 + len(themes) + sum(len(t.rooms) for t in themes)
-    assert kinds["set_state"] == rooms  # one power-levels update per room
+    rooms = 1 + len(themes) + sum(len(t.rooms) for t in themes)  # the moderators' room, spaces, rooms
+    assert kinds["set_state"] == rooms  # one power-levels update per room (not the clinicians' room)
     assert all(c.event_type == "m.room.power_levels" for c in plan.changes if c.kind == "set_state")
 
 

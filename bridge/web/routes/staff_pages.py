@@ -14,15 +14,12 @@ Moderators and admins are refused the clinical pages.
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from sqlmodel import Session, col, select
 
@@ -31,6 +28,7 @@ from bridge.escalation.render import category_words
 from bridge.web.auth import Principal
 from bridge.web.charts import ack_svg, per_day_svg
 from bridge.web.deps import staff_auth
+from bridge.web.sse import live
 from moderation.escalation import (
     ACTIVE_STATUSES,
     OUTCOME_LABELS,
@@ -43,8 +41,6 @@ from moderation.escalation.stats import ack_times, per_day, queue
 
 router = APIRouter(tags=["staff pages"])
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
-EVENT_POLL_SECONDS = 1.0
-HEARTBEAT_SECONDS = 15.0
 
 
 def _csp(homeserver: str) -> dict[str, str]:
@@ -106,9 +102,15 @@ async def _queue(request: Request) -> list[dict[str, Any]]:
     return [_row(e, names) for e in rows]
 
 
-@router.get("/staff", response_class=HTMLResponse)
-async def dashboard(request: Request) -> HTMLResponse:
-    """The sign-in page, or for a signed-in clinician the open escalations (live) and the plots."""
+@router.get("/staff", response_class=HTMLResponse, response_model=None)
+async def dashboard(request: Request) -> HTMLResponse | RedirectResponse:
+    """The sign-in page, or for a signed-in clinician the open escalations (live) and the plots; a
+    moderator or admin is sent on to the moderators' pages (``/mod``)."""
+    try:
+        if (await staff_auth(request).principal(request)).role in ("moderator", "admin"):
+            return RedirectResponse("/mod", status_code=303)
+    except HTTPException:
+        pass  # not signed in: the sign-in page below
     who = await _clinician_or_page(request)
     if isinstance(who, HTMLResponse):
         return who if who.status_code != 401 else _page(request, "sign_in.html")
@@ -161,23 +163,4 @@ async def events(request: Request) -> StreamingResponse:
     if who.role != "clinician":
         raise HTTPException(403, {"errcode": "M_FORBIDDEN", "error": "The live queue is for clinicians."})
 
-    async def stream() -> AsyncIterator[str]:
-        last = None
-        quiet = 0.0
-        yield "retry: 2000\n\n"
-        while not await request.is_disconnected():
-            snapshot = json.dumps(await _queue(request), sort_keys=True)
-            if snapshot != last:
-                last, quiet = snapshot, 0.0
-                yield f"event: queue\ndata: {snapshot}\n\n"
-            elif quiet >= HEARTBEAT_SECONDS:
-                quiet = 0.0
-                yield ": still here\n\n"
-            await asyncio.sleep(EVENT_POLL_SECONDS)
-            quiet += EVENT_POLL_SECONDS
-
-    return StreamingResponse(
-        stream(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return live(request, lambda: _queue(request))

@@ -124,6 +124,80 @@ function caseActions() {
   });
 }
 
+// --- the moderators' review queue (live) and their actions ------------------------------------
+function waited(since) {
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(since)) / 1000));
+  return s >= 86400 ? `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`
+    : s >= 3600 ? `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`
+    : s >= 60 ? `${Math.floor(s / 60)} min` : `${s} s`;
+}
+
+function renderAges() {
+  for (const el of document.querySelectorAll("[data-since]")) el.textContent = waited(el.dataset.since);
+}
+
+function renderModQueue(rows) {
+  const tbody = document.querySelector("#mod-queue tbody");
+  tbody.replaceChildren();
+  for (const r of rows) {
+    const tr = document.createElement("tr");
+    tr.dataset.id = r.id;
+    tr.className = `priority-${r.priority}`;
+    const link = document.createElement("a");
+    link.href = `/mod/cases/${encodeURIComponent(r.id)}`;
+    link.textContent = r.id;
+    cell(tr, "").appendChild(link);
+    cell(tr, r.kind);
+    cell(tr, r.why);
+    cell(tr, r.member);
+    cell(tr, r.space);
+    cell(tr, String(r.reports));
+    const age = cell(tr, "");
+    age.className = "age";
+    age.dataset.since = r.raised;
+    tbody.appendChild(tr);
+  }
+  document.getElementById("empty").hidden = rows.length > 0;
+  renderAges();
+}
+
+function liveModQueue() {
+  const live = document.getElementById("live");
+  const source = new EventSource("/mod/events");
+  source.addEventListener("open", () => { live.textContent = "live"; live.classList.add("on"); });
+  source.addEventListener("error", () => { live.textContent = "reconnecting…"; live.classList.remove("on"); });
+  source.addEventListener("queue", (e) => renderModQueue(JSON.parse(e.data)));
+}
+
+function modActions() {
+  const header = document.getElementById("mod-case") || document.getElementById("member");
+  const error = document.getElementById("action-error");
+  const act = async (url, payload) => {
+    error.textContent = "";
+    try {
+      await json(url, { method: "POST", body: JSON.stringify(payload || {}) });
+      window.location.reload();
+    } catch (e) {
+      error.textContent = e.message;
+    }
+  };
+  const id = header.dataset.id;
+  const member = header.dataset.member;
+  document.getElementById("dismiss")?.addEventListener("click", () => act(`/api/mod/cases/${encodeURIComponent(id)}/dismiss`));
+  document.getElementById("redact")?.addEventListener("click", () => act(`/api/mod/cases/${encodeURIComponent(id)}/redact`));
+  document.getElementById("sanction")?.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const duration = document.getElementById("sanction-duration").value.trim();
+    act("/api/mod/sanctions", { user_id: member, case_id: id, kind: document.getElementById("sanction-kind").value,
+      reason: document.getElementById("sanction-reason").value,
+      ...(duration ? { duration } : {}), ...(document.getElementById("sanction-all").checked ? { scope: "*" } : {}) });
+  });
+  document.getElementById("mod-note")?.addEventListener("submit", (e) => {
+    e.preventDefault();
+    act(`/api/mod/members/${encodeURIComponent(member)}/notes`, { text: document.getElementById("mod-note-text").value });
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("sign-in")?.addEventListener("submit", signIn);
   document.getElementById("sign-out")?.addEventListener("click", async () => {
@@ -132,6 +206,10 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   if (document.getElementById("queue")) liveQueue();
   if (document.getElementById("case")) caseActions();
+  if (document.getElementById("mod-queue")) liveModQueue();
+  if (document.getElementById("mod-case") || document.getElementById("member")) modActions();
+  renderAges();
+  setInterval(renderAges, 10000);
   renderSla();
   setInterval(renderSla, 1000);
 });

@@ -1,18 +1,19 @@
-"""The staff room (``#hearth-staff``) and the names alerts are written with.
+"""Staff rooms (the clinicians' ``#hearth-staff`` and the moderators' ``#hearth-moderators``) and
+the names alerts and review cards are written with.
 
-The room is resolved by alias (and joined), or created invite-only and unencrypted with every staff
-member invited at power level 50; provisioning reconciles it by alias later. :class:`Names` caches
-rooms' and members' display names for alerts, never waiting on the homeserver more than 2 s.
+A room is resolved by alias (and joined), or created invite-only and unencrypted with its members
+invited at power level 50; provisioning reconciles it by alias later. :class:`Names` caches rooms'
+and members' display names, never waiting on the homeserver more than 2 s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 import httpx
 
-from bridge.escalation.config import DeskConfig
 from bridge.gateway import GatewayError, NioGateway
 from config.ids import RoomID
 
@@ -22,10 +23,14 @@ NAME_TIMEOUT_SECONDS = 2
 
 
 class StaffRoom:
-    def __init__(self, cfg: DeskConfig, gateway: NioGateway):
-        self.cfg = cfg
+    """One staff room: ``alias`` (``#local:server``), its name and topic, and who belongs in it."""
+
+    def __init__(self, gateway: NioGateway, *, alias: str, name: str, topic: str, members: Sequence[str]):
         self.gateway = gateway
-        self.alias = cfg.staff_room_alias
+        self.alias = alias
+        self.name = name
+        self.topic = topic
+        self.members = tuple(members)
         self.room_id: RoomID | None = None
         self._lock = asyncio.Lock()
 
@@ -42,8 +47,8 @@ class StaffRoom:
                 delay = min(delay * 2, 30)
 
     async def ensure(self) -> RoomID:
-        """The staff room's ID: resolved by alias (and joined), or created invite-only and unencrypted
-        with every staff member invited at power level 50."""
+        """The room's ID: resolved by alias (and joined), or created invite-only and unencrypted with
+        its members invited at power level 50."""
         if self.room_id is not None:
             return self.room_id
         async with self._lock:
@@ -54,10 +59,10 @@ class StaffRoom:
                 localpart = self.alias[1:].split(":", 1)[0]
                 try:
                     room = await self.gateway.create_private_room(
-                        name="Hearth staff",
+                        name=self.name,
                         alias=localpart,
-                        topic="Crisis escalations. React ✅ or send !ack <id> to acknowledge; !esc list; !esc help.",
-                        power_users=dict.fromkeys(self.cfg.staff.all_ids, 50),
+                        topic=self.topic,
+                        power_users=dict.fromkeys(self.members, 50),
                     )
                     log.info("created the staff room %s (%s)", self.alias, room)
                 except GatewayError as e:
@@ -75,23 +80,23 @@ class StaffRoom:
             return room
 
     async def _invite_missing_staff(self, room: RoomID) -> None:
-        for user in self.cfg.staff.all_ids:
+        for user in self.members:
             try:
                 member = await self.gateway.get_state_event(room, "m.room.member", user)
                 if member and member.get("membership") in ("join", "invite", "ban"):
                     continue
                 await self.gateway.invite(room, user)
             except GatewayError as e:  # e.g. an account not registered yet: provisioning reconciles later
-                log.warning("could not invite %s to the staff room: %s", user, e)
+                log.warning("could not invite %s to %s: %s", user, self.alias, e)
 
     async def notice(self, text: str) -> None:
-        """A plain ``m.notice`` in the staff room (e.g. a message flagged for review). Best effort:
-        failures are logged, not retried; escalations go through the outbox instead."""
+        """A plain ``m.notice`` in the room. Best effort: failures are logged, not retried
+        (escalations go through the outbox instead)."""
         try:
             room = await self.ensure()
             await self.gateway.send(room, {"msgtype": "m.notice", "body": text, "m.mentions": {}})
         except (GatewayError, TimeoutError, OSError) as e:
-            log.warning("could not post a notice in the staff room: %s", e)
+            log.warning("could not post a notice in %s: %s", self.alias, e)
 
 
 class Names:
