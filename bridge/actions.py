@@ -54,6 +54,8 @@ class ModeratorsPort(Protocol):
 class SanctionsPort(Protocol):
     def muted(self, user: str, space: str | None) -> ActiveMute | None: ...
 
+    def protects(self, user: str) -> bool: ...
+
     async def impose(
         self,
         actor: str,
@@ -124,7 +126,11 @@ class Actions:
             warn = verdict.of_kind("warn")[0]
             await self._dm(message.sender, _notice(warn.message or DEFAULT_WARN_TEXT))
         for d in verdict.of_kind("mute")[:1]:
-            if self.sanctions is not None and "escalate" not in kinds:
+            if (
+                self.sanctions is not None
+                and "escalate" not in kinds
+                and not self.sanctions.protects(message.sender)
+            ):
                 await self.sanctions.impose(
                     SYSTEM_ACTOR,
                     message.sender,

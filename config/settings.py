@@ -105,6 +105,12 @@ class ModerationSettings(_Section):
     sanction_defaults: SanctionDefaults = SanctionDefaults()
     appeal_reminder_hours: float = Field(24.0, gt=0, le=24 * 14)
     appeal_retention_days: int = Field(90, ge=1, le=365)  # a member's appeal words are kept this long
+    # Trusted reporters: at least this many upheld reports and this share of their decided ones.
+    trusted_reporter_min_upheld: int = Field(3, ge=1, le=1000)
+    trusted_reporter_min_share: float = Field(0.7, gt=0, le=1)
+    # A message reported by this many trusted reporters is hidden (redacted, its text kept for the
+    # moderators) until a moderator decides; 0: never hidden before a moderator looks.
+    hide_after_trusted_reports: int = Field(2, ge=0, le=100)
 
 
 class EscalationBridgeSettings(_Section):

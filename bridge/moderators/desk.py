@@ -16,6 +16,7 @@ database, so a restart loses nothing.
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from spaces.staff import Staff
 log = logging.getLogger(__name__)
 
 DmRoom = Callable[[str], Awaitable[str]]
+HELD_BURST = timedelta(minutes=10)  # refused messages of one member in one room within this share a case
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ class ModerationDesk:
         self.appeal_retention = timedelta(days=cfg.appeal_retention_days)
         self.appeal_wait = timedelta(hours=cfg.appeal_reminder_hours)
         self.report_poll_seconds = cfg.report_poll_seconds
+        self.trust = (cfg.trusted_reporter_min_upheld, cfg.trusted_reporter_min_share)
+        self.hide_after = cfg.hide_after_trusted_reports
         self.room = StaffRoom(
             gateway,
             alias=f"#{cfg.moderators_room_alias}:{self.server_name}",
@@ -186,6 +190,11 @@ class ModerationDesk:
         priority = 3 if held or any(s.startswith(("harm.", "rules.")) for s in signals) else 1
 
         def write(s: Session) -> tuple[ModCase, bool]:
+            if held:
+                # A burst of refused messages from one member is one card, not one each.
+                recent = cw.open_held_case(s, message.sender, message.room_id, since=now - HELD_BURST)
+                if recent is not None:
+                    return cw.add_held(s, recent.id, signals=signals, now=now), False
             store.keep_text(
                 s,
                 event_id=message.event_id,
@@ -315,15 +324,93 @@ class ModerationDesk:
                 reporter=reporter,
                 reason=reason,
                 now=now,
+                trusted=cw.reporter_record(s, reporter).trusted(*self.trust),
             )
 
         result = await self.db(write)
         if result is None:
             return False
         case, _ = result
+        if self.hide_after and case.trusted_reports >= self.hide_after and case.hidden_at is None:
+            await self._hide(case)
         await self.show_case(case.id)
         log.info("report %s recorded on case %s", source_key, case.id)
         return True
+
+    async def _hide(self, case: ModCase) -> None:
+        """Enough trusted reporters: redact the message until a moderator decides, its text kept for
+        them. Never a message read as crisis (nobody in crisis is silenced), never a staff member's,
+        never one whose text Hearth could not keep."""
+
+        def check(s: Session) -> str | None:
+            decision = s.get(ModerationDecision, case.event_id)
+            if decision is not None and any(d.get("kind") == "escalate" for d in decision.dispositions):
+                return "it was read as a crisis"
+            if case.subject in self.staff.protected_ids:
+                return "a staff member wrote it"
+            if not case.room_id or cw.excerpt(s, case.event_id) is None:
+                return "its text could not be kept for review"
+            return None
+
+        why_not = await self.db(check)
+        if why_not is not None:
+            log.info("case %s: not hidden although trusted reporters reported it: %s", case.id, why_not)
+            return
+        try:
+            await self.gateway.redact(
+                case.room_id, case.event_id, reason="hidden until a moderator reviews it"
+            )
+        except GatewayError as e:
+            log.warning("case %s: could not hide the message: %s", case.id, e)
+            return
+        now = self.clock.now()
+
+        def record(s: Session) -> None:
+            cw.hide(s, case.id, now=now)
+            cw.audit(
+                s,
+                actor=cw.SYSTEM_ACTOR,
+                action="hide",
+                now=now,
+                subject=case.subject,
+                case_id=case.id,
+                detail=f"{case.trusted_reports} trusted reports",
+            )
+
+        await self.db(record)
+        log.info("case %s: message hidden after %d trusted reports", case.id, case.trusted_reports)
+
+    async def _restore(self, case: ModCase) -> None:
+        """A hidden message a moderator found fine goes back to its room (a redaction cannot be undone,
+        so the bot posts it, quoting its author) and its author is told."""
+        text = await self.db(lambda s: cw.excerpt(s, case.event_id))
+        name = await self.names.member(case.room_id, case.subject) or case.subject
+        if text is not None:
+            body = (
+                f"Restored by the moderators (it was hidden while they looked at it). {name} wrote:\n\n{text}"
+            )
+            try:
+                await self.gateway.send(
+                    case.room_id,
+                    {
+                        "msgtype": "m.notice",
+                        "body": body,
+                        "format": "org.matrix.custom.html",
+                        "formatted_body": f"<p>Restored by the moderators (it was hidden while they looked at it). "
+                        f"{html.escape(name)} wrote:</p><blockquote>{html.escape(text)}</blockquote>",
+                        "m.mentions": {},
+                    },
+                    txn_id=f"hearth.restore.{case.id}",
+                )
+            except GatewayError as e:
+                log.warning("case %s: could not post the restored message: %s", case.id, e)
+        await self.tell_member(
+            case.subject,
+            render.member_text(
+                "A message of yours was hidden for a moment while the moderators looked at a report about it. "
+                "They found nothing wrong, and it is back in the room. Sorry for the interruption."
+            ),
+        )
 
     async def _space_of(self, room_id: str) -> str | None:
         def read(s: Session) -> str | None:
@@ -421,6 +508,8 @@ class ModerationDesk:
             return case
 
         case = await self.db(write)
+        if case.hidden_at is not None:
+            await self._restore(case)
         await self.show_case(case.id)
         return case
 

@@ -94,11 +94,18 @@ def case_card(
     kept excerpt, who reported it, this member's record, and the moderator(s) on duty mentioned."""
     who = f"{sender_name} ({case.subject})" if sender_name else case.subject
     where = room_name or case.room_id
-    link = matrix_to_event(case.room_id, case.event_id, server_name)
+    member_report = not case.room_id  # a report of the member as a whole, no message
+    link = (
+        f"https://matrix.to/#/{case.subject}"
+        if member_report
+        else matrix_to_event(case.room_id, case.event_id, server_name)
+    )
     reasons = [case.reason, *(label_words(s) for s in case.signals)]
     reason = "; ".join(dict.fromkeys(r for r in reasons if r))
     state = "open" if case.status == "open" else f"{case.status} by {person(case.decided_by, names)}"
     head = f"{KIND_BADGE.get(case.kind, case.kind)} {case.id} · {state}"
+    if case.kind == "held" and case.held > 1:
+        head += f" · {case.held} messages refused in a row (the first is shown)"
     record = (
         f"{reports_against} report(s) against this member in all; {earlier_sanctions} earlier sanction(s)"
     )
@@ -106,7 +113,9 @@ def case_card(
         head,
         f"From {who} in {where} at {format_time(case.created_at, tz)}",
         f"Why: {reason}",
-        f"Message: {excerpt!r}" if excerpt is not None else "Message: (text no longer kept)",
+        "Message: (a report of the member, not of one message)"
+        if member_report
+        else (f"Message: {excerpt!r}" if excerpt is not None else "Message: (text no longer kept)"),
         f"Link: {link}" if case.kind != "held" else "Never delivered: only moderators read it.",
     ]
     html_lines = [
@@ -127,6 +136,12 @@ def case_card(
         rep = ", ".join(person(r, names) for r in reporters)
         lines.append(f"Reported by {rep} ({case.reports} report(s) of this message)")
         html_lines.append(f"Reported by {html.escape(rep)} ({case.reports} report(s) of this message)")
+    if case.trusted_reports:
+        trust = f"{case.trusted_reports} of them by trusted reporters"
+        if case.hidden_at is not None:
+            trust += "; the message is hidden from the room until a moderator decides"
+        lines.append(trust)
+        html_lines.append(f"<b>{html.escape(trust)}</b>")
     lines.append(record)
     html_lines.append(html.escape(record))
     if case.status == "open":

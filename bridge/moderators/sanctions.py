@@ -135,10 +135,14 @@ class Sanctions:
 
     # --- imposing and lifting -------------------------------------------------------------------
 
+    def protects(self, user: str) -> bool:
+        """Staff (every role) and the bot are never sanctioned by the bot."""
+        return user in self.staff.protected_ids or user == self.bot_user
+
     def check_target(self, actor: str, user: str) -> None:
         if actor != SYSTEM_ACTOR and actor not in self.staff.moderation_ids:
             raise NotPermitted("Only moderators (and admins) listed in config/staff.toml can do that.")
-        if user in self.staff.protected_ids or user == self.bot_user:
+        if self.protects(user):
             raise NotPermitted(
                 f"{user} is Hearth staff: the bot never sanctions staff. Talk to them, or to an admin."
             )
@@ -161,6 +165,9 @@ class Sanctions:
         self.check_target(actor, user)
         reason = reason.strip() or "the community guidelines"
         now = self.clock.now()
+        # A ban's rooms are recorded before any is banned: after a crash mid-way, lifting it still
+        # unbans every room it may have reached.
+        rooms = await self.rooms_of(scope) if kind is SanctionKind.BAN else []
         async with self._lock:
 
             def write(s: Session) -> tuple[Sanction, timedelta | None, int]:
@@ -184,6 +191,8 @@ class Sanctions:
                     duration=chosen,
                     case_id=case_id,
                 )
+                row.rooms = rooms
+                s.add(row)
                 where = "every space" if scope == ALL_SPACES else scope
                 length = "warning" if kind is SanctionKind.WARN else cw.describe_duration(chosen)
                 cw.audit(
@@ -200,18 +209,8 @@ class Sanctions:
 
             row, chosen, earlier = await self.db(write)
             failed: list[str] = []
-            if kind is SanctionKind.BAN:
-                rooms = await self.rooms_of(scope)
-                banned, failed = await self._each(rooms, lambda r: self.gateway.ban(r, user, reason))
-
-                def record(s: Session) -> Sanction:
-                    found = s.get(Sanction, row.id)
-                    assert found is not None
-                    found.rooms = banned
-                    s.add(found)
-                    return found
-
-                row = await self.db(record)
+            if rooms:
+                _, failed = await self._each(rooms, lambda r: self.gateway.ban(r, user, reason))
             await self.refresh()
         log.info(
             "%s: %s %s in %s by %s (%s)",

@@ -22,6 +22,7 @@ from moderation.casework.types import (
     CaseStatus,
     CaseworkError,
     NotPermitted,
+    ReporterRecord,
     SanctionKind,
 )
 from moderation.escalation.types import as_utc
@@ -92,6 +93,27 @@ def open_case(
     return case, True
 
 
+def open_held_case(session: Session, subject: str, room_id: str, *, since: datetime) -> ModCase | None:
+    """The member's open "held" case in that room opened since ``since``, if any."""
+    q = select(ModCase).where(
+        ModCase.subject == subject,
+        ModCase.room_id == room_id,
+        ModCase.kind == CaseKind.HELD.value,
+        ModCase.status == CaseStatus.OPEN.value,
+    )
+    return next((c for c in session.exec(q) if as_utc(c.created_at) >= as_utc(since)), None)
+
+
+def add_held(session: Session, case_id: str, *, signals: list[str], now: datetime) -> ModCase:
+    """One more refused message on a held case (the first one's text is the excerpt)."""
+    case = get_case(session, case_id)
+    case.held += 1
+    case.signals = sorted({*case.signals, *signals})
+    case.updated_at = as_utc(now)
+    session.add(case)
+    return case
+
+
 def add_report(
     session: Session,
     *,
@@ -104,9 +126,12 @@ def add_report(
     reason: str,
     now: datetime,
     synapse_id: int | None = None,
+    trusted: bool = False,
 ) -> tuple[ModCase, bool] | None:
     """Record a report once (``source_key`` dedupes across restarts) on the message's open case;
-    returns (case, case created), or None when this report was recorded already."""
+    returns (case, case created), or None when this report was recorded already. A ``trusted``
+    reporter's report counts towards hiding the message and raises the case in the queue; one
+    reporter counts once per case however often they report it."""
     if session.get(ModReport, source_key) is not None:
         return None
     words = f"reported by a member: {reason.strip()}" if reason.strip() else "reported by a member"
@@ -121,6 +146,9 @@ def add_report(
         now=now,
         priority=2,
     )
+    again = session.exec(
+        select(ModReport).where(ModReport.case_id == case.id, ModReport.reporter == reporter)
+    ).first()
     session.add(
         ModReport(
             source_key=source_key,
@@ -129,10 +157,14 @@ def add_report(
             reporter=reporter,
             subject=subject,
             reason=reason.strip()[:512],
+            trusted=trusted,
             received_at=as_utc(now),
         )
     )
     case.reports += 1
+    if trusted and (again is None or not again.trusted):
+        case.trusted_reports += 1
+        case.priority = max(case.priority, 3)
     session.add(case)
     session.flush()
     return case, created
@@ -143,6 +175,27 @@ def last_synapse_report(session: Session, prefix: str = "synapse") -> int:
     ``synapse-user`` for reports of a member): where reading the admin API resumes (0 if none)."""
     q = select(func.max(ModReport.synapse_id)).where(col(ModReport.source_key).startswith(f"{prefix}:"))
     return int(session.exec(q).one() or 0)
+
+
+def reporter_record(session: Session, reporter: str) -> ReporterRecord:
+    """How the cases ``reporter`` reported were decided (each case once)."""
+    q = (
+        select(ModCase.id, ModCase.status)
+        .join(ModReport, col(ModReport.case_id) == col(ModCase.id))
+        .where(ModReport.reporter == reporter)
+        .distinct()
+    )
+    statuses = [status for _, status in session.exec(q)]
+    return ReporterRecord(
+        upheld=statuses.count(CaseStatus.ACTIONED.value), dismissed=statuses.count(CaseStatus.DISMISSED.value)
+    )
+
+
+def hide(session: Session, case_id: str, *, now: datetime) -> ModCase:
+    case = get_case(session, case_id)
+    case.hidden_at = as_utc(now)
+    session.add(case)
+    return case
 
 
 def reports_against(session: Session, user: str) -> int:

@@ -30,6 +30,9 @@ class ModCase(SQLModel, table=True):
     signals: list[str] = Field(default_factory=list, sa_type=JSON())  # labels that caused a flag
     priority: int = Field(default=1)  # higher first in the queue
     reports: int = Field(default=0)
+    held: int = Field(default=1)  # messages refused at the gate on a held case (a burst is one case)
+    trusted_reports: int = Field(default=0)  # reports by members with a record of upheld reports
+    hidden_at: datetime | None = Field(default=None, sa_type=UTCDateTime())  # redacted until decided
     card_event_id: str | None = Field(default=None, max_length=255, index=True)
     created_at: datetime = Field(sa_type=UTCDateTime(), index=True)
     updated_at: datetime = Field(sa_type=UTCDateTime())
@@ -50,12 +53,13 @@ class ModReport(SQLModel, table=True):
     reporter: str = Field(max_length=255)
     subject: str = Field(max_length=255, index=True)
     reason: str = Field(default="", max_length=512)  # the reporter's words (not the message's)
+    trusted: bool = Field(default=False)  # the reporter had a record of upheld reports when they reported
     received_at: datetime = Field(sa_type=UTCDateTime())
 
 
 class Sanction(SQLModel, table=True):
     """A warning, mute or ban of a member across a space (or every space), until ``expires_at``
-    (None: until lifted). ``rooms`` lists the rooms a ban was applied in, so lifting it undoes
+    (None: until lifted). ``rooms`` lists the rooms a ban covers (recorded before banning), so lifting it undoes
     exactly those."""
 
     __tablename__ = "sanction"

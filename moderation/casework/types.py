@@ -63,6 +63,19 @@ class NotPermitted(CaseworkError):
 
 
 @dataclass(frozen=True)
+class ReporterRecord:
+    """How a member's past reports were decided: upheld (the case was actioned) or dismissed."""
+
+    upheld: int
+    dismissed: int
+
+    def trusted(self, min_upheld: int, min_share: float) -> bool:
+        """A trusted reporter: at least ``min_upheld`` upheld reports, and that share of decided ones."""
+        decided = self.upheld + self.dismissed
+        return self.upheld >= min_upheld and decided > 0 and self.upheld / decided >= min_share
+
+
+@dataclass(frozen=True)
 class ActiveMute:
     """What the gate needs to refuse a muted member's message kindly."""
 

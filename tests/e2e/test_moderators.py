@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlmodel import Session, col, select
 
+from moderation import casework as cw
 from moderation.casework import Appeal, ModCase, ModReport, Sanction
 from moderation.escalation import Escalation
 from spaces.models import ProvisionedRoom
@@ -254,6 +255,132 @@ def test_report_as_a_reply_reaches_the_moderators_and_is_tidied_away(hearth_stac
     wait_for(tidied, timeout=30, what="the !report message redacted")
 
 
+def _trusted(hs, reporter: str, upheld: int = 3) -> None:
+    """Give ``reporter`` a record of upheld reports (earlier cases a moderator actioned)."""
+    now = datetime.now(UTC)
+    with Session(hs.engine) as s:
+        for _ in range(upheld):
+            key = secrets.token_hex(4)
+            result = cw.add_report(
+                s,
+                source_key=f"reply:$past-{key}",
+                room_id="!past:localhost",
+                event_id=f"$past-{key}",
+                subject="@someone-else:localhost",
+                space=None,
+                reporter=reporter,
+                reason="earlier",
+                now=now,
+            )
+            assert result is not None
+            cw.decide_case(
+                s, result[0].id, actor=MODERATOR, status=cw.CaseStatus.ACTIONED, decision="x", now=now
+            )
+        s.commit()
+
+
+def test_a_message_two_trusted_reporters_report_is_hidden_until_a_moderator_decides(hearth_stack):
+    hs = hearth_stack
+    _, (room, _) = space_with_rooms(hs)
+    mod = moderator(hs)
+    author, first, second = hs.member("author"), hs.member("trusted"), hs.member("trusted")
+    for m in (author, first, second):
+        m.join(room)
+    _trusted(hs, first.user_id)
+    _trusted(hs, second.user_id)
+    text = "Join my other group instead, this one is too quiet, find me on my handle there"
+    event_id = author.say(room, text)
+    for r in (first, second):
+        r.call(
+            "POST", f"/_matrix/client/v3/rooms/{q(room)}/report/{q(event_id)}", {"reason": "dangerous advice"}
+        )
+
+    def hidden() -> ModCase | None:
+        case = case_for(hs, event_id)
+        return case if case is not None and case.hidden_at is not None else None
+
+    case = wait_for(hidden, timeout=30, what="the message hidden after two trusted reports")
+    assert case.trusted_reports == 2
+    ev = author.call("GET", f"/_matrix/client/v3/rooms/{q(room)}/event/{q(event_id)}")
+    assert not ev.get("content")  # redacted in the room
+    bot_says(
+        hs, mod, moderators_room(hs), lambda e: "hidden from the room" in e["content"].get("body", ""), "card"
+    )
+
+    assert "dismissed" in command(hs, mod, f"!dismiss {case.id} a personal opinion, not advice to harm")
+    restored = bot_says(
+        hs, author, room, lambda e: "Restored by the moderators" in e["content"].get("body", ""), "restored"
+    )
+    assert text in restored["content"]["body"]
+
+
+def test_a_report_of_a_member_as_a_whole_becomes_a_case(hearth_stack):
+    hs = hearth_stack
+    mod = moderator(hs)
+    target, reporter = hs.member("pest"), hs.member("reporter")
+    reporter.call(
+        "POST", f"/_matrix/client/v3/users/{q(target.user_id)}/report", {"reason": "messages me all night"}
+    )
+
+    def case() -> ModCase | None:
+        with Session(hs.engine) as s:
+            return s.exec(select(ModCase).where(ModCase.subject == target.user_id)).first()
+
+    found = wait_for(case, timeout=30, what="the member report's case")
+    assert found.room_id == ""
+    assert found.reports == 1
+    card = bot_says(
+        hs, mod, moderators_room(hs), lambda e: found.id in e["content"].get("body", ""), "its card"
+    )
+    assert "messages me all night" in card["content"]["body"]
+    assert "a report of the member" in card["content"]["body"]
+
+
+def test_a_reaction_on_a_card_asks_first_and_the_same_moderator_confirms(hearth_stack):
+    hs = hearth_stack
+    _, (room, _) = space_with_rooms(hs)
+    mod, other = moderator(hs), moderator(hs, ADMIN)
+    author, reporter = hs.member("author"), hs.member("reporter")
+    author.join(room)
+    reporter.join(room)
+    event_id = author.say(room, "I'll be posting my playlist links here every hour from now on")
+    reporter.call("POST", f"/_matrix/client/v3/rooms/{q(room)}/report/{q(event_id)}", {"reason": "spam"})
+    case = wait_for(lambda: (c := case_for(hs, event_id)) and c.card_event_id and c, timeout=30, what="card")
+    mod_room = moderators_room(hs)
+
+    def react(user: User, target: str, key: str) -> None:
+        user.send(
+            mod_room,
+            {"m.relates_to": {"rel_type": "m.annotation", "event_id": target, "key": key}},
+            "m.reaction",
+        )
+
+    react(mod, case.card_event_id, "🔇")
+    question = bot_says(
+        hs,
+        mod,
+        mod_room,
+        lambda e: "to confirm" in e["content"].get("body", "") and case.subject in e["content"]["body"],
+        "the bot's question",
+    )
+    assert "1 hour" in question["content"]["body"]  # the default for a first mute
+    react(other, question["event_id"], "👍")  # another moderator cannot confirm someone else's action
+    react(mod, question["event_id"], "👍")
+
+    def muted() -> bool | None:
+        with Session(hs.engine) as s:
+            return (
+                True if s.exec(select(Sanction).where(Sanction.user_id == author.user_id)).first() else None
+            )
+
+    wait_for(muted, timeout=30, what="the confirmed mute")
+    with Session(hs.engine) as s:
+        sanction = s.exec(select(Sanction).where(Sanction.user_id == author.user_id)).one()
+    assert sanction.by == MODERATOR
+    assert sanction.case_id == case.id
+    assert "paused" in refused(author, room, "hello again everyone")
+
+
 # --- sanctions --------------------------------------------------------------------------------
 
 
@@ -461,3 +588,24 @@ def test_a_held_message_is_highlighted_for_review_and_a_clinician_is_refused_the
     assert response is not None
     assert response.status == 403
     assert "paracetamol" not in clinician.content()
+
+
+def test_an_appeal_is_decided_on_the_members_page_by_another_moderator(hearth_stack, browser):
+    hs = hearth_stack
+    _, rooms = space_with_rooms(hs, 1)
+    mod = moderator(hs)
+    member = hs.member("appealer")
+    member.join(rooms[0])
+    member.say(rooms[0], "hi all")
+    until_done(hs, mod, f"!mute {member.user_id} 1d rude to a newcomer")
+    private = join_private_room_with_the_bot(member)
+    member.say(private, "!appeal it was a joke between friends, I have apologised")
+    bot_says(hs, member, private, lambda ev: "Your appeal A-" in ev["content"].get("body", ""), "thanks")
+
+    page = sign_in_page(browser, hs, ADMIN)
+    page.wait_for_selector("#mod-queue")
+    page.goto(f"{hs.layout.hearth_url}/mod/members/{q(member.user_id)}")
+    assert "a joke between friends" in page.inner_text("#appeals")
+    page.click('.appeal-decide[data-lift="true"]')
+    page.locator("#appeals", has_text="lifted").wait_for(timeout=15_000)
+    member.say(rooms[0], "thank you, and sorry again")  # posting again

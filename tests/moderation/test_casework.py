@@ -195,3 +195,37 @@ def test_notes_take_labels_and_the_member_file_gathers_everything(engine):
         assert f.reports_against == 1
         assert [x.kind for x in f.sanctions] == ["mute"]
         assert [n.text for n in f.notes] == [note.text]
+
+
+def test_a_reporter_is_trusted_by_their_record_and_counts_once_per_case(engine):
+    bea = "@bea:localhost"
+    with Session(engine) as s:
+        for i, status in enumerate([CaseStatus.ACTIONED] * 3 + [CaseStatus.DISMISSED]):
+            result = _report(s, f"synapse:{i}", event_id=f"$old{i}", reporter=bea, synapse_id=i)
+            assert result is not None
+            cw.decide_case(s, result[0].id, actor=SAM, status=status, decision="x", now=T0)
+        record = cw.reporter_record(s, bea)
+        assert (record.upheld, record.dismissed) == (3, 1)
+        assert record.trusted(3, 0.7)
+        assert not record.trusted(4, 0.7)
+        assert not record.trusted(3, 0.8)
+        assert not cw.ReporterRecord(0, 0).trusted(1, 0.5)
+        case, _ = _report(s, "reply:$a", event_id="$new", reporter=bea, trusted=True) or (None, None)
+        assert case is not None
+        _report(s, "reply:$b", event_id="$new", reporter=bea, trusted=True)  # the same reporter again
+        assert case.reports == 2
+        assert case.trusted_reports == 1
+        assert case.priority == 3  # a trusted report comes first in the queue
+
+
+def test_a_burst_of_refused_messages_from_one_member_is_one_held_case(engine):
+    with Session(engine) as s:
+        first, _ = _flag(s, "$h1", kind=CaseKind.HELD, signals=["harm.spam"])
+        found = cw.open_held_case(s, ALEX, "!r:localhost", since=T0 - timedelta(minutes=10))
+        assert found is not None
+        assert found.id == first.id
+        cw.add_held(s, first.id, signals=["rules.abuse"], now=T0)
+        assert first.held == 2
+        assert first.signals == ["harm.spam", "rules.abuse"]
+        assert cw.open_held_case(s, ALEX, "!other:localhost", since=T0 - timedelta(minutes=10)) is None
+        assert cw.open_held_case(s, ALEX, "!r:localhost", since=T0 + timedelta(minutes=1)) is None

@@ -29,6 +29,9 @@ def upgrade() -> None:
         sa.Column("signals", sa.JSON(), nullable=True),
         sa.Column("priority", sa.Integer(), nullable=False),
         sa.Column("reports", sa.Integer(), nullable=False),
+        sa.Column("held", sa.Integer(), nullable=False),
+        sa.Column("trusted_reports", sa.Integer(), nullable=False),
+        sa.Column("hidden_at", TS, nullable=True),
         sa.Column("card_event_id", sa.String(255), nullable=True),
         sa.Column("created_at", TS, nullable=False),
         sa.Column("updated_at", TS, nullable=False),
@@ -46,6 +49,7 @@ def upgrade() -> None:
         sa.Column("reporter", sa.String(255), nullable=False),
         sa.Column("subject", sa.String(255), nullable=False),
         sa.Column("reason", sa.String(512), nullable=False),
+        sa.Column("trusted", sa.Boolean(), nullable=False),
         sa.Column("received_at", TS, nullable=False),
     )
     for column in ("synapse_id", "case_id", "subject"):

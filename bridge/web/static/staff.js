@@ -192,6 +192,13 @@ function modActions() {
       reason: document.getElementById("sanction-reason").value,
       ...(duration ? { duration } : {}), ...(document.getElementById("sanction-all").checked ? { scope: "*" } : {}) });
   });
+  for (const kind of ["mute", "ban"]) {
+    document.getElementById(`lift-${kind}`)?.addEventListener("click", () => act("/api/mod/sanctions/lift", { user_id: member, kind }));
+  }
+  for (const button of document.querySelectorAll(".appeal-decide")) {
+    button.addEventListener("click", () => act(`/api/mod/appeals/${encodeURIComponent(button.dataset.appeal)}`,
+      { lift: button.dataset.lift === "true" }));
+  }
   document.getElementById("mod-note")?.addEventListener("submit", (e) => {
     e.preventDefault();
     act(`/api/mod/members/${encodeURIComponent(member)}/notes`, { text: document.getElementById("mod-note-text").value });
