@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import httpx
 
-from bridge.gateway import GatewayError, NioGateway
+from bridge.gateway import GatewayError, NioGateway, TimelineEvent
 from config.ids import RoomID
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,21 @@ class StaffRoom:
             await self.gateway.send(room, {"msgtype": "m.notice", "body": text, "m.mentions": {}})
         except (GatewayError, TimeoutError, OSError) as e:
             log.warning("could not post a notice in %s: %s", self.alias, e)
+
+
+async def reply_notice(gateway: NioGateway, ev: TimelineEvent, text: str) -> None:
+    """Answer a staff member's command or reaction: an ``m.notice`` in reply, mentioning them (once per
+    event: the transaction ID is the event's)."""
+    content = {
+        "msgtype": "m.notice",
+        "body": text,
+        "m.mentions": {"user_ids": [ev.sender]},
+        "m.relates_to": {"m.in_reply_to": {"event_id": ev.event_id}},
+    }
+    try:
+        await gateway.send(ev.room_id, content, txn_id=f"hearth.reply.{ev.event_id}")
+    except GatewayError as e:
+        log.warning("could not reply to %s: %s", ev.event_id, e)
 
 
 class Names:

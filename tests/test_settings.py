@@ -54,7 +54,9 @@ def test_placeholder_secrets_refused_outside_development(tmp_path):
     with pytest.raises(SettingsError, match=r"gate\.secret.*operator\.toml"):
         load_settings(_write(tmp_path, GOOD.replace("a-real-generated-secret", "CHANGE-ME")))
     with pytest.raises(SettingsError, match=r"staff_api\.session_secret.*default\.toml"):
-        load_settings(_write(tmp_path, GOOD.replace('session_secret = "a-real-generated-session-secret"', "")))
+        load_settings(
+            _write(tmp_path, GOOD.replace('session_secret = "a-real-generated-session-secret"', ""))
+        )
     dev = load_settings(_write(tmp_path, 'environment = "development"\n'))
     assert dev.gate.secret.get_secret_value() == "CHANGE-ME"
 

@@ -15,7 +15,7 @@ from bridge.db import DbLane
 from bridge.escalation import render
 from bridge.escalation.config import DeskConfig
 from bridge.gateway import GatewayError, NioGateway, TimelineEvent
-from bridge.staff_room import Names, StaffRoom
+from bridge.staff_room import Names, StaffRoom, reply_notice
 from moderation import escalation as dom
 from moderation.escalation import (
     ACTIVE_STATUSES,
@@ -81,16 +81,7 @@ class StaffCommands:
             await self._on_command(ev, text, content)
 
     async def _reply(self, ev: TimelineEvent, text: str) -> None:
-        content = {
-            "msgtype": "m.notice",
-            "body": text,
-            "m.mentions": {"user_ids": [ev.sender]},
-            "m.relates_to": {"m.in_reply_to": {"event_id": ev.event_id}},
-        }
-        try:
-            await self.gateway.send(ev.room_id, content, txn_id=f"hearth.reply.{ev.event_id}")
-        except GatewayError as e:
-            log.warning("could not reply to %s: %s", ev.event_id, e)
+        await reply_notice(self.gateway, ev, text)
 
     async def _on_reaction(self, ev: TimelineEvent, content: dict[str, Any]) -> None:
         rel = content.get("m.relates_to") or {}

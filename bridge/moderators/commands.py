@@ -26,6 +26,7 @@ from bridge.escalation.commands import strip_reply_fallback
 from bridge.gateway import GatewayError, TimelineEvent
 from bridge.moderators import render
 from bridge.moderators.sanctions import DEFAULT
+from bridge.staff_room import reply_notice
 from moderation import casework as cw
 from moderation.casework import ALL_SPACES, CaseStatus, ModCase, SanctionKind
 from moderation.models import ModerationDecision
@@ -352,16 +353,7 @@ class ModCommands:
         raise Refused("Which member? Write their Matrix ID (@name:server) or reply to a card.")
 
     async def _reply(self, ev: TimelineEvent, text: str) -> None:
-        content = {
-            "msgtype": "m.notice",
-            "body": text,
-            "m.mentions": {"user_ids": [ev.sender]},
-            "m.relates_to": {"m.in_reply_to": {"event_id": ev.event_id}},
-        }
-        try:
-            await self.gateway.send(ev.room_id, content, txn_id=f"hearth.modreply.{ev.event_id}")
-        except GatewayError as e:
-            log.warning("could not reply to %s: %s", ev.event_id, e)
+        await reply_notice(self.gateway, ev, text)
 
 
 def _room_of(s: Session, event_id: str) -> str | None:

@@ -170,6 +170,21 @@ class ModerationDesk:
             log.warning("could not post in the moderators' room: %s", e)
             return None
 
+    async def _post_card(
+        self, content: dict[str, Any], txn_id: str, row: Callable[[Session], ModCase | cw.Appeal]
+    ) -> None:
+        """Post a card and remember its event on the case or appeal (so it can be edited and reacted to)."""
+        event_id = await self.post(content, txn_id=txn_id)
+        if event_id is None:
+            return
+
+        def remember(s: Session) -> None:
+            found = row(s)
+            found.card_event_id = event_id
+            s.add(found)
+
+        await self.db(remember)
+
     def on_duty(self) -> list[str]:
         return list(self.staff.on_duty_moderators(self.clock.now()))
 
@@ -449,15 +464,7 @@ class ModerationDesk:
         if case.card_event_id is not None:
             await self.post(render.edit_of(case.card_event_id, content))
             return
-        event_id = await self.post(content, txn_id=f"hearth.mod_case.{case.id}")
-        if event_id is not None:
-
-            def remember(s: Session) -> None:
-                row = cw.get_case(s, case.id)
-                row.card_event_id = event_id
-                s.add(row)
-
-            await self.db(remember)
+        await self._post_card(content, f"hearth.mod_case.{case.id}", lambda s: cw.get_case(s, case.id))
 
     # --- what moderators do (the commands and the API both come here) ------------------------
 
@@ -681,15 +688,7 @@ class ModerationDesk:
         content = render.appeal_card(
             appeal, sanction, names=self.staff.display_names, on_duty=self.deciders(sanction.by), tz=self.tz
         )
-        event_id = await self.post(content, txn_id=f"hearth.appeal.{appeal.id}")
-        if event_id is not None:
-
-            def remember(s: Session) -> None:
-                row = cw.get_appeal(s, appeal.id)
-                row.card_event_id = event_id
-                s.add(row)
-
-            await self.db(remember)
+        await self._post_card(content, f"hearth.appeal.{appeal.id}", lambda s: cw.get_appeal(s, appeal.id))
 
     async def decide_appeal_row(self, actor: str, appeal_id: str, *, lift: bool, note: str) -> cw.Appeal:
         """Uphold or lift an appeal (not by the moderator who imposed the sanction); the member is told."""

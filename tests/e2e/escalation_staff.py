@@ -67,14 +67,20 @@ def escalation_overrides(root: Path, webhook_port: int) -> dict[str, object]:
     }
 
 
-def staff_room(hs) -> str:
+def room_by_alias(hs, alias: str) -> str:
+    """The room an alias names, waiting for the bot to have made it."""
+
     def resolve() -> str | None:
         try:
-            return str(hs.bot().call("GET", f"/_matrix/client/v3/directory/room/{q(ALIAS)}")["room_id"])
+            return str(hs.bot().call("GET", f"/_matrix/client/v3/directory/room/{q(alias)}")["room_id"])
         except MatrixError:
             return None
 
-    return wait_for(resolve, timeout=30, what="the staff room to exist")
+    return wait_for(resolve, timeout=30, what=f"{alias} to exist")
+
+
+def staff_room(hs) -> str:
+    return room_by_alias(hs, ALIAS)
 
 
 def staff_user(hs, user_id: str) -> User:

@@ -24,6 +24,7 @@ from tests.e2e.escalation_staff import (
     MODERATOR,
     join_private_room_with_the_bot,
     matrix_account,
+    room_by_alias,
     staff_room,
     staff_user,
 )
@@ -81,13 +82,7 @@ def space_with_rooms(hs, n: int = 2) -> tuple[str, list[str]]:
 
 
 def moderators_room(hs) -> str:
-    def resolve() -> str | None:
-        try:
-            return str(hs.bot().call("GET", f"/_matrix/client/v3/directory/room/{q(MOD_ALIAS)}")["room_id"])
-        except MatrixError:
-            return None
-
-    return wait_for(resolve, timeout=30, what="the moderators' room to exist")
+    return room_by_alias(hs, MOD_ALIAS)
 
 
 def moderator(hs, user_id: str = MODERATOR) -> User:
