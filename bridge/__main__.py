@@ -1,4 +1,4 @@
-"""Entry point: ``hearth [--config FILE] run | stack up|down|status | spaces plan|apply``."""
+"""Entry point: ``hearth [--config FILE] run | stack up|down|status | spaces plan|apply | accounts token``."""
 
 from __future__ import annotations
 
@@ -75,6 +75,35 @@ def cmd_spaces(args: argparse.Namespace) -> int:
     return asyncio.run(run_spaces(settings, args.action, themes))
 
 
+def cmd_accounts(args: argparse.Namespace) -> int:
+    """``hearth accounts token``: a registration token for someone to sign up with (Element asks for it)."""
+    settings = _settings(args)
+    _logging("WARNING")
+    from bridge.gateway import GatewayError
+    from bridge.join import operator_token
+    from config.sanctions import parse_duration
+
+    try:
+        expires = parse_duration(args.expires)
+    except ValueError as e:
+        print(f"hearth accounts token: --expires: {e}", file=sys.stderr)
+        return 2
+    if args.uses is not None and args.uses < 1:
+        print("hearth accounts token: --uses must be 1 or more", file=sys.stderr)
+        return 2
+    try:
+        token = asyncio.run(operator_token(settings, uses=args.uses, expires_in=expires))
+    except (GatewayError, OSError) as e:
+        print(f"hearth accounts token: the homeserver refused: {e}", file=sys.stderr)
+        return 1
+    home = settings.join.public_homeserver_url or settings.matrix.homeserver_url
+    uses = "unlimited uses" if token.uses_allowed is None else f"{token.uses_allowed} use(s)"
+    until = token.expires_at.isoformat(timespec="minutes") if token.expires_at else "never"
+    print(token.token)
+    print(f"({uses}, expires {until}; homeserver {home})", file=sys.stderr)
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     """Fetch an official Detoxify checkpoint where the machine is online; say how to use it."""
     from moderation.detectors.toxicity import ToxicityWeightsError, fetch_detoxify
@@ -112,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("action", choices=["plan", "apply"])
     p.add_argument("--themes", help="directory of theme files (default: config/spaces)")
     p.set_defaults(fn=cmd_spaces)
+    p = sub.add_parser("accounts", help="accounts: make a registration token for someone to sign up with")
+    p.add_argument("action", choices=["token"])
+    p.add_argument("--uses", type=int, default=1, help="how many accounts it may register (default 1)")
+    p.add_argument("--expires", default="7d", help="10m, 2h, 7d, 2w or permanent (default 7d)")
+    p.set_defaults(fn=cmd_accounts)
     p = sub.add_parser("models", help="fetch model weights (needs network; Hearth runs offline without them)")
     p.add_argument("action", choices=["fetch"])
     p.add_argument("--model", default="original", help="Detoxify model: original, unbiased or multilingual")

@@ -43,6 +43,7 @@ DEFAULT_WARN_TEXT = (
     "A gentle reminder: please keep messages kind. This is a space where people come for support."
 )
 MUTE_LEVEL = -1
+REFUSAL_NOTICE_SECONDS = 300  # a refused member hears why privately at most this often
 
 
 class ModeratorsPort(Protocol):
@@ -98,6 +99,7 @@ class Actions:
         self.moderators = moderators
         self.sanctions = sanctions
         self._mute_lock = asyncio.Lock()
+        self._explained: dict[str, float] = {}  # member -> when they were last told why (monotonic)
 
     async def carry_out(self, message: Message, verdict: Verdict, *, delivered_unscreened: bool) -> None:
         kinds = {d.kind for d in verdict.dispositions}
@@ -148,6 +150,29 @@ class Actions:
             await asyncio.to_thread(self._flag, message, reason)
             if self.moderators is not None and "escalate" not in kinds:
                 await self.moderators.flag(message, reason, [d.reason for d in flags])
+
+    async def explain_refusal(self, user: str, text: str) -> None:
+        """A message refused at the gate: the member also hears why privately, because many clients
+        show only "message not sent" (element-web #17490); at most every few minutes per member."""
+        now = asyncio.get_running_loop().time()
+        last = self._explained.get(user)
+        if last is not None and now - last < REFUSAL_NOTICE_SECONDS:
+            return
+        self._explained[user] = now
+        if len(self._explained) > 10_000:  # forget the oldest
+            for key in sorted(self._explained, key=self._explained.__getitem__)[:5_000]:
+                del self._explained[key]
+        try:
+            await self._dm(
+                user,
+                {
+                    "msgtype": "m.text",
+                    "body": f"A message you just sent wasn't delivered. {text}",
+                    "m.mentions": {},
+                },
+            )
+        except (GatewayError, TimeoutError, OSError) as e:
+            log.warning("could not tell %s privately why their message was refused: %s", user, e)
 
     def _flag(self, message: Message, reason: str) -> None:
         with Session(self.engine) as s:

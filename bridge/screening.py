@@ -16,7 +16,7 @@ import asyncio
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Protocol
@@ -245,6 +245,7 @@ class Screening:
         tasks: TaskGroup | None = None,
         sanctions: MuteCheck | None = None,
         moderators: HoldDesk | None = None,
+        explain: Callable[[str, str], Coroutine[Any, Any, None]] | None = None,
     ):
         self.engine = engine
         self.clock = clock
@@ -270,6 +271,8 @@ class Screening:
         # Moderators' mutes are enforced here (never on a message read as crisis).
         self.sanctions = sanctions
         self.moderators = moderators
+        # A refused member also hears why in their private room (clients may hide the error text).
+        self.explain = explain
 
     # --- life cycle ---
 
@@ -365,14 +368,21 @@ class Screening:
         if block:
             d = block[0]
             self._hold(message, verdict)
-            return reject(
-                d.message or "Your message wasn't sent because it breaks this space's guidelines.", d.reason
+            return self._refuse(
+                message,
+                d.message or "Your message wasn't sent because it breaks this space's guidelines.",
+                d.reason,
             )
         if self.sanctions is not None and fast is None and not verdict.of_kind("escalate"):
             mute = self.sanctions.muted(message.sender, message.space)
             if mute is not None:
-                return reject(await self.sanctions.muted_notice(mute, message.space), "muted")
+                return self._refuse(message, await self.sanctions.muted_notice(mute, message.space), "muted")
         return None
+
+    def _refuse(self, message: Message, text: str, reason: str) -> Answer:
+        if self.explain is not None:
+            self.tasks.create(self.explain(message.sender, text), name=f"explain-{message.event_id}")
+        return reject(text, reason)
 
     def _hold(self, message: Message, verdict: Verdict) -> None:
         """A refused message the policy also flags reaches the moderators (the bot never sees it)."""

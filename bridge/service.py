@@ -26,6 +26,7 @@ from bridge.clock import SystemClock
 from bridge.escalation.desk import EscalationDesk
 from bridge.gate import Gate
 from bridge.gateway import GatewayError, NioGateway, TimelineEvent
+from bridge.join import JoinDesk
 from bridge.listener import Bot
 from bridge.member_room import MemberRoom
 from bridge.metrics import Metrics
@@ -68,6 +69,12 @@ class HearthService:
             settings, self.engine, self.gateway, self.scheduler, self.clock, self.tasks
         )
         self.auth = StaffAuth(settings, self.desk.staff, self.engine, self.clock)
+        self.join = JoinDesk(
+            self.gateway,
+            self.clock,
+            per_address=settings.join.tokens_per_address,
+            expiry=timedelta(hours=settings.join.token_expiry_hours),
+        )
         # Volunteer moderators: their room, review cards, sanctions with expiry, appeals.
         self.moderators = ModerationDesk(
             settings,
@@ -94,6 +101,17 @@ class HearthService:
                 self.engine, self.gateway, bot=settings.matrix.bot_user_id, staff=self.desk.everyone
             ),
         )
+        self.actions = Actions(
+            self.engine,
+            self.gateway,
+            self.clock,
+            dm_room=self.desk.dm_room,
+            escalations=self.desk,
+            resources_for=self.desk.resources_for,
+            flag_retention=timedelta(days=settings.moderation.flag_retention_days),
+            moderators=self.moderators,
+            sanctions=self.moderators.sanctions,
+        )
         # Moderation (issue 4): the pipeline at the gate, and after-delivery actions by the bot.
         self.screening = Screening(
             self.engine,
@@ -107,17 +125,7 @@ class HearthService:
             tasks=self.tasks,
             sanctions=self.moderators.sanctions,
             moderators=self.moderators,
-        )
-        self.actions = Actions(
-            self.engine,
-            self.gateway,
-            self.clock,
-            dm_room=self.desk.dm_room,
-            escalations=self.desk,
-            resources_for=self.desk.resources_for,
-            flag_retention=timedelta(days=settings.moderation.flag_retention_days),
-            moderators=self.moderators,
-            sanctions=self.moderators.sanctions,
+            explain=self.actions.explain_refusal,
         )
         self.screening.after_delivery = self.actions.carry_out
         self.gate.add_check("check_event_for_spam", self.screening.gate_check)

@@ -113,6 +113,34 @@ class ModerationSettings(_Section):
     hide_after_trusted_reports: int = Field(2, ge=0, le=100)
 
 
+class JoinSettings(_Section):
+    """The way in for members: ``GET /join`` and single-use registration tokens (``POST /api/join``)."""
+
+    enabled: bool = True  # false: /join says to ask an operator; `hearth accounts token` still works
+    tokens_per_address: str = "3/hour"  # the `limits` syntax: "N/second|minute|hour|day"
+    token_expiry_hours: float = Field(24.0, gt=0, le=24 * 30)
+    # The homeserver address members type into Element; empty: matrix.homeserver_url.
+    public_homeserver_url: str = ""
+
+    @field_validator("tokens_per_address")
+    @classmethod
+    def _limit(cls, v: str) -> str:
+        from limits import parse
+
+        try:
+            parse(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not a rate like '3/hour'") from None
+        return v
+
+    @field_validator("public_homeserver_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must be empty or start with http:// or https://")
+        return v
+
+
 class EscalationBridgeSettings(_Section):
     """Where crisis escalations go (the bridge side; tuning lives in ``tuning_file``)."""
 
@@ -163,6 +191,7 @@ class Settings(BaseSettings):
     staff_api: StaffApiSettings = StaffApiSettings()
     moderation: ModerationSettings = ModerationSettings()
     escalation: EscalationBridgeSettings = EscalationBridgeSettings()
+    join: JoinSettings = JoinSettings()
     # For drills and tests only: a file holding seconds added to the wall clock (re-read when it
     # changes), so expiries and SLAs can be walked through without waiting. Empty: the wall clock.
     clock_offset_file: Path | None = None

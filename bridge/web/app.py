@@ -16,6 +16,7 @@ from bridge.web.routes import (
     escalations,
     gate,
     health,
+    join,
     mod_pages,
     moderation_api,
     schemas,
@@ -58,5 +59,6 @@ def create_app(service: HearthService) -> FastAPI:
     app.include_router(staff_pages.router)
     app.include_router(moderation_api.router)
     app.include_router(mod_pages.router)
+    app.include_router(join.router)
     app.mount("/staff/static", StaticFiles(directory=STATIC), name="staff-static")
     return app

@@ -8,13 +8,16 @@ import shutil
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from bridge import stack
 from bridge.db import make_engine
+from spaces.models import ProvisionedRoom
 from tests.conftest import PG_ADMIN_URL, _drop_pg_database, _fresh_pg_database, _pg_available
 from tests.e2e.escalation_staff import escalation_overrides, matrix_account
 from tests.e2e.matrix import User, new_user
@@ -92,13 +95,32 @@ def hearth_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
             _drop_pg_database(PG_ADMIN_URL, pg_name)
 
 
+E2E_SPACE = "e2e-moderation"
+
+
+def hearth_room(hs, profile: str = "support") -> str:
+    """A room the bot created, registered in Hearth's catalogue as one of its support rooms."""
+    room = hs.bot().create_room(name=f"moderated {profile}", preset="public_chat")
+    with Session(hs.engine) as s:
+        s.add(
+            ProvisionedRoom(
+                alias=f"#e2e-{secrets.token_hex(4)}:localhost",
+                room_id=room,
+                space_slug=E2E_SPACE,
+                room_slug="discussion",
+                capacity=100,
+                profile=profile,
+                members_may_post=True,
+                updated_at=datetime.now(UTC),
+            )
+        )
+        s.commit()
+    return room
+
+
 def resolve_open_escalations(hs: Stack) -> None:
     """Close every escalation a test module left open, so its SLA re-pages stop before the next
     module (which may count the bot's events) runs on the same stack."""
-    from datetime import UTC, datetime
-
-    from sqlmodel import Session
-
     from moderation import escalation as dom
 
     actor = "@e2e-teardown:localhost"

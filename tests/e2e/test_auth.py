@@ -28,6 +28,8 @@ PUBLIC = {
     ("GET", "/api/spaces"),
     ("POST", "/api/auth/openid"),
     ("GET", "/staff"),  # without a session it is the sign-in page
+    ("GET", "/join"),  # the way in for members
+    ("POST", "/api/join"),  # a single-use sign-up token, rate-limited per address
 }
 GATE = re.compile(r"^/_hearth/antispam/")
 

@@ -17,35 +17,12 @@ from bridge.escalation.render import category_words
 from moderation.escalation import Escalation
 from moderation.models import FlaggedMessage, ModerationDecision
 from spaces.models import ProvisionedRoom, ProvisionedSpace
-from tests.e2e.conftest import resolve_open_escalations
+from tests.e2e.conftest import E2E_SPACE, hearth_room, resolve_open_escalations
 from tests.e2e.escalation_staff import CLINICIAN, join_private_room_with_the_bot, staff_room, staff_user
 from tests.e2e.matrix import MatrixError, q, wait_for
 from tests.moderation.factories import DISTRESSED_BURST
 
 pytestmark = pytest.mark.e2e
-
-
-E2E_SPACE = "e2e-moderation"
-
-
-def hearth_room(hs, profile: str = "support") -> str:
-    """A room the bot created, registered in Hearth's catalogue as one of its support rooms."""
-    room = hs.bot().create_room(name=f"moderated {profile}", preset="public_chat")
-    with Session(hs.engine) as s:
-        s.add(
-            ProvisionedRoom(
-                alias=f"#e2e-{secrets.token_hex(4)}:localhost",
-                room_id=room,
-                space_slug=E2E_SPACE,
-                room_slug="discussion",
-                capacity=100,
-                profile=profile,
-                members_may_post=True,
-                updated_at=datetime.now(UTC),
-            )
-        )
-        s.commit()
-    return room
 
 
 @pytest.fixture(scope="module", autouse=True)

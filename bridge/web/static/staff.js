@@ -205,8 +205,23 @@ function modActions() {
   });
 }
 
+// --- /join: a single-use sign-up code --------------------------------------------------------
+async function getToken() {
+  const error = document.getElementById("join-error");
+  error.textContent = "";
+  try {
+    const t = await json("/api/join", { method: "POST", body: "{}" });
+    document.getElementById("token").textContent = t.token;
+    document.getElementById("homeserver").textContent = t.homeserver;
+    document.getElementById("token-box").hidden = false;
+  } catch (e) {
+    error.textContent = `Could not get a code: ${e.message}`;
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("sign-in")?.addEventListener("submit", signIn);
+  document.getElementById("get-token")?.addEventListener("click", getToken);
   document.getElementById("sign-out")?.addEventListener("click", async () => {
     await json("/api/auth/sign-out", { method: "POST" }).catch(() => {});
     window.location.href = "/staff";

@@ -1,0 +1,111 @@
+"""The way in for members (issue 18): ``/join`` hands out single-use registration tokens that a
+person registers with through the client-server API (``m.login.registration_token``), as Element
+does; a second use is refused, and so is registering without one. A refused message also brings a
+private explanation. Real Synapse, real Hearth, a real browser for the page."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import hearth_room
+from tests.e2e.escalation_staff import join_private_room_with_the_bot
+from tests.e2e.matrix import MatrixError, User, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def register_with_token(hs_url: str, token: str | None) -> httpx.Response:
+    """Register as Element does: start, then complete the registration-token (and dummy) stages."""
+    body = {"username": f"newmember{secrets.token_hex(4)}", "password": secrets.token_hex(12)}
+    r = httpx.post(f"{hs_url}/_matrix/client/v3/register", json=body, timeout=30)
+    for _ in range(3):
+        if r.status_code != 401 or "session" not in r.json():
+            return r
+        flow = r.json()
+        done = set(flow.get("completed", []))
+        stages = next(f["stages"] for f in flow["flows"] if "m.login.registration_token" in f["stages"])
+        stage = next(st for st in stages if st not in done)
+        auth = {"type": stage, "session": flow["session"]}
+        if stage == "m.login.registration_token":
+            if token is None:
+                return r
+            auth["token"] = token
+        r = httpx.post(f"{hs_url}/_matrix/client/v3/register", json={**body, "auth": auth}, timeout=30)
+    return r
+
+
+def test_a_join_token_registers_one_member_and_a_second_use_is_refused(hearth_stack):
+    hs = hearth_stack
+    r = httpx.post(f"{hs.layout.hearth_url}/api/join", timeout=30)
+    assert r.status_code == 200, r.text
+    given = r.json()
+    assert given["homeserver"] == hs.layout.hs_url
+    assert given["expires_at"]
+    registered = register_with_token(hs.layout.hs_url, given["token"])
+    assert registered.status_code == 200, registered.text
+    member = User(hs.layout.hs_url, registered.json()["user_id"], registered.json()["access_token"])
+    assert member.call("GET", "/_matrix/client/v3/account/whoami")["user_id"] == member.user_id
+
+    again = register_with_token(hs.layout.hs_url, given["token"])
+    assert again.status_code in (401, 403), again.text
+    assert "user_id" not in again.json()
+    without = register_with_token(hs.layout.hs_url, None)
+    assert without.status_code == 401
+    assert "user_id" not in without.json()
+
+
+def test_a_refused_message_also_brings_a_private_explanation(hearth_stack):
+    hs = hearth_stack
+    room = hearth_room(hs)
+    member = hs.member("refused")
+    member.join(room)
+    with pytest.raises(MatrixError) as e:
+        member.say(room, "You are a disgusting waste of space and everyone here hates you.")
+    private = join_private_room_with_the_bot(member)
+
+    def explained() -> str | None:
+        for ev in member.messages(private, limit=20):
+            body = str((ev.get("content") or {}).get("body", ""))
+            if ev.get("sender") == hs.layout.bot_user_id and "wasn't delivered" in body:
+                return body
+        return None
+
+    body = wait_for(explained, timeout=30, what="the private explanation")
+    assert e.value.body["error"] in body
+    # Once every few minutes at most: a second refusal does not bring a second message.
+    with pytest.raises(MatrixError):
+        member.say(room, "Seriously, nobody here wants you, you worthless idiot.")
+    time.sleep(2)
+    count = sum(
+        1
+        for ev in member.messages(private, limit=50)
+        if "wasn't delivered" in str((ev.get("content") or {}).get("body", ""))
+    )
+    assert count == 1
+
+
+def test_the_join_page_explains_and_hands_out_a_code(hearth_stack, browser):
+    hs = hearth_stack
+    page = browser.new_context().new_page()
+    page.goto(f"{hs.layout.hearth_url}/join")
+    about = page.inner_text("#about")
+    assert "peer-support" in about
+    assert "not therapy and not a crisis service" in about
+    page.click("#get-token")
+    page.wait_for_selector("#token-box:not([hidden])", timeout=15_000)
+    token = page.inner_text("#token")
+    assert len(token) >= 8
+    assert page.inner_text("#homeserver") == hs.layout.hs_url
+
+
+def test_tokens_are_rate_limited_per_address(hearth_stack):
+    hs = hearth_stack
+    answers = [httpx.post(f"{hs.layout.hearth_url}/api/join", timeout=30) for _ in range(4)]
+    limited = [a for a in answers if a.status_code == 429]
+    assert limited, [a.status_code for a in answers]  # 3 an hour from one address
+    assert int(limited[0].headers["retry-after"]) >= 1
+    assert limited[0].json()["errcode"] == "M_LIMIT_EXCEEDED"
