@@ -5,6 +5,9 @@ kind explanations arrive in, and their care room when a clinician takes their ca
   takes it, pages the on-call clinician (``EscalationDesk.care_message``); the text stays in the room;
 - ``!alone``: ask to be left alone, which the care team respects (``moderation.escalation.care``);
 - ``!region`` to choose which country's crisis lines they get;
+- ``!agree``: accept the guidelines of the spaces they were welcomed to (``bridge.welcome``);
+- ``!mydata``: what Hearth keeps about them, as a JSON file; ``!forgetme`` (then ``!forgetme yes``):
+  erase it from Hearth (``bridge.member_data``);
 - ``!appeal <what they want the moderators to know>``: appeal their latest mute or ban
   (``bridge.moderators``), decided by a moderator other than the one who acted.
 
@@ -16,11 +19,13 @@ region. Commands elsewhere are ignored: a region is a private matter.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from bridge import member_data
 from bridge.clock import Clock
 from bridge.db import run_db
 from bridge.direct_rooms import DirectRooms
@@ -38,6 +43,12 @@ class CareDesk(Protocol):
 
     async def care_message(self, user: str, room: str, event_id: str) -> Any: ...
     async def leave_alone(self, user: str, room: str) -> Any: ...
+
+
+class AgreeDesk(Protocol):
+    """What this module needs of ``bridge.welcome.Welcome``."""
+
+    async def agree(self, user: str) -> dict[str, Any]: ...
 
 
 class AppealDesk(Protocol):
@@ -62,6 +73,8 @@ class MemberRoom:
         default_region: str | None,
         desk: CareDesk,
         appeals: AppealDesk | None = None,
+        welcome: AgreeDesk | None = None,
+        forgetters: Sequence[Callable[[str], None]] = (),
     ):
         self.engine = engine
         self.gateway = gateway
@@ -71,6 +84,8 @@ class MemberRoom:
         self.default_region = default_region
         self.desk = desk
         self.appeals = appeals
+        self.welcome = welcome
+        self.forgetters = tuple(forgetters)  # in-memory caches to drop a forgotten member from
 
     async def handle_event(self, ev: TimelineEvent) -> None:
         """Bot handler: the sender's messages in their private room with the bot."""
@@ -85,10 +100,47 @@ class MemberRoom:
         elif cmd.lower() == "!alone":
             await self.desk.leave_alone(ev.sender, ev.room_id)  # noted on their case, if they have one
             await self._reply(ev, render.left_alone_content())
+        elif cmd.lower() == "!agree" and self.welcome is not None:
+            await self._reply(ev, await self.welcome.agree(ev.sender))
+        elif cmd.lower() == "!mydata":
+            await self._reply(ev, await self._my_data(ev.sender))
+        elif cmd.lower() == "!forgetme":
+            await self._reply(ev, await self._forget(ev.sender, arg.strip().lower()))
         elif cmd.lower() == "!appeal" and self.appeals is not None:
             await self._reply(ev, await self.appeals.appeal(ev.sender, arg.strip()))
         elif not cmd.startswith("!"):
             await self.desk.care_message(ev.sender, ev.room_id, ev.event_id)
+
+    async def _my_data(self, user: str) -> dict[str, Any]:
+        """``!mydata``: what Hearth keeps about the member, as a JSON file in this room."""
+        now = self.clock.now()
+        data = await run_db(self.engine, lambda s: member_data.export(s, user, now=now))
+        blob = member_data.export_file(data)
+        try:
+            url = await self.gateway.upload(blob, "application/json", "hearth-my-data.json")
+        except GatewayError as e:
+            log.warning("could not upload a member's data file: %s", e)
+            return _text("Sorry, I couldn't prepare your file just now. Please try again in a minute.")
+        log.info("a member downloaded their data (%d bytes)", len(blob))
+        return {
+            "msgtype": "m.file",
+            "body": "hearth-my-data.json",
+            "filename": "hearth-my-data.json",
+            "url": url,
+            "info": {"mimetype": "application/json", "size": len(blob)},
+            "m.mentions": {},
+        }
+
+    async def _forget(self, user: str, arg: str) -> dict[str, Any]:
+        """``!forgetme`` explains and asks; ``!forgetme yes`` erases."""
+        if arg != "yes":
+            return _text(member_data.forget_question())
+        now = self.clock.now()
+        result = await run_db(self.engine, lambda s: member_data.erase(s, user, now=now))
+        for forget in self.forgetters:
+            forget(user)
+        log.info("a member asked to be forgotten: %d records", sum(result.erased.values()))
+        return _text(member_data.forget_answer(result))
 
     async def _region(self, user: str, arg: str) -> dict[str, Any]:
         if not arg:

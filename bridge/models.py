@@ -76,3 +76,18 @@ class StaffSession(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UTCDateTime())
     expires_at: datetime = Field(sa_type=UTCDateTime())
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+
+
+class MemberAgreement(SQLModel, table=True):
+    """A member's welcome to a space: sent when they first joined one of its rooms, accepted with
+    ``!agree`` or a reaction; until then the gate holds their messages in that space (never one read
+    as crisis). Members from before welcomes existed have no row and are not held."""
+
+    __tablename__ = "member_agreement"
+
+    user_id: str = Field(primary_key=True, max_length=255)
+    space: str = Field(primary_key=True, max_length=64)
+    joined_at: datetime = Field(sa_type=UTCDateTime())
+    welcome_room_id: str | None = Field(default=None, max_length=255)
+    welcome_event_id: str | None = Field(default=None, max_length=255, index=True)
+    agreed_at: datetime | None = Field(default=None, sa_type=UTCDateTime())

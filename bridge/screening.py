@@ -174,6 +174,14 @@ class MuteCheck(Protocol):
     async def muted_notice(self, mute: ActiveMute, space: str | None) -> str: ...
 
 
+class WelcomeCheck(Protocol):
+    """What the gate asks of ``bridge.welcome.Welcome``."""
+
+    def pending(self, user: str, space: str | None) -> bool: ...
+
+    def pending_notice(self, space: str) -> str: ...
+
+
 class HoldDesk(Protocol):
     """Where refused-and-flagged messages go (``bridge.moderators.desk.ModerationDesk.flag``)."""
 
@@ -246,6 +254,7 @@ class Screening:
         sanctions: MuteCheck | None = None,
         moderators: HoldDesk | None = None,
         explain: Callable[[str, str], Coroutine[Any, Any, None]] | None = None,
+        welcome: WelcomeCheck | None = None,
     ):
         self.engine = engine
         self.clock = clock
@@ -273,6 +282,7 @@ class Screening:
         self.moderators = moderators
         # A refused member also hears why in their private room (clients may hide the error text).
         self.explain = explain
+        self.welcome = welcome
 
     # --- life cycle ---
 
@@ -377,6 +387,13 @@ class Screening:
             mute = self.sanctions.muted(message.sender, message.space)
             if mute is not None:
                 return self._refuse(message, await self.sanctions.muted_notice(mute, message.space), "muted")
+        if (
+            self.welcome is not None
+            and fast is None
+            and not verdict.of_kind("escalate")
+            and self.welcome.pending(message.sender, message.space)
+        ):
+            return reject(self.welcome.pending_notice(message.space or ""), "welcome")
         return None
 
     def _refuse(self, message: Message, text: str, reason: str) -> Answer:

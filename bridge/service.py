@@ -37,6 +37,7 @@ from bridge.screening import Screening, invite_check, load_pipeline
 from bridge.tasks import TaskGroup
 from bridge.web.app import create_app
 from bridge.web.auth import StaffAuth
+from bridge.welcome import Welcome
 from config.settings import Settings
 from moderation import casework, escalation, store
 
@@ -85,6 +86,15 @@ class HearthService:
             staff=self.desk.staff,
             dm_room=self.desk.dm_room,
         )
+        self.welcome = Welcome(
+            self.engine,
+            self.gateway,
+            self.clock,
+            staff=self.desk.staff.protected_ids,
+            dm_room=self.desk.dm_room,
+            resources_for=self.desk.resources_for,
+            hold=settings.join.hold_until_agreed,
+        )
         self.member_room = MemberRoom(
             self.engine,
             self.gateway,
@@ -94,6 +104,8 @@ class HearthService:
             self.desk.default_region,
             self.desk,
             appeals=self.moderators,
+            welcome=self.welcome,
+            forgetters=[self.welcome.forget],
         )
         self.gate.add_check(
             "user_may_join_room",
@@ -101,6 +113,7 @@ class HearthService:
                 self.engine, self.gateway, bot=settings.matrix.bot_user_id, staff=self.desk.everyone
             ),
         )
+        self.gate.add_check("user_may_join_room", self.welcome.join_check)  # never refuses
         self.actions = Actions(
             self.engine,
             self.gateway,
@@ -126,6 +139,7 @@ class HearthService:
             sanctions=self.moderators.sanctions,
             moderators=self.moderators,
             explain=self.actions.explain_refusal,
+            welcome=self.welcome,
         )
         self.screening.after_delivery = self.actions.carry_out
         self.gate.add_check("check_event_for_spam", self.screening.gate_check)
@@ -139,6 +153,7 @@ class HearthService:
                 self._count_event,
                 self.desk.handle_event,
                 self.moderators.handle_event,
+                self.welcome.handle_event,
                 self.member_room.handle_event,
             ],
             concurrent_handlers=[self.screening.on_event],
@@ -211,6 +226,7 @@ class HearthService:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._request_stop, server, sig)
         await self.moderators.load()  # the mutes in force, before the gate answers
+        await self.welcome.load()  # who is still to accept a space's guidelines
         self.scheduler.start()
         self.desk.start()
         self.moderators.start()
@@ -272,6 +288,7 @@ class HearthService:
         self.scheduler.shutdown()  # before the desk closes its database lane: no sweep may start after
         await self.desk.close()
         self.moderators.close()
+        self.welcome.close()
         await self.auth.close()
         await self.gateway.close()
         self.engine.dispose()

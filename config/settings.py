@@ -121,6 +121,9 @@ class JoinSettings(_Section):
     token_expiry_hours: float = Field(24.0, gt=0, le=24 * 30)
     # The homeserver address members type into Element; empty: matrix.homeserver_url.
     public_homeserver_url: str = ""
+    # Hold a new member's messages in a space until they accept its guidelines (!agree or a reaction
+    # on the welcome); a message read as crisis is never held. Off by default: see default.toml.
+    hold_until_agreed: bool = False
 
     @field_validator("tokens_per_address")
     @classmethod

@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from markdown_it import MarkdownIt
+
 from config.ids import RoomAlias, RoomID, UserID
 from spaces.scene import (
     HINT_KEY,
@@ -288,10 +290,32 @@ def _join_rules(room: Room, space_id: str) -> Content:
     return {"join_rule": room.join_rule, "allow": allow}
 
 
+def guidelines_html(markdown: str) -> str:
+    """A theme's guidelines (Markdown) as the HTML Matrix clients show (raw HTML in it is escaped)."""
+    return MarkdownIt("commonmark", {"html": False}).render(markdown.strip()).strip()
+
+
+def guidelines_markdown(theme: Theme) -> str:
+    """A theme's guidelines followed by its crisis lines from the helpline catalogue, so that "a
+    crisis line pinned below" in the guidelines is true of the pinned message itself."""
+    lines = [
+        f"- **{r.label}**: {r.contact}" + (f" ({r.url})" if r.url else "")
+        for r in theme.facilitation.crisis_resources
+    ]
+    return theme.guidelines.strip() + "\n\n## Crisis lines\n\n" + "\n".join(lines)
+
+
 def guidelines_message(theme: Theme) -> Guidelines:
-    """The pinned guidelines notice for a theme's welcome room, with its content hash."""
-    body = theme.guidelines.strip()
-    content: Content = {"msgtype": "m.notice", "body": body, "org.hearth.guidelines": {"theme": theme.slug}}
+    """The pinned guidelines notice for a theme's welcome room (formatted, with the Markdown as its
+    plain-text body) and its crisis lines, with its content hash."""
+    body = guidelines_markdown(theme)
+    content: Content = {
+        "msgtype": "m.notice",
+        "body": body,
+        "format": "org.matrix.custom.html",
+        "formatted_body": guidelines_html(body),
+        "org.hearth.guidelines": {"theme": theme.slug},
+    }
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
     return Guidelines(content=content, sha256=digest)
 
@@ -515,7 +539,10 @@ class Plan:
         """A human-readable summary, one change per line."""
         if not self.changes:
             return "\n".join(
-                ["No changes: the homeserver matches the themes.", *(f"note            {n}" for n in self.notes)]
+                [
+                    "No changes: the homeserver matches the themes.",
+                    *(f"note            {n}" for n in self.notes),
+                ]
             )
         lines = [c.describe() for c in self.changes]
         lines += [f"note            {n}" for n in self.notes]

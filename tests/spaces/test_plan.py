@@ -1,4 +1,5 @@
 import dataclasses
+import html
 
 import pytest
 
@@ -11,6 +12,8 @@ from spaces.plan import (
     TaggedRoom,
     build_plan,
     desired_state,
+    guidelines_html,
+    guidelines_message,
     power_levels,
     refs_in,
 )
@@ -239,3 +242,19 @@ def test_the_staff_room_follows_the_escalation_setting(themes, staff, media):
     assert f"#hearth-staff:{SERVER}" not in hs.aliases
     staff_room = hs.rooms[hs.aliases[f"#care-team:{SERVER}"]]
     assert staff_room[("m.room.join_rules", "")] == {"join_rule": "invite"}
+
+
+def test_guidelines_are_pinned_formatted_with_the_markdown_as_plain_text(themes):
+    content = guidelines_message(themes[0]).content
+    assert content["format"] == "org.matrix.custom.html"
+    assert content["body"].startswith(themes[0].guidelines.strip())
+    # "a crisis line pinned below": the pinned message carries the space's lines from the catalogue.
+    assert "pinned below" in themes[0].guidelines
+    for line in themes[0].facilitation.crisis_resources:
+        assert line.contact in content["body"]
+        assert html.escape(line.contact) in content["formatted_body"]
+    assert "**" not in content["formatted_body"]
+    assert "<p>" in content["formatted_body"] or "<ul>" in content["formatted_body"]
+    assert guidelines_html("<script>alert(1)</script> **kind**") == (
+        "<p>&lt;script&gt;alert(1)&lt;/script&gt; <strong>kind</strong></p>"
+    )
