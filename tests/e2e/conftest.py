@@ -13,14 +13,15 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from bridge import stack
 from bridge.db import make_engine
+from moderation.escalation import Escalation
 from spaces.models import ProvisionedRoom
 from tests.conftest import PG_ADMIN_URL, _drop_pg_database, _fresh_pg_database, _pg_available
 from tests.e2e.escalation_staff import escalation_overrides, matrix_account
-from tests.e2e.matrix import User, new_user
+from tests.e2e.matrix import User, new_user, wait_for
 
 
 @dataclass
@@ -98,15 +99,16 @@ def hearth_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 E2E_SPACE = "e2e-moderation"
 
 
-def hearth_room(hs, profile: str = "support") -> str:
-    """A room the bot created, registered in Hearth's catalogue as one of its support rooms."""
+def hearth_room(hs, profile: str = "support", *, space: str = E2E_SPACE, prefix: str = "e2e-") -> str:
+    """A room the bot created, registered in Hearth's catalogue as one of ``space``'s support rooms
+    (its alias starts with ``#<prefix>``, so a module can remove its rows afterwards)."""
     room = hs.bot().create_room(name=f"moderated {profile}", preset="public_chat")
     with Session(hs.engine) as s:
         s.add(
             ProvisionedRoom(
-                alias=f"#e2e-{secrets.token_hex(4)}:localhost",
+                alias=f"#{prefix}{secrets.token_hex(4)}:localhost",
                 room_id=room,
-                space_slug=E2E_SPACE,
+                space_slug=space,
                 room_slug="discussion",
                 capacity=100,
                 profile=profile,
@@ -116,6 +118,16 @@ def hearth_room(hs, profile: str = "support") -> str:
         )
         s.commit()
     return room
+
+
+def wait_escalated(hs: Stack, event_id: str, what: str) -> Escalation:
+    """The escalation a crisis message raised (waiting for it)."""
+
+    def find() -> Escalation | None:
+        with Session(hs.engine) as s:
+            return s.exec(select(Escalation).where(Escalation.first_event_id == event_id)).first()
+
+    return wait_for(find, timeout=30, what=what)
 
 
 def resolve_open_escalations(hs: Stack) -> None:

@@ -298,24 +298,7 @@ def test_a_uk_space_gives_samaritans_first_and_the_member_can_choose_their_count
             )
         )
         s.commit()
-    rooms = []
-    for _ in range(2):
-        room = hs.bot().create_room(name="uk check-in", preset="public_chat")
-        with Session(hs.engine) as s:
-            s.add(
-                ProvisionedRoom(
-                    alias=f"#e2e-{secrets.token_hex(4)}:localhost",
-                    room_id=room,
-                    space_slug=slug,
-                    room_slug="discussion",
-                    capacity=100,
-                    profile="support",
-                    members_may_post=True,
-                    updated_at=datetime.now(UTC),
-                )
-            )
-            s.commit()
-        rooms.append(room)
+    rooms = [hearth_room(hs, space=slug) for _ in range(2)]
     member = hs.member()
     for room in rooms:
         member.join(room)

@@ -15,9 +15,8 @@ from sqlmodel import Session, col, select
 
 from moderation import casework as cw
 from moderation.casework import Appeal, ModCase, ModReport, Sanction
-from moderation.escalation import Escalation
 from spaces.models import ProvisionedRoom
-from tests.e2e.conftest import resolve_open_escalations, sign_in_page
+from tests.e2e.conftest import hearth_room, resolve_open_escalations, sign_in_page, wait_escalated
 from tests.e2e.escalation_staff import (
     ADMIN,
     CLINICIAN,
@@ -60,25 +59,7 @@ def _leave_the_stack_as_found(hearth_stack) -> Iterator[None]:
 def space_with_rooms(hs, n: int = 2) -> tuple[str, list[str]]:
     """A space of ``n`` rooms the bot made, in Hearth's catalogue."""
     slug = f"e2e-mods-{secrets.token_hex(3)}"
-    rooms = []
-    with Session(hs.engine) as s:
-        for i in range(n):
-            room = hs.bot().create_room(name=f"{slug} room {i}", preset="public_chat")
-            s.add(
-                ProvisionedRoom(
-                    alias=f"#{slug}-{i}:localhost",
-                    room_id=room,
-                    space_slug=slug,
-                    room_slug=f"room{i}",
-                    capacity=100,
-                    profile="support",
-                    members_may_post=True,
-                    updated_at=datetime.now(UTC),
-                )
-            )
-            rooms.append(room)
-        s.commit()
-    return slug, rooms
+    return slug, [hearth_room(hs, space=slug, prefix=f"{slug}-") for _ in range(n)]
 
 
 def moderators_room(hs) -> str:
@@ -399,15 +380,7 @@ def test_mute_refuses_in_every_room_of_the_space_never_silences_a_crisis_and_exp
     # A person in crisis is never silenced, muted or not: delivered and escalated.
     crisis = member.say(rooms[1], CRISIS)
 
-    def escalated() -> bool | None:
-        with Session(hs.engine) as s:
-            return (
-                True
-                if s.exec(select(Escalation).where(Escalation.first_event_id == crisis)).first()
-                else None
-            )
-
-    wait_for(escalated, timeout=30, what="the muted member's crisis escalated")
+    wait_escalated(hs, crisis, "the muted member's crisis escalated")
     # The member was told privately, with how to appeal.
     private = join_private_room_with_the_bot(member)
     bot_says(

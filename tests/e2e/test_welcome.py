@@ -5,9 +5,7 @@ then, but a crisis message is delivered and escalated. Real Synapse, real Hearth
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -15,10 +13,9 @@ from sqlmodel import Session, col, select
 
 from bridge import stack
 from bridge.models import MemberAgreement
-from moderation.escalation import Escalation
 from moderation.models import ModerationDecision
 from spaces.models import ProvisionedRoom
-from tests.e2e.conftest import resolve_open_escalations
+from tests.e2e.conftest import hearth_room, resolve_open_escalations, wait_escalated
 from tests.e2e.escalation_staff import join_private_room_with_the_bot
 from tests.e2e.matrix import MatrixError, User, wait_for
 
@@ -41,22 +38,7 @@ def _leave_the_stack_as_found(hearth_stack) -> Iterator[None]:
 
 
 def theme_room(hs) -> str:
-    room = hs.bot().create_room(name="a grief room", preset="public_chat")
-    with Session(hs.engine) as s:
-        s.add(
-            ProvisionedRoom(
-                alias=f"#e2e-welcome-{secrets.token_hex(4)}:localhost",
-                room_id=room,
-                space_slug=THEME,
-                room_slug="discussion",
-                capacity=100,
-                profile="support",
-                members_may_post=True,
-                updated_at=datetime.now(UTC),
-            )
-        )
-        s.commit()
-    return room
+    return hearth_room(hs, space=THEME, prefix="e2e-welcome-")
 
 
 def welcome_in(hs, member: User) -> tuple[str, dict]:
@@ -127,15 +109,7 @@ def test_with_holding_on_a_first_message_waits_for_agree_but_a_crisis_never_does
         assert "!agree" in e.value.body["error"]
         crisis = member.say(room, CRISIS)  # never held back
 
-        def escalated() -> bool | None:
-            with Session(hs.engine) as s:
-                return (
-                    True
-                    if s.exec(select(Escalation).where(Escalation.first_event_id == crisis)).first()
-                    else None
-                )
-
-        wait_for(escalated, timeout=30, what="the held member's crisis escalated")
+        wait_escalated(hs, crisis, "the held member's crisis escalated")
         reply(hs, member, private, "!agree", "You can post")
         member.say(room, "Hi everyone, I lost my dad in March")
     finally:
