@@ -76,9 +76,12 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 
 
 def cmd_accounts(args: argparse.Namespace) -> int:
-    """``hearth accounts token``: a registration token for someone to sign up with (Element asks for it)."""
+    """``hearth accounts token``: a registration token for someone to sign up with (Element asks for
+    it). ``hearth accounts staff @user --role R``: a staff account, listed in the staff file."""
     settings = _settings(args)
     _logging("WARNING")
+    if args.action == "staff":
+        return _add_staff(settings, args)
     from bridge.gateway import GatewayError
     from bridge.join import operator_token
     from config.sanctions import parse_duration
@@ -101,6 +104,62 @@ def cmd_accounts(args: argparse.Namespace) -> int:
     until = token.expires_at.isoformat(timespec="minutes") if token.expires_at else "never"
     print(token.token)
     print(f"({uses}, expires {until}; homeserver {home})", file=sys.stderr)
+    return 0
+
+
+def _add_staff(settings: Settings, args: argparse.Namespace) -> int:
+    import re
+
+    from bridge.gateway import GatewayError
+    from bridge.join import register_staff
+    from spaces.staff import DEFAULT_STAFF_FILE, USER_ID_PATTERN, StaffError, add_staff_entry, load_staff
+
+    user, role = args.user, args.role
+    if (
+        not user
+        or not re.match(USER_ID_PATTERN, user)
+        or not user.endswith(f":{settings.matrix.server_name}")
+    ):
+        print(
+            f"hearth accounts staff: {user!r}: give a Matrix ID of this server (@name:{settings.matrix.server_name})",
+            file=sys.stderr,
+        )
+        return 2
+    if role is None:
+        print("hearth accounts staff: --role clinician|moderator|admin is required", file=sys.stderr)
+        return 2
+    name = (args.display_name or user[1:].split(":", 1)[0]).strip()[:100]
+    staff_file = (
+        Path(args.staff_file) if args.staff_file else (settings.escalation.staff_file or DEFAULT_STAFF_FILE)
+    )
+    try:  # refused before the account is touched
+        listed = load_staff(staff_file).role_of(user)
+    except StaffError as e:
+        print(f"hearth accounts staff: {e}", file=sys.stderr)
+        return 2
+    if listed is not None:
+        print(f"hearth accounts staff: {staff_file}: {user} is already listed as {listed}", file=sys.stderr)
+        return 2
+    try:
+        password = asyncio.run(register_staff(settings, user, name))
+    except (GatewayError, OSError) as e:
+        print(f"hearth accounts staff: the homeserver refused: {e}", file=sys.stderr)
+        return 1
+    try:
+        add_staff_entry(staff_file, user, role, name)
+    except StaffError as e:
+        print(f"hearth accounts staff: {e}", file=sys.stderr)
+        return 2
+    if password is not None:
+        print(
+            f"{user} registered; their first password (give it to them privately, they change it in Element): {password}"
+        )
+    else:
+        print(f"{user} already had an account; display name set to {name!r}")
+    print(
+        f"listed in {staff_file} as {role}. Restart Hearth (make down && make up): it reads the staff file "
+        "at start, and make up applies the spaces (invites to the staff rooms, power level 50)."
+    )
     return 0
 
 
@@ -141,8 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("action", choices=["plan", "apply"])
     p.add_argument("--themes", help="directory of theme files (default: config/spaces)")
     p.set_defaults(fn=cmd_spaces)
-    p = sub.add_parser("accounts", help="accounts: make a registration token for someone to sign up with")
-    p.add_argument("action", choices=["token"])
+    p = sub.add_parser(
+        "accounts",
+        help="accounts: a registration token to sign up with, or a staff account (listed in the staff file)",
+    )
+    p.add_argument("action", choices=["token", "staff"])
+    p.add_argument("user", nargs="?", help="staff: the Matrix ID, e.g. @ana:localhost")
+    p.add_argument("--role", choices=["clinician", "moderator", "admin"], help="staff: their one role")
+    p.add_argument("--display-name", help="staff: how alerts and pages name them")
+    p.add_argument("--staff-file", help="staff: the staff file to list them in (default: the settings')")
     p.add_argument("--uses", type=int, default=1, help="how many accounts it may register (default 1)")
     p.add_argument("--expires", default="7d", help="10m, 2h, 7d, 2w or permanent (default 7d)")
     p.set_defaults(fn=cmd_accounts)

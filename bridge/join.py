@@ -88,3 +88,39 @@ async def operator_token(settings: object, *, uses: int | None, expires_in: time
         return await new_token(gateway, uses=uses, expires_at=expires)
     finally:
         await gateway.close()
+
+
+async def register_staff(settings: object, user_id: str, display_name: str) -> str | None:
+    """``hearth accounts staff``: the account through Synapse's admin API (made if missing, with a
+    generated password, returned once; an existing account keeps its password), its display name set."""
+    import secrets
+    from urllib.parse import quote
+
+    from bridge.gateway import GatewayError
+    from bridge.provisioning import login_gateway
+    from config.settings import Settings
+
+    assert isinstance(settings, Settings)
+    gateway = await login_gateway(
+        settings.matrix.homeserver_url,
+        settings.matrix.bot_user_id,
+        settings.matrix.bot_password.get_secret_value(),
+        settings.data_dir / "provision_session.json",
+    )
+    path = f"/_synapse/admin/v2/users/{quote(user_id, safe='')}"
+    try:
+        try:
+            await gateway.admin("GET", path)
+            exists = True
+        except GatewayError as e:
+            if e.status != 404:
+                raise
+            exists = False
+        password = None if exists else secrets.token_urlsafe(15)
+        body: dict[str, object] = {"displayname": display_name}
+        if password is not None:
+            body |= {"password": password, "admin": False}
+        await gateway.admin("PUT", path, body)
+        return password
+    finally:
+        await gateway.close()

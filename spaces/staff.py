@@ -5,6 +5,7 @@ Pure: :func:`on_call` takes ``now`` (an aware datetime) from the caller; nothing
 
 from __future__ import annotations
 
+import json
 import tomllib
 import unicodedata
 from datetime import datetime
@@ -234,3 +235,32 @@ def on_call(rota: Rota, now: datetime) -> list[UserID]:
                 if user not in seen:
                     seen.append(UserID(user))
     return seen or [UserID(u) for u in rota.fallback]
+
+
+ROLE_TABLES: dict[str, str] = {"clinician": "clinicians", "moderator": "moderators", "admin": "admins"}
+
+
+def add_staff_entry(path: Path, user_id: str, role: str, display_name: str) -> Staff:
+    """Append ``user_id`` to the staff file under ``role`` (its comments and layout kept), checking
+    the whole file still loads before it is written; :class:`StaffError` names file, key and reason."""
+    table = ROLE_TABLES.get(role)
+    if table is None:
+        raise StaffError(f"{path}: role {role!r}: must be one of {sorted(ROLE_TABLES)}")
+    current = load_staff(path)
+    if current.role_of(user_id) is not None:
+        raise StaffError(f"{path}: {user_id} is already listed as {current.role_of(user_id)}")
+    text = path.read_text()
+    # JSON strings are valid TOML basic strings (quotes, backslashes and control characters escaped).
+    entry = f"\n[[{table}]]\nuser_id = {json.dumps(user_id)}\ndisplay_name = {json.dumps(display_name)}\n"
+    updated = text.rstrip("\n") + "\n" + entry
+    try:
+        staff = Staff.model_validate(tomllib.loads(updated))
+    except tomllib.TOMLDecodeError as exc:
+        raise StaffError(f"{path}: not valid TOML after adding {user_id}: {exc}") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise StaffError(f"{path}: {_loc(tuple(err['loc']))}: {err['msg']}") from None
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(updated)
+    tmp.replace(path)
+    return staff

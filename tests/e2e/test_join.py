@@ -6,14 +6,18 @@ private explanation. Real Synapse, real Hearth, a real browser for the page."""
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
+from spaces.staff import load_staff
 from tests.e2e.conftest import hearth_room
 from tests.e2e.escalation_staff import join_private_room_with_the_bot
-from tests.e2e.matrix import MatrixError, User, wait_for
+from tests.e2e.matrix import MatrixError, User, q, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -109,3 +113,42 @@ def test_tokens_are_rate_limited_per_address(hearth_stack):
     assert limited, [a.status_code for a in answers]  # 3 an hour from one address
     assert int(limited[0].headers["retry-after"]) >= 1
     assert limited[0].json()["errcode"] == "M_LIMIT_EXCEEDED"
+
+
+def test_an_operator_adds_a_staff_member_from_the_command_line(hearth_stack, tmp_path):
+    hs = hearth_stack
+    staff_file = tmp_path / "staff.toml"
+    staff_file.write_text(Path(hs.settings["escalation"]["staff_file"]).read_text())  # not the stack's own
+    user = f"@newclin{secrets.token_hex(3)}:localhost"
+    cli = [sys.executable, "-m", "bridge", "--config", str(hs.layout.hearth_toml), "accounts", "staff", user]
+    done = subprocess.run(
+        [*cli, "--role", "clinician", "--display-name", "Dr New", "--staff-file", str(staff_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "first password" in done.stdout
+    password = done.stdout.split("privately, they change it in Element): ", 1)[1].split()[0]
+    assert load_staff(staff_file).role_of(user) == "clinician"
+    account = hs.admin.call("GET", f"/_synapse/admin/v2/users/{q(user)}")
+    assert account["displayname"] == "Dr New"
+    login = httpx.post(
+        f"{hs.layout.hs_url}/_matrix/client/v3/login",
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": user},
+            "password": password,
+        },
+        timeout=30,
+    )
+    assert login.status_code == 200, login.text
+    again = subprocess.run(
+        [*cli, "--role", "moderator", "--staff-file", str(staff_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 2
+    assert "already listed as clinician" in again.stderr
+    assert hs.admin.call("GET", f"/_synapse/admin/v2/users/{q(user)}")["displayname"] == "Dr New"  # untouched

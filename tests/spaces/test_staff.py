@@ -92,3 +92,22 @@ reactions = ["👍"]
     path.write_text(path.read_text().replace("Europe/London", "Mars/Olympus"), encoding="utf-8")
     with pytest.raises(StaffError, match=r"rota\.timezone"):
         load_staff(path)
+
+
+def test_a_staff_member_is_appended_with_the_files_comments_kept_and_checked_first(tmp_path):
+    from spaces.staff import DEFAULT_STAFF_FILE, StaffError, add_staff_entry, load_staff
+
+    path = tmp_path / "staff.toml"
+    original = DEFAULT_STAFF_FILE.read_text()
+    path.write_text(original)
+    staff = add_staff_entry(path, "@newmod:localhost", "moderator", 'Jo "JJ" Mod')
+    assert staff.role_of("@newmod:localhost") == "moderator"
+    assert load_staff(path).display_names["@newmod:localhost"] == 'Jo "JJ" Mod'
+    assert path.read_text().startswith(original.rstrip("\n"))  # comments and layout kept
+    with pytest.raises(StaffError, match="already listed as moderator"):
+        add_staff_entry(path, "@newmod:localhost", "clinician", "again")
+    with pytest.raises(StaffError, match="role 'nurse'"):
+        add_staff_entry(path, "@x:localhost", "nurse", "x")
+    with pytest.raises(StaffError, match="user_id"):
+        add_staff_entry(path, "not-an-id", "admin", "x")
+    assert load_staff(path).role_of("not-an-id") is None  # a refused entry leaves the file as it was
