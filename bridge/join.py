@@ -9,16 +9,22 @@ use and expires (``join.token_expiry_hours``); Hearth keeps nothing about who as
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from limits import parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from bridge.clock import Clock
-from bridge.gateway import NioGateway
+from bridge.gateway import GatewayError, NioGateway
+
+if TYPE_CHECKING:
+    from config.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -69,20 +75,11 @@ class JoinDesk:
         return token
 
 
-async def operator_token(settings: object, *, uses: int | None, expires_in: timedelta | None) -> Token:
+async def operator_token(settings: Settings, *, uses: int | None, expires_in: timedelta | None) -> Token:
     """``hearth accounts token``: a token made with the bot's account (a server admin)."""
-    from datetime import UTC
+    from bridge.provisioning import bot_gateway
 
-    from bridge.provisioning import login_gateway
-    from config.settings import Settings
-
-    assert isinstance(settings, Settings)
-    gateway = await login_gateway(
-        settings.matrix.homeserver_url,
-        settings.matrix.bot_user_id,
-        settings.matrix.bot_password.get_secret_value(),
-        settings.data_dir / "provision_session.json",
-    )
+    gateway = await bot_gateway(settings)
     try:
         expires = datetime.now(UTC) + expires_in if expires_in is not None else None
         return await new_token(gateway, uses=uses, expires_at=expires)
@@ -90,23 +87,12 @@ async def operator_token(settings: object, *, uses: int | None, expires_in: time
         await gateway.close()
 
 
-async def register_staff(settings: object, user_id: str, display_name: str) -> str | None:
+async def register_staff(settings: Settings, user_id: str, display_name: str) -> str | None:
     """``hearth accounts staff``: the account through Synapse's admin API (made if missing, with a
     generated password, returned once; an existing account keeps its password), its display name set."""
-    import secrets
-    from urllib.parse import quote
+    from bridge.provisioning import bot_gateway
 
-    from bridge.gateway import GatewayError
-    from bridge.provisioning import login_gateway
-    from config.settings import Settings
-
-    assert isinstance(settings, Settings)
-    gateway = await login_gateway(
-        settings.matrix.homeserver_url,
-        settings.matrix.bot_user_id,
-        settings.matrix.bot_password.get_secret_value(),
-        settings.data_dir / "provision_session.json",
-    )
+    gateway = await bot_gateway(settings)
     path = f"/_synapse/admin/v2/users/{quote(user_id, safe='')}"
     try:
         try:

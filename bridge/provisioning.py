@@ -601,6 +601,17 @@ async def login_gateway(
     return gateway
 
 
+async def bot_gateway(settings: Settings) -> NioGateway:
+    """The bot's gateway for a command-line run (``spaces``, ``accounts``): the provisioning device
+    and its saved session, so repeated runs stay clear of the login rate limit."""
+    return await login_gateway(
+        settings.matrix.homeserver_url,
+        settings.matrix.bot_user_id,
+        settings.matrix.bot_password.get_secret_value(),
+        settings.data_dir / "provision_session.json",
+    )
+
+
 # ---------------------------------------------------------------------- entry point for the CLI
 
 
@@ -628,12 +639,7 @@ async def run_spaces(
     gateway: NioGateway | None = None
     try:
         await asyncio.to_thread(db.migrate, engine)
-        gateway = await login_gateway(
-            settings.matrix.homeserver_url,
-            settings.matrix.bot_user_id,
-            settings.matrix.bot_password.get_secret_value(),
-            settings.data_dir / "provision_session.json",
-        )
+        gateway = await bot_gateway(settings)
         provisioner = Provisioner(
             gateway,
             engine,

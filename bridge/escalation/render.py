@@ -66,7 +66,8 @@ def person(user_id: str | None, names: Mapping[str, str]) -> str:
     return f"{name} ({user_id})" if name and name != user_id else user_id
 
 
-def _pill(user_id: str, names: Mapping[str, str] | None = None) -> str:
+def pill(user_id: str, names: Mapping[str, str] | None = None) -> str:
+    """A matrix.to link to ``user_id`` labelled with their display name (HTML)."""
     label = (names or {}).get(user_id) or user_id
     return f'<a href="https://matrix.to/#/{quote(user_id, safe="@:.")}">{html.escape(label)}</a>'
 
@@ -149,7 +150,7 @@ def _alert_parts(
     parts.append("</ul>")
     parts.append(f'<p><a href="{e(link)}">Open the message in its room</a></p>')
     if mentions:
-        parts.append("<p>On call: " + ", ".join(_pill(u, names) for u in mentions) + "</p>")
+        parts.append("<p>On call: " + ", ".join(pill(u, names) for u in mentions) + "</p>")
     if hint:
         parts.append(f"<p>React {e(ack_hint)} or send <code>!ack {e(esc.id)}</code> to acknowledge.</p>")
     return "\n".join(plain), "".join(parts)

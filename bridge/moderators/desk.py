@@ -110,7 +110,6 @@ class ModerationDesk:
             tz=self.tz,
         )
         self.reports = ReportReader(
-            self.db,
             gateway,
             record_event_report=self._record_event_report,
             record_user_report=self._record_user_report,
@@ -470,7 +469,7 @@ class ModerationDesk:
 
     def require_moderator(self, actor: str) -> None:
         if actor not in self.staff.moderation_ids:
-            raise cw.NotPermitted("Only moderators (and admins) listed in config/staff.toml can do that.")
+            raise cw.NotPermitted(cw.MODERATORS_ONLY)
 
     async def cases(self, status: str = "open", limit: int = 100) -> list[ModCase]:
         if status == CaseStatus.OPEN.value:

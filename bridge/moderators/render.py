@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import Any
 
-from bridge.escalation.render import matrix_to_event, person
+from bridge.escalation.render import matrix_to_event, person, pill
 from moderation.casework import (
     Appeal,
     MemberFile,
@@ -58,11 +58,6 @@ MOD_HELP = (
 def label_words(label: str) -> str:
     tail = label.split(".", 1)[-1]
     return LABEL_WORDS.get(tail, tail.replace("_", " "))
-
-
-def _pill(user_id: str, names: Mapping[str, str]) -> str:
-    label = names.get(user_id) or user_id
-    return f'<a href="https://matrix.to/#/{html.escape(user_id)}">{html.escape(label)}</a>'
 
 
 def _content(lines: Sequence[str], html_lines: Sequence[str], mentions: Sequence[str]) -> dict[str, Any]:
@@ -120,7 +115,7 @@ def case_card(
     ]
     html_lines = [
         f"<b>{html.escape(head)}</b>",
-        f"From {_pill(case.subject, {case.subject: who})} in <b>{html.escape(where)}</b> "
+        f"From {pill(case.subject, {case.subject: who})} in <b>{html.escape(where)}</b> "
         f"at {html.escape(format_time(case.created_at, tz))}",
         f"Why: {html.escape(reason)}",
         (
@@ -148,7 +143,7 @@ def case_card(
         duty = ", ".join(names.get(u) or u for u in on_duty)
         hint = "React ✅ dismiss · 🗑️ redact · 🔇 mute · 🚫 ban (then confirm), or reply with a command (!mod help)."
         lines += [f"On duty: {duty}", hint]
-        html_lines += [f"On duty: {', '.join(_pill(u, names) for u in on_duty)}", html.escape(hint)]
+        html_lines += [f"On duty: {', '.join(pill(u, names) for u in on_duty)}", html.escape(hint)]
     elif case.decision:
         lines.append(f"Decision: {case.decision}")
         html_lines.append(f"Decision: {html.escape(case.decision)}")

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
-from bridge.db import DbLane
 from bridge.gateway import GatewayError, NioGateway
 
 log = logging.getLogger(__name__)
@@ -28,14 +27,12 @@ MAX_PAGES = 20  # at most 2,000 new reports per read; the rest come on the next 
 class ReportReader:
     def __init__(
         self,
-        db: DbLane,
         gateway: NioGateway,
         *,
         record_event_report: Callable[[dict[str, Any]], Awaitable[bool]],
         record_user_report: Callable[[dict[str, Any]], Awaitable[bool]],
         last_recorded: Callable[[str], Awaitable[int]],
     ):
-        self.db = db
         self.gateway = gateway
         self.record_event_report = record_event_report
         self.record_user_report = record_user_report

@@ -139,9 +139,13 @@ class Sanctions:
         """Staff (every role) and the bot are never sanctioned by the bot."""
         return user in self.staff.protected_ids or user == self.bot_user
 
-    def check_target(self, actor: str, user: str) -> None:
+    def require_actor(self, actor: str) -> None:
+        """A moderator or admin, or the bot's own policy (``SYSTEM_ACTOR``)."""
         if actor != SYSTEM_ACTOR and actor not in self.staff.moderation_ids:
-            raise NotPermitted("Only moderators (and admins) listed in config/staff.toml can do that.")
+            raise NotPermitted(cw.MODERATORS_ONLY)
+
+    def check_target(self, actor: str, user: str) -> None:
+        self.require_actor(actor)
         if self.protects(user):
             raise NotPermitted(
                 f"{user} is Hearth staff: the bot never sanctions staff. Talk to them, or to an admin."
@@ -210,7 +214,7 @@ class Sanctions:
             row, chosen, earlier = await self.db(write)
             failed: list[str] = []
             if rooms:
-                _, failed = await self._each(rooms, lambda r: self.gateway.ban(r, user, reason))
+                failed = await self._each(rooms, lambda r: self.gateway.ban(r, user, reason))
             await self.refresh()
         log.info(
             "%s: %s %s in %s by %s (%s)",
@@ -228,8 +232,7 @@ class Sanctions:
 
     async def lift(self, actor: str, user: str, kind: SanctionKind, *, why: str = "lifted") -> list[Sanction]:
         """End every ``kind`` sanction of ``user`` in force (a ban is undone in the rooms it was applied)."""
-        if actor != SYSTEM_ACTOR and actor not in self.staff.moderation_ids:
-            raise NotPermitted("Only moderators (and admins) listed in config/staff.toml can do that.")
+        self.require_actor(actor)
         now = self.clock.now()
 
         def end(s: Session) -> list[Sanction]:
@@ -286,7 +289,7 @@ class Sanctions:
         for row in rows:
             if row.kind == SanctionKind.BAN.value and row.rooms:
                 user = row.user_id
-                _, failed = await self._each(list(row.rooms), lambda r, u=user: self.gateway.unban(r, u))  # type: ignore[misc]
+                failed = await self._each(list(row.rooms), lambda r, u=user: self.gateway.unban(r, u))  # type: ignore[misc]
                 if failed:
                     log.error("%s: could not unban %s in %d room(s): %s", row.id, user, len(failed), failed)
 
@@ -298,19 +301,16 @@ class Sanctions:
             f"You're welcome back in {space}: the ban has ended. You can join the rooms again from the space."
         )
 
-    async def _each(
-        self, rooms: list[str], call: Callable[[str], Awaitable[None]]
-    ) -> tuple[list[str], list[str]]:
-        done: list[str] = []
+    async def _each(self, rooms: list[str], call: Callable[[str], Awaitable[None]]) -> list[str]:
+        """``call`` for every room, logging and returning those where it failed."""
         failed: list[str] = []
         for room in rooms:
             try:
                 await call(room)
-                done.append(room)
             except GatewayError as e:
                 log.warning("sanction action in %s failed: %s", room, e)
                 failed.append(room)
-        return done, failed
+        return failed
 
     async def _tell(self, user: str, content: dict[str, Any]) -> None:
         try:

@@ -4,7 +4,7 @@ per label per week and time to review per week (moderators). Waits are a median 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 
 from moderation.casework.stats import LabelWeek
@@ -21,30 +21,45 @@ def _frame(label: str, body: str) -> str:
     )
 
 
-def per_day_svg(days: Sequence[DayCount]) -> str:
-    """Stacked bars, one per day, imminent at the bottom."""
-    top = max([d.total for d in days] + [1])
-    step = (W - 2 * PAD) / max(len(days), 1)
-    bars = []
-    for i, d in enumerate(days):
+def _stacked(
+    columns: Sequence[tuple[str, str, Mapping[str, int]]],
+    keys: Sequence[str],
+    colour: Mapping[str, str],
+    *,
+    width: float,
+    label_every: int = 1,
+) -> str:
+    """Stacked bars, one column per ``(axis label, tooltip prefix, counts)``, ``keys[0]`` at the
+    bottom, with the largest total as the axis's top."""
+    top = max([sum(c.values()) for _, _, c in columns] + [1])
+    step = width / max(len(columns), 1)
+    parts = [
+        f'<text x="{PAD - 6}" y="{PAD + 4}" text-anchor="end">{top}</text>'
+        f'<text x="{PAD - 6}" y="{H - PAD}" text-anchor="end">0</text>'
+    ]
+    for i, (label, tip, counts) in enumerate(columns):
         x = PAD + i * step
         y = float(H - PAD)
-        for tier in TIERS:
-            n = d.by_tier.get(tier, 0)
+        for key in keys:
+            n = counts.get(key, 0)
             if not n:
                 continue
             h = (H - 2 * PAD) * n / top
             y -= h
-            bars.append(
+            parts.append(
                 f'<rect x="{x + 2:.1f}" y="{y:.1f}" width="{step - 4:.1f}" height="{h:.1f}" '
-                f'fill="{COLOURS[tier]}"><title>{d.day.isoformat()}: {n} {tier}</title></rect>'
+                f'fill="{colour[key]}"><title>{escape(tip)}: {n} {escape(key)}</title></rect>'
             )
-        if i % 2 == 0:
-            bars.append(
-                f'<text x="{x + step / 2:.1f}" y="{H - 8}" text-anchor="middle">{d.day.strftime("%d %b")}</text>'
-            )
-    axis = f'<text x="{PAD - 6}" y="{PAD + 4}" text-anchor="end">{top}</text><text x="{PAD - 6}" y="{H - PAD}" text-anchor="end">0</text>'
-    return _frame("Escalations per day by tier, last two weeks", axis + "".join(bars))
+        if i % label_every == 0:
+            parts.append(f'<text x="{x + step / 2:.1f}" y="{H - 8}" text-anchor="middle">{label}</text>')
+    return "".join(parts)
+
+
+def per_day_svg(days: Sequence[DayCount]) -> str:
+    """Stacked bars, one per day, imminent at the bottom."""
+    columns = [(d.day.strftime("%d %b"), d.day.isoformat(), d.by_tier) for d in days]
+    body = _stacked(columns, TIERS, COLOURS, width=W - 2 * PAD, label_every=2)
+    return _frame("Escalations per day by tier, last two weeks", body)
 
 
 def ack_svg(
@@ -93,30 +108,14 @@ def weekly_labels_svg(weeks: Sequence[LabelWeek]) -> str:
     """Stacked bars, one per week, a colour per disposition and label (legend on the right)."""
     keys = sorted({k for w in weeks for k in w.counts})
     colour = {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(keys)}
-    top = max([w.total for w in weeks] + [1])
-    plot_w = W - 2 * PAD - 150
-    step = plot_w / max(len(weeks), 1)
-    parts = []
-    for i, w in enumerate(weeks):
-        x = PAD + i * step
-        y = float(H - PAD)
-        label = w.week_start.strftime("%d %b")
-        for k in keys:
-            n = w.counts.get(k, 0)
-            if not n:
-                continue
-            h = (H - 2 * PAD) * n / top
-            y -= h
-            parts.append(
-                f'<rect x="{x + 2:.1f}" y="{y:.1f}" width="{step - 4:.1f}" height="{h:.1f}" fill="{colour[k]}">'
-                f"<title>week of {label}: {n} {escape(k)}</title></rect>"
-            )
-        parts.append(f'<text x="{x + step / 2:.1f}" y="{H - 8}" text-anchor="middle">{label}</text>')
+    columns = [
+        (w.week_start.strftime("%d %b"), f"week of {w.week_start.strftime('%d %b')}", w.counts) for w in weeks
+    ]
+    parts = [_stacked(columns, keys, colour, width=W - 2 * PAD - 150)]
     for j, k in enumerate(keys[:12]):
         ly = PAD + j * 11
         parts.append(
             f'<rect x="{W - 150}" y="{ly - 7}" width="8" height="8" fill="{colour[k]}"/>'
             f'<text x="{W - 138}" y="{ly}">{escape(k)}</text>'
         )
-    axis = f'<text x="{PAD - 6}" y="{PAD + 4}" text-anchor="end">{top}</text><text x="{PAD - 6}" y="{H - PAD}" text-anchor="end">0</text>'
-    return _frame("Messages blocked and flagged per week, by label", axis + "".join(parts))
+    return _frame("Messages blocked and flagged per week, by label", "".join(parts))

@@ -39,6 +39,7 @@ from moderation.casework.store import (
 from moderation.casework.tables import Appeal, ModAudit, ModCase, ModNote, ModReport, Sanction, as_dict
 from moderation.casework.types import (
     ALL_SPACES,
+    MODERATORS_ONLY,
     SYSTEM_ACTOR,
     ActiveMute,
     AppealStatus,
@@ -57,6 +58,7 @@ from moderation.casework.types import (
 
 __all__ = [
     "ALL_SPACES",
+    "MODERATORS_ONLY",
     "SYSTEM_ACTOR",
     "ActiveMute",
     "Appeal",

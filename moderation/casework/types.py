@@ -50,6 +50,9 @@ ALL_SPACES = "*"  # a sanction's scope: every Hearth space
 SYSTEM_ACTOR = "hearth"  # sanctions the policy table imposed (not a person)
 
 
+MODERATORS_ONLY = "Only moderators (and admins) listed in config/staff.toml can do that."
+
+
 class CaseworkError(Exception):
     """A moderator's request that cannot be carried out; the message says why, in words."""
 

@@ -120,6 +120,18 @@ def hearth_room(hs, profile: str = "support", *, space: str = E2E_SPACE, prefix:
     return room
 
 
+def bot_says(hs, reader: User, room: str, pred, what: str, timeout: float = 30) -> dict:
+    """The newest event from the bot in ``room`` that satisfies ``pred``."""
+
+    def find() -> dict | None:
+        for ev in reader.messages(room, limit=50):
+            if ev.get("sender") == hs.layout.bot_user_id and pred(ev):
+                return ev
+        return None
+
+    return wait_for(find, timeout=timeout, what=what)
+
+
 def wait_escalated(hs: Stack, event_id: str, what: str) -> Escalation:
     """The escalation a crisis message raised (waiting for it)."""
 

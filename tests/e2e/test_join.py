@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from spaces.staff import load_staff
-from tests.e2e.conftest import hearth_room
+from tests.e2e.conftest import bot_says, hearth_room
 from tests.e2e.escalation_staff import join_private_room_with_the_bot
-from tests.e2e.matrix import MatrixError, User, q, wait_for
+from tests.e2e.matrix import MatrixError, User, q
 
 pytestmark = pytest.mark.e2e
 
@@ -71,14 +71,14 @@ def test_a_refused_message_also_brings_a_private_explanation(hearth_stack):
         member.say(room, "You are a disgusting waste of space and everyone here hates you.")
     private = join_private_room_with_the_bot(member)
 
-    def explained() -> str | None:
-        for ev in member.messages(private, limit=20):
-            body = str((ev.get("content") or {}).get("body", ""))
-            if ev.get("sender") == hs.layout.bot_user_id and "wasn't delivered" in body:
-                return body
-        return None
-
-    body = wait_for(explained, timeout=30, what="the private explanation")
+    explained = bot_says(
+        hs,
+        member,
+        private,
+        lambda ev: "wasn't delivered" in str(ev["content"].get("body", "")),
+        "the explanation",
+    )
+    body = str(explained["content"]["body"])
     assert e.value.body["error"] in body
     # Once every few minutes at most: a second refusal does not bring a second message.
     with pytest.raises(MatrixError):

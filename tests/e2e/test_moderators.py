@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from moderation import casework as cw
 from moderation.casework import Appeal, ModCase, ModReport, Sanction
 from spaces.models import ProvisionedRoom
-from tests.e2e.conftest import hearth_room, resolve_open_escalations, sign_in_page, wait_escalated
+from tests.e2e.conftest import bot_says, hearth_room, resolve_open_escalations, sign_in_page, wait_escalated
 from tests.e2e.escalation_staff import (
     ADMIN,
     CLINICIAN,
@@ -77,18 +77,6 @@ def moderator(hs, user_id: str = MODERATOR) -> User:
             raise
     user.join(room)
     return user
-
-
-def bot_says(hs, reader: User, room: str, pred, what: str, timeout: float = 30) -> dict:
-    """The newest event from the bot in ``room`` that satisfies ``pred``."""
-
-    def find() -> dict | None:
-        for ev in reader.messages(room, limit=50):
-            if ev.get("sender") == hs.layout.bot_user_id and pred(ev):
-                return ev
-        return None
-
-    return wait_for(find, timeout=timeout, what=what)
 
 
 def command(hs, mod: User, text: str, *, reply_to: str | None = None) -> str:

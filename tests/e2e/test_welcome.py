@@ -15,7 +15,7 @@ from bridge import stack
 from bridge.models import MemberAgreement
 from moderation.models import ModerationDecision
 from spaces.models import ProvisionedRoom
-from tests.e2e.conftest import hearth_room, resolve_open_escalations, wait_escalated
+from tests.e2e.conftest import bot_says, hearth_room, resolve_open_escalations, wait_escalated
 from tests.e2e.escalation_staff import join_private_room_with_the_bot
 from tests.e2e.matrix import MatrixError, User, wait_for
 
@@ -43,29 +43,18 @@ def theme_room(hs) -> str:
 
 def welcome_in(hs, member: User) -> tuple[str, dict]:
     private = join_private_room_with_the_bot(member)
-
-    def find() -> dict | None:
-        for ev in member.messages(private, limit=30):
-            if ev.get("sender") == hs.layout.bot_user_id and "org.hearth.welcome" in (
-                ev.get("content") or {}
-            ):
-                return ev
-        return None
-
-    return private, wait_for(find, timeout=30, what="the welcome")
+    return private, bot_says(
+        hs, member, private, lambda ev: "org.hearth.welcome" in ev["content"], "the welcome"
+    )
 
 
 def reply(hs, member: User, room: str, text: str, what: str) -> str:
     member.say(room, text)
-
-    def answer() -> str | None:
-        for ev in member.messages(room, limit=20):
-            body = str((ev.get("content") or {}).get("body", ""))
-            if ev.get("sender") == hs.layout.bot_user_id and what in body:
-                return body
-        return None
-
-    return wait_for(answer, timeout=30, what=what)
+    return str(
+        bot_says(hs, member, room, lambda ev: what in str(ev["content"].get("body", "")), what)["content"][
+            "body"
+        ]
+    )
 
 
 def test_a_first_join_brings_one_welcome_with_formatted_guidelines_and_crisis_lines(hearth_stack):

@@ -23,7 +23,7 @@ from bridge.moderators.render import label_words
 from bridge.web.auth import Principal
 from bridge.web.charts import review_svg, weekly_labels_svg
 from bridge.web.deps import staff_auth
-from bridge.web.routes.staff_pages import _page
+from bridge.web.routes.staff_pages import _page, signed_in_as
 from bridge.web.sse import live
 from moderation import casework as cw
 from moderation.casework import ModCase
@@ -33,16 +33,10 @@ MODERATION_ROLES = ("moderator", "admin")
 
 
 async def _moderator_or_page(request: Request) -> Principal | HTMLResponse:
-    try:
-        who = await staff_auth(request).principal(request)
-    except HTTPException as e:
-        return _page(request, "sign_in.html", status=e.status_code)
-    if who.role not in MODERATION_ROLES:
-        return _page(request, "mod_refused.html", status=403, who=who)
-    return who
+    return await signed_in_as(request, MODERATION_ROLES, "mod_refused.html")
 
 
-def _row(c: ModCase, names: dict[str, str], now: Any) -> dict[str, Any]:
+def _row(c: ModCase, names: dict[str, str]) -> dict[str, Any]:
     reasons = [c.reason, *(label_words(s) for s in c.signals)]
     return {
         "id": c.id,
@@ -60,8 +54,7 @@ async def _queue(request: Request) -> list[dict[str, Any]]:
     svc = request.app.state.service
     cases = await svc.moderators.cases("open", 200)
     names = svc.moderators.staff.display_names
-    now = svc.clock.now()
-    return [_row(c, names, now) for c in cases]
+    return [_row(c, names) for c in cases]
 
 
 def highlighted(text: str | None, spans: list[list[int]]) -> list[tuple[str, bool]]:

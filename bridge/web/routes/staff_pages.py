@@ -61,14 +61,20 @@ def _page(request: Request, name: str, status: int = 200, **context: Any) -> HTM
     return TEMPLATES.TemplateResponse(request, name, context, status_code=status, headers=_csp(homeserver))
 
 
-async def _clinician_or_page(request: Request) -> Principal | HTMLResponse:
+async def signed_in_as(request: Request, roles: tuple[str, ...], refused: str) -> Principal | HTMLResponse:
+    """The signed-in staff member if their role is one of ``roles``; else the sign-in page (no
+    session) or the ``refused`` page (403) to return instead."""
     try:
         who = await staff_auth(request).principal(request)
     except HTTPException as e:
         return _page(request, "sign_in.html", status=e.status_code)
-    if who.role != "clinician":
-        return _page(request, "refused.html", status=403, who=who)
+    if who.role not in roles:
+        return _page(request, refused, status=403, who=who)
     return who
+
+
+async def _clinician_or_page(request: Request) -> Principal | HTMLResponse:
+    return await signed_in_as(request, ("clinician",), "refused.html")
 
 
 def _row(esc: Escalation, names: dict[str, str]) -> dict[str, Any]:
