@@ -147,7 +147,7 @@ def hatecheck(block: Blocker) -> None:
     for name, ah, anh in ANCHORS:
         print(f"  anchor: {name:28s}{ah:8.1f}%{anh:9.1f}%{(ah + anh) / 2:9.1f}%")
     print(f"  {'this run':36s}{h:6.1f}%{nh:9.1f}%{(h + nh) / 2:9.1f}%")
-    print("  goal: balanced >= 80% with non-hateful >= 75%")
+    print("  aim (issue 15): balanced >= 75% with non-hateful >= 75%")
     by_func: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(rows):
         by_func[r["functionality"]].append(i)

@@ -7,8 +7,8 @@ raise a message's tier but the model can never lower it, so a rule that fires on
 makes false alerts the model cannot undo. The same goes for the blocking lists of
 config/moderation/rules.toml. This prints, per rule, how often it fires on corpus records labelled
 with no risk (tier none) or no harm, next to how often it fires on the records it is for. Rules are
-written and pruned against this development data only, never against the frozen evaluation set
-(bench/data/frozen_eval) or HateCheck. ``--show`` prints the false hits (invented texts).
+written and pruned against this development data only, never against the frozen evaluation sets
+(bench/data/frozen_eval, frozen_eval_2) or HateCheck. ``--show`` prints the false hits (invented texts).
 """
 
 from __future__ import annotations

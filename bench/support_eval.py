@@ -1,7 +1,8 @@
 """The whole moderation pipeline on a labelled set in Hearth's scheme: crisis alerts per tier, blocks
 per harm type, and the issue's targets.
 
-    .venv/bin/python bench/support_eval.py                      # the frozen evaluation set
+    .venv/bin/python bench/support_eval.py                      # the first frozen evaluation set
+    .venv/bin/python bench/support_eval.py --data bench/data/frozen_eval_2   # the second
     .venv/bin/python bench/support_eval.py --data DIR           # another folder of *.jsonl in the scheme
     .venv/bin/python bench/support_eval.py --toxicity none      # without the toxicity model
 
@@ -12,12 +13,14 @@ member; a conversation's messages come from one member, 20 seconds apart. What c
 
 - alerted: the verdict escalates (any tier); a conversation's tier is the highest of its messages';
 - blocked: the gate would refuse it (a ``block`` disposition); silenced: block, redact or mute;
-- imminent alerted as imminent; high alerted at high or above; false alert: any alert on tier none;
+- imminent alerted as imminent; high alerted at high or above; false alert: any alert on tier none
+  (also given for the benign messages alone, tier none and harm none: an alert on a threat or an
+  insult at a member is a wrong tier, not a benign message alarmed on);
 - abuse blocked: harm other than none, blocked before delivery; benign blocked: tier none and harm
   none, blocked.
 
-The frozen set (bench/data/frozen_eval) is never trained or tuned on; each run of this script on it is
-a measurement, and the README says how many were made.
+The frozen sets (bench/data/frozen_eval, bench/data/frozen_eval_2) are never trained or tuned on; each
+run of this script on one is a measurement, and the README says how many were made.
 """
 
 from __future__ import annotations
@@ -91,14 +94,17 @@ def pct(a: int, b: int) -> str:
     return f"{100.0 * a / b:5.1f}% ({a}/{b})" if b else "   n/a"
 
 
-def table(title: str, rows: list[str], cols: list[str], counts: dict[str, Counter[str]]) -> None:
+def table(
+    title: str, rows: list[str], cols: list[str], counts: dict[str, Counter[str]], total: tuple[str, ...] = ()
+) -> None:
+    """Rows by columns; ``n`` adds the ``total`` columns (default: all of them)."""
     width = max(12, *(len(r) for r in rows)) + 2
     print(f"\n{title}")
-    print(" " * width + "".join(f"{c:>12}" for c in cols) + f"{'n':>8}")
+    print(" " * width + "".join(f"{c:>13}" for c in cols) + f"{'n':>8}")
     for r in rows:
-        n = sum(counts[r].values())
+        n = sum(counts[r][c] for c in total) if total else sum(counts[r].values())
         if n:
-            print(f"{r:<{width}}" + "".join(f"{counts[r][c]:>12}" for c in cols) + f"{n:>8}")
+            print(f"{r:<{width}}" + "".join(f"{counts[r][c]:>13}" for c in cols) + f"{n:>8}")
 
 
 def main() -> None:
@@ -156,6 +162,7 @@ def main() -> None:
         list(HARMS),
         ["blocked", "delivered", "flagged", "by harm", "by rules", "by toxicity", "by behaviour"],
         harm_conf,
+        total=("blocked", "delivered"),
     )
     imminent = tier_conf["imminent"]
     high = tier_conf["high"]
@@ -169,6 +176,13 @@ def main() -> None:
     print(f"  imminent alerted as imminent     {pct(imminent['imminent'], sum(imminent.values()))}   (>= 95%)")
     print(f"  high alerted at high or above    {pct(high['high'] + high['imminent'], sum(high.values()))}   (>= 90%)")
     print(f"  false alerts on tier none        {pct(sum(none_tier.values()) - none_tier['none'], sum(none_tier.values()))}   (<= 3%)")
+    single = [(r, vs) for r, vs in zip(records, verdicts, strict=True) if r.tier == "none" and not r.is_conversation]
+    talks = [(r, vs) for r, vs in zip(records, verdicts, strict=True) if r.tier == "none" and r.is_conversation]
+    benign_alerts = sum(1 for _, vs in benign_records if alerted_tier(vs) != "none")
+    print(f"    of which single messages       {pct(sum(1 for _, vs in single if alerted_tier(vs) != 'none'), len(single))}")
+    print(f"    of which conversations         {pct(sum(1 for _, vs in talks if alerted_tier(vs) != 'none'), len(talks))}"
+          "   (alerted on a message before the one that resolves it)")
+    print(f"  false alerts on benign           {pct(benign_alerts, len(benign_records))}   (tier none, harm none)")
     print(f"  crisis messages silenced         {len(silenced_crisis)} of {crisis_n}   (0)")
     print(f"  abuse blocked before delivery    {pct(sum(1 for _, vs in abuse if blocker(vs)), len(abuse))}   (>= 90%)")
     print(f"  benign blocked                   {pct(sum(1 for _, vs in benign_records if blocker(vs)), len(benign_records))}   (<= 2%)")

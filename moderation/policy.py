@@ -9,9 +9,9 @@ message to human review and the gate follows the profile's fail policy.
 Disposition by target: a message the crisis detector reads as a person at risk (about their own pain,
 self-harm or wish to die, or abuse they suffer) is never blocked, redacted, warned or muted, not for
 toxicity and not for flood: those become flags for a person to look at, and the crisis escalates and
-offers resources. Only explicit rules aimed at others (incitement, method instructions, named abuse,
-hate) still block then, and, when the crisis is harm to others, a model's block of a message aimed at
-the reader or a group. Without a crisis, the labels a profile lists in ``needs_target`` block only
+offers resources. Only the rules whose hit endangers a reader's life (incitement, method
+instructions) still block then, and, when the crisis is harm to others, the hate and abuse rules and a
+model's block of a message aimed at the reader or a group. Without a crisis, the labels a profile lists in ``needs_target`` block only
 when the harm detector's ``target.*`` signal says the message is aimed at people here (the reader or
 a group), not at the writer's own life or someone outside the room they are venting about.
 """
@@ -49,15 +49,17 @@ _ORDER = {
     k: i for i, k in enumerate(("block", "redact", "mute", "warn", "escalate", "send_resources", "flag"))
 }
 # Blocks that protect OTHER people and still apply when the sender is in crisis. A person in crisis
-# is never silenced for what they say about themselves: explicit rules aimed at others (incitement,
-# method instructions, named abuse) keep blocking, but a toxicity model's threat/insult/... score on
-# a message the crisis detector reads as self-directed ("I'm on the roof and I'm going to jump",
-# "I'm worthless and want to die") is that same self-directed distress misread as aggression, so it
-# becomes a flag for human review instead. When the crisis is harm to others, the model's blocks
-# stand too.
+# is never silenced for what they say about themselves: only rules whose hit endangers a reader's
+# life (telling someone to kill themselves, instructions for a method) keep blocking. A slur, a named
+# insult or hateful words in a message the crisis detector reads as the writer's own crisis are most
+# often the abuse that hurt them, quoted ("since that account posted my photo with '<slur>' under it
+# I've been cutting again"): those become flags for a moderator, and the crisis escalates. A toxicity
+# model's threat/insult/... score on such a message ("I'm on the roof and I'm going to jump") is the
+# same self-directed distress misread as aggression: a flag too. When the crisis is harm to others,
+# the hate and abuse rules and the model's blocks of what is aimed at people here stand.
+_RULES_PROTECTING_LIVES = ("rules.incitement", "rules.method_instruction")
 _RULES_PROTECTING_OTHERS = (
-    "rules.incitement",
-    "rules.method_instruction",
+    *_RULES_PROTECTING_LIVES,
     "rules.abuse",
     "rules.dehumanising",
     "rules.identity_hate",
@@ -96,6 +98,7 @@ class Profile:
     crisis: CrisisRule
     description: str = ""
     needs_target: frozenset[str] = frozenset()
+    withheld_when_reported: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -142,7 +145,9 @@ class Policy:
                 if kind == "allow":
                     continue
                 if kind in _SILENCING:
-                    withheld = _withheld(sig, crisis, other_directed, target, prof.needs_target)
+                    withheld = _withheld(sig, crisis, other_directed, target, prof.needs_target) or (
+                        _reported(sig, signals, prof.withheld_when_reported)
+                    )
                     if withheld:
                         out.append(Disposition("flag", f"{sig.label} (not {kind}: {withheld})"))
                         continue
@@ -176,7 +181,9 @@ def _withheld(
 ) -> str | None:
     """Why a block, redaction, warning or mute must not happen (disposition by target), or None."""
     if crisis:
-        if sig.label.startswith(_RULES_PROTECTING_OTHERS):
+        if sig.label.startswith(_RULES_PROTECTING_LIVES):
+            return None
+        if other_directed and sig.label.startswith(_RULES_PROTECTING_OTHERS):
             return None
         if other_directed and sig.label.startswith(_MODEL_PROTECTING_OTHERS):
             # a threat or attack on the reader or a group is refused; one about someone outside the
@@ -189,9 +196,22 @@ def _withheld(
     return None
 
 
+REPORTED = "rules.reported_hate"
+"""The rules' note that a message reports or rejects what someone else said about a group."""
+
+
+def _reported(sig: Signal, signals: Sequence[Signal], labels: frozenset[str]) -> str | None:
+    """Why a model's block must wait for a moderator: the message reports or rejects hate someone else
+    said ("Immigrants are parasites, says the flyer through our door"), and models read words, not who
+    says them. Only the labels a profile lists in ``withheld_when_reported``; never a rule's block."""
+    if sig.label in labels and any(s.label == REPORTED for s in signals):
+        return "reports or rejects what someone else said"
+    return None
+
+
 def _fallback(sig: Signal) -> LabelRule | None:
     """Rules signals not named in the profile follow their list's action hint."""
-    if sig.detector != "rules" or sig.action is None:
+    if sig.detector != "rules" or sig.action is None or sig.action == "note":
         return None
     actions = {"block": ("block",), "flag": ("flag",), "escalate": ("escalate", "send_resources", "flag")}
     return LabelRule(
@@ -286,6 +306,18 @@ def load_policy(path: Path | str = DEFAULT_POLICY) -> Policy:
                 f"an insult, threat or severe-toxicity block needs the reader or a group as target: add {missing_t}",
                 key=f"{key}.needs_target",
             )
+        reported = raw.get(
+            "withheld_when_reported", sorted(base.withheld_when_reported) if base else []
+        )
+        if not isinstance(reported, list) or not all(isinstance(x, str) for x in reported):
+            raise ConfigError(file, "must be a list of labels", key=f"{key}.withheld_when_reported")
+        ruled = [lbl for lbl in reported if lbl.startswith(("rules.", "crisis."))]
+        if ruled:
+            raise ConfigError(
+                file,
+                f"only a model's labels wait for a moderator when a message reports what was said, not {ruled}",
+                key=f"{key}.withheld_when_reported",
+            )
         crisis = base.crisis if base else CrisisRule()
         if "crisis" in raw:
             c = raw["crisis"]
@@ -324,7 +356,7 @@ def load_policy(path: Path | str = DEFAULT_POLICY) -> Policy:
                 file, "abuse aimed at others must block", key=f"{key}.labels.{unblocked[0]}.actions"
             )
         profiles[name] = Profile(
-            name, fail, labels, crisis, str(raw.get("description", "")), frozenset(needs)
+            name, fail, labels, crisis, str(raw.get("description", "")), frozenset(needs), frozenset(reported)
         )
         return profiles[name]
 

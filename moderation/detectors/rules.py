@@ -24,7 +24,8 @@ from pathlib import Path
 from moderation.errors import ConfigError, line_of
 from moderation.types import ScreenItem, Signal, Span
 
-ACTIONS = ("block", "flag", "escalate")
+ACTIONS = ("block", "flag", "escalate", "note")
+"""A list's hint to the policy; ``note`` is evidence for the policy only, with no disposition of its own."""
 DEFAULT_RULES = Path(__file__).resolve().parents[2] / "config" / "moderation" / "rules.toml"
 _TERM_REF = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 NEAR_WINDOW = 400
@@ -147,6 +148,37 @@ def _compile(
     )
 
 
+def _patterns_of(
+    entry: dict[str, object],
+    earlier: Sequence[RuleList],
+    *,
+    file: Path,
+    text: str,
+    name: str,
+    list_line: int | None,
+    terms: dict[str, str],
+) -> tuple[re.Pattern[str], ...]:
+    """A list's own ``patterns``, or with ``patterns_from = "<list>.allow"`` the allow-list of a list
+    defined above it (one set of regexes serving twice: what excuses a hit there is what this list finds)."""
+    source = entry.get("patterns_from")
+    if source is None:
+        return _compile(
+            entry.get("patterns"), file=file, text=text, where=f"list {name!r} patterns", list_line=list_line, terms=terms
+        )
+    if "patterns" in entry:
+        raise ConfigError(file, f"list {name!r}: give patterns or patterns_from, not both", line=list_line)
+    of = source[: -len(".allow")] if isinstance(source, str) and source.endswith(".allow") else None
+    found = next((rl for rl in earlier if rl.name == of), None)
+    if found is None or not found.allow:
+        raise ConfigError(
+            file,
+            f"list {name!r}: patterns_from must name the allow-list of a list defined above it, as "
+            f"'<list>.allow' (got {source!r})",
+            line=list_line,
+        )
+    return found.allow
+
+
 def load_rules(path: Path | str = DEFAULT_RULES) -> list[RuleList]:
     """Parse and compile ``rules.toml``; a bad regex or entry raises :class:`ConfigError` naming
     the file, the line and the reason."""
@@ -200,14 +232,7 @@ def load_rules(path: Path | str = DEFAULT_RULES) -> list[RuleList]:
                 action=action,
                 profiles=frozenset(map(str, profiles)),
                 spaces=frozenset(map(str, spaces)),
-                patterns=_compile(
-                    entry.get("patterns"),
-                    file=file,
-                    text=text,
-                    where=f"list {name!r} patterns",
-                    list_line=list_line,
-                    terms=terms,
-                ),
+                patterns=_patterns_of(entry, out, file=file, text=text, name=name, list_line=list_line, terms=terms),
                 allow=_compile(
                     entry.get("allow", []),
                     file=file,

@@ -4,7 +4,7 @@ Trained by ``bench/train_support_model.py`` on the project's corpus (``bench/dat
 to ONNX and int8-quantised; the artefact ships in ``weights/`` (``support_model.onnx``) with a JSON
 card beside it (``support_model.json``): the heads and their labels, the operating thresholds chosen
 on the training corpus's validation split, the corpus digest it was trained on and the scores it
-recorded on the frozen evaluation set, which a test reproduces.
+recorded on the frozen evaluation sets, which a test reproduces.
 
 One encoder pass gives four heads (:data:`moderation.labels.HEADS`): the crisis ``tier`` and
 ``category`` of a person at risk, the ``harm`` the message does to others and its ``target``. The
@@ -269,7 +269,7 @@ def model_text(rec: Labelled) -> str:
 
 def model_figures(records: Sequence[Labelled], scores: Sequence[Scores], th: Thresholds) -> dict[str, Any]:
     """The model's own decisions (no rules, no policy) as confusion counts, label -> predicted -> n:
-    what the card records for the validation split and the frozen evaluation set."""
+    what the card records for the validation split and each frozen evaluation set."""
     tier_conf: dict[str, Counter[str]] = {t: Counter() for t in TIERS}
     harm_conf: dict[str, Counter[str]] = {h: Counter() for h in HARMS}
     target_conf: dict[str, Counter[str]] = {t: Counter() for t in TARGETS}

@@ -57,6 +57,21 @@ def test_incitement_blocks_even_when_sender_is_in_crisis(policy):
     assert "hurt themselves" in (ds[0].message or "")
 
 
+@pytest.mark.parametrize("rule", ["slurs", "identity_hate", "abuse", "dehumanising"])
+def test_quoted_abuse_in_a_persons_own_crisis_is_flagged_not_refused(policy, rule):
+    # "since that account posted my photo with '<slur>' under it I've been cutting again": the slur
+    # is what hurt them; refusing the message would silence a person in crisis
+    sig = Signal(detector="rules", label=f"rules.{rule}", score=1.0, rule=f"{rule}[0]", action="block")
+    ds = policy.decide(message("x"), [sig, crisis("high", "self_harm"), target("self", 0.1)])
+    assert "block" not in kinds(ds)
+    assert kinds(ds)[:2] == ["escalate", "send_resources"]
+    assert any(d.kind == "flag" and d.reason.startswith(f"rules.{rule}") and "crisis" in d.reason for d in ds)
+    # the same words with no crisis, or from someone threatening others, are refused
+    assert kinds(policy.decide(message("x"), [sig]))[0] == "block"
+    ds = policy.decide(message("x"), [sig, crisis("imminent", "harm_to_others"), target("group", 0.9)])
+    assert kinds(ds)[0] == "block"
+
+
 @pytest.mark.parametrize("label", ["insult", "threat", "identity_attack", "severe_toxicity"])
 @pytest.mark.parametrize("category", ["attempt_in_progress", "plan_or_means", "ideation", "self_harm"])
 def test_model_block_withheld_when_the_crisis_is_self_directed(policy, label, category):
@@ -222,3 +237,29 @@ def test_bad_fail_policy_and_threshold_refused(tmp_path):
     p = _broken(tmp_path, "threshold = 0.80", "threshold = 8")
     with pytest.raises(ConfigError, match="threshold"):
         load_policy(p)
+
+
+def test_a_models_hate_block_waits_for_a_moderator_when_the_message_reports_what_was_said(policy):
+    # "Immigrants are parasites, says the flyer that came through our door": the model reads the words
+    hate = Signal(detector="harm", label="harm.hate", score=0.9, rule="hate")
+    note = Signal(detector="rules", label="rules.reported_hate", score=1.0, rule="reported_hate[0]", action="note")
+    ds = policy.decide(message("x"), [hate, note, target("group", 0.9)])
+    assert "block" not in kinds(ds)
+    assert any(d.kind == "flag" and d.reason.startswith("harm.hate") and "reports" in d.reason for d in ds)
+    assert kinds(policy.decide(message("x"), [note])) == ["allow"]  # the note alone does nothing
+    assert kinds(policy.decide(message("x"), [hate, target("group", 0.9)]))[0] == "block"
+    # a rule's own block is never excused by the note: its allow-list has already decided
+    rule = Signal(detector="rules", label="rules.identity_hate", score=1.0, rule="identity_hate[0]", action="block")
+    assert kinds(policy.decide(message("x"), [rule, note]))[0] == "block"
+
+
+def test_rules_labels_cannot_be_withheld_when_reported(tmp_path):
+    text = DEFAULT_POLICY.read_text().replace(
+        'withheld_when_reported = ["harm.hate", "toxicity.identity_attack"]',
+        'withheld_when_reported = ["harm.hate", "rules.slurs"]',
+    )
+    cfg = tmp_path / "policy.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_policy(cfg)
+    assert err.value.key == "profiles.support.withheld_when_reported"

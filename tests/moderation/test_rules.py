@@ -219,7 +219,48 @@ def test_attacks_on_groups_block(rules, text):
     ],
 )
 def test_reports_counter_speech_and_identity_talk_pass(rules, text):
-    assert labels(rules, text) == []
+    assert [lbl for lbl in labels(rules, text) if lbl != "rules.reported_hate"] == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Immigrants are parasites, says the flyer that came through our door today.",
+        "I refuse to accept that disabled people are a burden",
+        "It's a myth that immigrants are criminals and the figures prove it",
+        "Growing up I was taught that gay people are abominations",
+    ],
+)
+def test_a_report_or_rejection_of_hate_is_noted_for_the_policy(rules, text):
+    # identity_hate's allow-list read as evidence: the policy then lets a moderator, not a model,
+    # decide on a model's hate label (policy.toml, withheld_when_reported)
+    assert "rules.reported_hate" in labels(rules, text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "honestly gay men are vermin",
+        "I really hate Muslims",
+        "As my dad always said, immigrants are parasites, and he was right",
+        "women are too emotional to be in charge",
+    ],
+)
+def test_hate_said_in_ones_own_voice_is_not_noted_as_a_report(rules, text):
+    assert "rules.reported_hate" not in labels(rules, text)
+
+
+def test_patterns_from_must_name_an_allow_list_above(tmp_path):
+    cfg = tmp_path / "rules.toml"
+    head = '[[list]]\nname = "a"\naction = "block"\npatterns = ["x"]\nallow = ["y"]\n'
+    cfg.write_text(head + '[[list]]\nname = "b"\naction = "note"\npatterns_from = "a.allow"\n')
+    [_, b] = load_rules(cfg)
+    assert [p.pattern for p in b.patterns] == ["y"]
+    for bad in ('patterns_from = "c.allow"', 'patterns_from = "a"', 'patterns_from = "a.allow"\npatterns = ["z"]'):
+        cfg.write_text(head + f'[[list]]\nname = "b"\naction = "note"\n{bad}\n')
+        with pytest.raises(ConfigError, match="patterns_from|not both") as err:
+            load_rules(cfg)
+        assert str(cfg) in str(err.value)
 
 
 def test_slurs_block_unless_reported(rules):

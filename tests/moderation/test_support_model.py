@@ -29,7 +29,7 @@ from tests.moderation.factories import DISTRESSED_BURST, T0, message
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "bench" / "data" / "corpus"
-FROZEN = ROOT / "bench" / "data" / "frozen_eval"
+FROZEN_SETS = ("bench/data/frozen_eval", "bench/data/frozen_eval_2")
 
 
 @pytest.fixture(scope="module")
@@ -48,16 +48,19 @@ def test_the_artefact_is_small_and_says_what_it_was_trained_on(card):
     files = data_files(CORPUS)
     assert card["corpus_digest"] == digest(files), "the corpus changed since the model was trained"
     assert card["corpus_records"] == len(load_labelled(files)) >= 6000
-    assert card["frozen_digest"] == digest(data_files(FROZEN)), "the frozen evaluation set changed"
+    assert sorted(card["frozen"]) == sorted(FROZEN_SETS)
+    for name in FROZEN_SETS:
+        assert card["frozen"][name]["digest"] == digest(data_files(ROOT / name)), f"{name} changed"
     assert card["dedupe"]["cutoff_cosine"] == 0.9
     assert 0 < card["thresholds"]["alert"] < 1
 
 
-def test_the_artefact_reproduces_its_recorded_frozen_set_scores(model, card):
-    frozen = load_labelled(data_files(FROZEN))
+@pytest.mark.parametrize("name", FROZEN_SETS)
+def test_the_artefact_reproduces_its_recorded_frozen_set_scores(model, card, name):
+    frozen = load_labelled(data_files(ROOT / name))
     assert len(frozen) >= 600
     got = model_figures(frozen, model.predict([model_text(r) for r in frozen]), model.thresholds)
-    want = card["frozen_eval"]
+    want = card["frozen"][name]["figures"]
     for key in ("records", "tier", "harm", "target"):
         assert got[key] == want[key], key
     assert got["p_alert_sum"] == pytest.approx(want["p_alert_sum"], abs=0.05)
@@ -189,3 +192,18 @@ def test_quotes_venting_and_routines_pass_without_an_alert(pipeline, text):
     [v] = fresh(pipeline).screen([message(text)])
     assert not v.blocked
     assert not v.of_kind("escalate")
+
+
+def test_the_escalation_benchs_crisis_texts_all_escalate_and_its_ordinary_texts_do_not(pipeline):
+    # bench/escalation.py times alerts for these: a model that stops alerting on one of them (the
+    # fourth model did, on "by the time anyone reads this I'll be gone") must not ship
+    from bench.escalation import CRISIS_TEXTS, ORDINARY_TEXTS
+
+    for text in CRISIS_TEXTS:
+        [v] = fresh(pipeline).screen([message(text)])
+        assert [d.tier for d in v.of_kind("escalate")] == ["imminent"], text
+        assert not v.blocked, text
+    for text in ORDINARY_TEXTS:
+        [v] = fresh(pipeline).screen([message(text)])
+        assert not v.of_kind("escalate"), text
+        assert not v.blocked, text
