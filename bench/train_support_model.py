@@ -442,7 +442,14 @@ def rescore(args: argparse.Namespace) -> None:
     kept, _, _, _ = dedupe_against_frozen(load_labelled(files), frozen, args.dedupe_cutoff)
     _, val = split(kept, args.val_share, rng)
     model = SupportModel(args.out / DEFAULT_MODEL.name, card_file)
-    card["validation"] = model_figures(val, model.predict([model_text(r) for r in val]), model.thresholds)
+    val_scores = model.predict([model_text(r) for r in val])
+    if args.rethreshold:
+        th = choose_thresholds(val, val_scores, args)
+        card["thresholds"] = {"alert": th.alert, "high": th.high, "imminent": th.imminent, "harm": th.harm}
+        card_file.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+        model = SupportModel(args.out / DEFAULT_MODEL.name, card_file)
+        print(f"thresholds chosen again on the validation split: {th}")
+    card["validation"] = model_figures(val, val_scores, model.thresholds)
     if args.record_frozen:
         card["frozen"] = record_frozen(model, sets)
     card_file.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
@@ -480,6 +487,12 @@ def main() -> None:
         action="store_true",
         help="no training: re-record the validation (and, with --record-frozen, frozen) figures of the "
         "artefact in --out with today's inference (e.g. after --window-tokens changed); thresholds stay",
+    )
+    ap.add_argument(
+        "--rethreshold",
+        action="store_true",
+        help="with --rescore: choose the operating thresholds again on the validation split with today's "
+        "inference (as training does), e.g. after the way texts are run changed",
     )
     args = ap.parse_args()
     args.frozen = args.frozen or list(FROZEN_SETS)

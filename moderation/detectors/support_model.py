@@ -141,7 +141,6 @@ class SupportModel:
         card_file: Path | str = DEFAULT_CARD,
         *,
         threads: int | None = None,
-        batch_size: int = 32,
         cache_size: int = 4096,
     ) -> None:
         import os
@@ -165,7 +164,6 @@ class SupportModel:
         self.tokenizer = bert_tokenizer()
         self._cls = self.tokenizer.token_to_id("[CLS]")
         self._sep = self.tokenizer.token_to_id("[SEP]")
-        self.batch_size = batch_size
         self.cache_size = cache_size
         self._cache: OrderedDict[bytes, Scores] = OrderedDict()
         self._lock = threading.Lock()
@@ -213,25 +211,22 @@ class SupportModel:
         return [[self._cls, *ids[s : s + width], self._sep] for s in starts]
 
     def _compute(self, texts: list[str]) -> list[Scores]:
+        """Each window is run on its own. The int8 graph quantises its activations with one scale per
+        input tensor (ONNX Runtime's dynamic quantisation), so a window run in a batch would be scored
+        differently depending on the other texts beside it (seen: "just saying hi again" 0.42 alone,
+        0.71 beside a long message, on the harm scale where 0.5 refuses). A message's verdict must not
+        depend on who else is writing at the same moment."""
         pieces: list[tuple[int, list[int]]] = [(i, w) for i, t in enumerate(texts) for w in self.windows(t)]
-        order = sorted(range(len(pieces)), key=lambda j: len(pieces[j][1]))
         probs: dict[str, np.ndarray] = {
             h: np.zeros((len(pieces), len(labels)), dtype=np.float32) for h, labels in HEADS.items()
         }
         names = list(HEADS)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            width = max(len(pieces[j][1]) for j in idx)
-            ids = np.zeros((len(idx), width), dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            for r, j in enumerate(idx):
-                w = pieces[j][1]
-                ids[r, : len(w)] = w
-                mask[r, : len(w)] = 1
+        for j, (_, w) in enumerate(pieces):
+            ids = np.asarray([w], dtype=np.int64)
             with self._run_lock:
-                result = self.session.run(names, {"input_ids": ids, "attention_mask": mask})
+                result = self.session.run(names, {"input_ids": ids, "attention_mask": np.ones_like(ids)})
             for h, arr in zip(names, result, strict=True):
-                probs[h][idx] = arr
+                probs[h][j] = arr[0]
         by_text: dict[int, list[int]] = {}
         for j, (i, _) in enumerate(pieces):
             by_text.setdefault(i, []).append(j)

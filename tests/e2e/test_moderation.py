@@ -410,7 +410,18 @@ def test_take_puts_the_clinician_in_the_care_room_and_the_persons_replies_reach_
         what="the answer to !take",
     )
     assert "care room" in answered["content"]["body"]
-    clinician.join(care_room)  # they were invited
+    # the invite goes out through the outbox after the answer: wait for it, as a client would
+    invited = wait_for(
+        lambda: any(
+            e["type"] == "m.room.member" and e.get("state_key") == CLINICIAN
+            and e["content"].get("membership") == "invite"
+            for e in hs.bot().state(care_room)
+        ),
+        timeout=30,
+        what="the clinician's invite to the care room",
+    )
+    assert invited
+    clinician.join(care_room)
     scene = next(e for e in clinician.state(care_room) if e["type"] == "org.hearth.room.scene")
     assert scene["content"]["preset"] == "consultation-office"
     assert scene["content"]["facilitation"]["mode"] == "clinician-facilitated"
