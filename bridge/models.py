@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlmodel import Field, SQLModel
 
-from moderation.escalation import UTCDateTime
+from config.columns import UTCDateTime
 
 
 class SyncState(SQLModel, table=True):
