@@ -567,6 +567,7 @@ class Provisioner:
                         "room_id": ids[r_alias],
                         "space_slug": theme.slug,
                         "room_slug": room.slug,
+                        "kind": room.kind,
                         "capacity": room.scene.capacity,
                         "profile": room.moderation_profile,
                         "members_may_post": room.members_may_post,
