@@ -34,12 +34,14 @@ from bridge.models import StaffSession
 from bridge.moderators.desk import ModerationDesk
 from bridge.scheduler import Scheduler
 from bridge.screening import Screening, invite_check, load_pipeline
+from bridge.sessions.desk import SessionDesk
 from bridge.tasks import TaskGroup
 from bridge.web.app import create_app
 from bridge.web.auth import StaffAuth
 from bridge.welcome import Welcome
 from config.settings import Settings
 from moderation import casework, escalation, store
+from spaces.sessions import store as session_store
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,18 @@ class HearthService:
             staff=self.desk.staff,
             dm_room=self.desk.dm_room,
         )
+        # Group sessions: timers from the database, rooms opened and closed, reminders, attendance.
+        self.sessions = SessionDesk(
+            settings.sessions,
+            self.engine,
+            self.gateway,
+            self.scheduler,
+            self.clock,
+            staff=self.desk.staff,
+            dm_room=self.desk.dm_room,
+            moderators_room=self.moderators.room,
+            logged_in=self.desk.logged_in,
+        )
         self.welcome = Welcome(
             self.engine,
             self.gateway,
@@ -106,6 +120,7 @@ class HearthService:
             appeals=self.moderators,
             welcome=self.welcome,
             forgetters=[self.welcome.forget],
+            sessions=self.sessions.commands,
         )
         self.gate.add_check(
             "user_may_join_room",
@@ -155,6 +170,7 @@ class HearthService:
                 self.moderators.handle_event,
                 self.welcome.handle_event,
                 self.member_room.handle_event,
+                self.sessions.handle_event,
             ],
             concurrent_handlers=[self.screening.on_event],
             sync_timeout_ms=settings.matrix.sync_timeout_ms,
@@ -203,6 +219,7 @@ class HearthService:
         parts["scheduler"] = self.scheduler.health()
         parts["moderation"] = self.screening.health()
         parts["moderators"] = self.moderators.health()
+        parts["sessions"] = self.sessions.health()
         try:
             parts["escalation"] = await asyncio.wait_for(self.desk.health(), 3)
         except Exception as e:  # the outbox could not be read: escalations would not go out
@@ -230,6 +247,7 @@ class HearthService:
         self.scheduler.start()
         self.desk.start()
         self.moderators.start()
+        self.sessions.start()
         self.tasks.create(self.screening.start(), name="screening-start")
         self.scheduler.aps.add_job(
             self.actions.unmute_due,
@@ -262,24 +280,31 @@ class HearthService:
 
     async def _purge(self) -> None:
         """Retention, hourly and at start: flagged message text past its purge date is deleted,
-        resolved escalations past ``excerpt_retention_days`` lose their excerpt (the audit stays), and
-        appeals past ``appeal_retention_days`` lose the member's words (the decision stays)."""
+        resolved escalations past ``excerpt_retention_days`` lose their excerpt (the audit stays),
+        appeals past ``appeal_retention_days`` lose the member's words (the decision stays), and who
+        came to sessions that ended ``sessions.attendance_retention_days`` ago is forgotten (the
+        counts stay)."""
         now = self.clock.now()
 
-        def purge(session: Session) -> tuple[int, int, int]:
+        attendance_before = now - timedelta(days=self.settings.sessions.attendance_retention_days)
+
+        def purge(session: Session) -> tuple[int, int, int, int]:
             flagged = store.purge_expired(session, now)
             ended = now - timedelta(days=1)  # sign-ins that ended a day ago are forgotten
             session.execute(delete(StaffSession).where(col(StaffSession.expires_at) < ended))
             appeals = casework.purge_appeal_text(session, now)
-            return flagged, escalation.purge_excerpts(session, now), appeals
+            attendance = session_store.purge_attendance(session, attendance_before)
+            return flagged, escalation.purge_excerpts(session, now), appeals, attendance
 
-        flagged, excerpts, appeals = await db.run_db(self.engine, purge)
-        if flagged or excerpts or appeals:
+        flagged, excerpts, appeals, attendance = await db.run_db(self.engine, purge)
+        if flagged or excerpts or appeals or attendance:
             log.info(
-                "retention: purged %d flagged messages, %d escalation excerpts and %d appeals' words",
+                "retention: purged %d flagged messages, %d escalation excerpts, %d appeals' words and "
+                "%d session attendees",
                 flagged,
                 excerpts,
                 appeals,
+                attendance,
             )
 
     async def stop(self) -> None:
@@ -289,6 +314,7 @@ class HearthService:
         await self.desk.close()
         self.moderators.close()
         self.welcome.close()
+        self.sessions.close()
         await self.auth.close()
         await self.gateway.close()
         self.engine.dispose()

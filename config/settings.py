@@ -144,6 +144,15 @@ class JoinSettings(_Section):
         return v
 
 
+class SessionsSettings(_Section):
+    """Group sessions (``bridge/sessions``): how far ahead their dates are made, how often new series
+    are picked up, and how long who came is kept."""
+
+    horizon_days: int = Field(35, ge=2, le=400)  # dates are made this far ahead (a month and more)
+    refresh_seconds: float = Field(60.0, gt=0, le=3600)  # new series and dates get their timers
+    attendance_retention_days: int = Field(90, ge=1, le=730)  # who came; the counts stay
+
+
 class EscalationBridgeSettings(_Section):
     """Where crisis escalations go (the bridge side; tuning lives in ``tuning_file``)."""
 
@@ -195,6 +204,7 @@ class Settings(BaseSettings):
     moderation: ModerationSettings = ModerationSettings()
     escalation: EscalationBridgeSettings = EscalationBridgeSettings()
     join: JoinSettings = JoinSettings()
+    sessions: SessionsSettings = SessionsSettings()
     # For drills and tests only: a file holding seconds added to the wall clock (re-read when it
     # changes), so expiries and SLAs can be walked through without waiting. Empty: the wall clock.
     clock_offset_file: Path | None = None
