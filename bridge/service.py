@@ -155,6 +155,8 @@ class HearthService:
             moderators=self.moderators,
             explain=self.actions.explain_refusal,
             welcome=self.welcome,
+            new_member_mentions=settings.moderation.new_member_mention_limit,
+            staff=self.desk.everyone,
         )
         self.screening.after_delivery = self.actions.carry_out
         self.gate.add_check("check_event_for_spam", self.screening.gate_check)

@@ -99,6 +99,9 @@ class ModerationSettings(_Section):
     max_batch: int = Field(32, ge=1, le=256)
     flag_retention_days: int = Field(30, ge=1, le=365)  # flagged message text is purged after this
     allow_member_invites: bool = False  # members may invite other members (staff always may)
+    # In their trust period (policy.toml [behaviour] new_member_minutes) members may mention at most
+    # this many people in one message, and never @room.
+    new_member_mention_limit: int = Field(3, ge=0, le=50)
     # Moderators' casework (bridge/moderators): their room, reports, sanctions and appeals.
     moderators_room_alias: str = Field("hearth-moderators", pattern=r"^[a-z0-9._=/-]+$")
     report_poll_seconds: float = Field(10.0, gt=0, le=30)  # reading Synapse's event reports
