@@ -26,7 +26,7 @@ from bridge.clock import SystemClock
 from bridge.escalation.desk import EscalationDesk
 from bridge.gate import Gate
 from bridge.gateway import GatewayError, NioGateway, TimelineEvent
-from bridge.join import JoinDesk
+from bridge.join import JoinDesk, purge_requests
 from bridge.listener import Bot
 from bridge.member_room import MemberRoom
 from bridge.metrics import Metrics
@@ -77,6 +77,8 @@ class HearthService:
             self.clock,
             per_address=settings.join.tokens_per_address,
             expiry=timedelta(hours=settings.join.token_expiry_hours),
+            engine=self.engine,
+            request_expiry=timedelta(hours=settings.join.request_expiry_hours),
         )
         # Volunteer moderators: their room, review cards, sanctions with expiry, appeals.
         self.moderators = ModerationDesk(
@@ -296,6 +298,7 @@ class HearthService:
             session.execute(delete(StaffSession).where(col(StaffSession.expires_at) < ended))
             appeals = casework.purge_appeal_text(session, now)
             attendance = session_store.purge_attendance(session, attendance_before)
+            purge_requests(session, now)  # held sign-up requests past their time
             return flagged, escalation.purge_excerpts(session, now), appeals, attendance
 
         flagged, excerpts, appeals, attendance = await db.run_db(self.engine, purge)

@@ -124,6 +124,10 @@ class JoinSettings(_Section):
     token_expiry_hours: float = Field(24.0, gt=0, le=24 * 30)
     # The homeserver address members type into Element; empty: matrix.homeserver_url.
     public_homeserver_url: str = ""
+    # Requests for a code wait for an operator (`hearth accounts approve|refuse <reference>`); the page
+    # shows a reference and the code once approved. Pending requests are forgotten after this long.
+    require_approval: bool = False
+    request_expiry_hours: float = Field(72.0, gt=0, le=24 * 30)
     # Hold a new member's messages in a space until they accept its guidelines (!agree or a reaction
     # on the welcome); a message read as crisis is never held. Off by default: see default.toml.
     hold_until_agreed: bool = False
