@@ -168,24 +168,28 @@ def moderator(hs, user_id: str = MODERATOR) -> User:
     return user
 
 
-def command(hs, mod: User, text: str, *, reply_to: str | None = None) -> str:
-    """Send a command in the moderators' room and return the bot's reply text."""
-    room = moderators_room(hs)
-    content: dict = {"msgtype": "m.text", "body": text}
-    if reply_to:
-        content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
-    sent = mod.send(room, content)
+def answered(hs, user: User, room: str, content: dict) -> str:
+    """Send ``content`` in ``room`` and return the text of the bot's reply to it."""
+    sent = user.send(room, content)
     reply = bot_says(
         hs,
-        mod,
+        user,
         room,
         lambda ev: (
             ((ev.get("content") or {}).get("m.relates_to") or {}).get("m.in_reply_to", {}).get("event_id")
             == sent
         ),
-        f"the bot's answer to {text!r}",
+        f"the bot's answer to {content.get('body')!r}",
     )
     return str(reply["content"]["body"])
+
+
+def command(hs, mod: User, text: str, *, reply_to: str | None = None) -> str:
+    """Send a command in the moderators' room and return the bot's reply text."""
+    content: dict = {"msgtype": "m.text", "body": text}
+    if reply_to:
+        content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
+    return answered(hs, mod, moderators_room(hs), content)
 
 
 def wait_escalated(hs: Stack, event_id: str, what: str) -> Escalation:

@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from spaces.models import ProvisionedRoom
 from spaces.sessions.tables import SessionOccurrence, SessionSeries
-from tests.e2e.conftest import bot_says, command, hearth_room, moderator
+from tests.e2e.conftest import answered, bot_says, command, hearth_room, moderator
 from tests.e2e.escalation_staff import join_private_room_with_the_bot
 from tests.e2e.matrix import MatrixError, User, q, wait_for
 
@@ -55,17 +55,7 @@ def wait_posting(hs, room: str, level: int, what: str) -> None:
 
 
 def ask(hs, member: User, private: str, text: str, expect: str) -> str:
-    sent = member.say(private, text)
-    reply = bot_says(
-        hs,
-        member,
-        private,
-        lambda ev: (
-            ((ev["content"].get("m.relates_to") or {}).get("m.in_reply_to") or {}).get("event_id") == sent
-        ),
-        f"the answer to {text!r}",
-    )
-    body = str(reply["content"]["body"])
+    body = answered(hs, member, private, {"msgtype": "m.text", "body": text})
     assert expect in body, body
     return body
 

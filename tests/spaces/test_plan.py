@@ -24,8 +24,10 @@ from tests.spaces.conftest import BOT, SERVER, fake_media, managed_aliases
 from tests.spaces.fake_homeserver import FakeHomeserver
 
 
-def plan_for(themes, staff, media, observed):
-    return build_plan(themes, observed, bot=BOT, staff=staff, server_name=SERVER, media=media)
+def plan_for(themes, staff, media, observed, schedules=None):
+    return build_plan(
+        themes, observed, bot=BOT, staff=staff, server_name=SERVER, media=media, schedules=schedules
+    )
 
 
 def applied(themes, staff, media) -> FakeHomeserver:
@@ -313,15 +315,7 @@ def test_rooms_keep_their_promises_guides_crisis_lines_and_schedules_are_pinned(
     assert any("breathing guide" in b.lower() for b in bodies)
     assert any("5-4-3-2-1" in b for b in bodies)
     # Nothing changed: nothing to do.
-    again = build_plan(
-        themes,
-        hs.observe(managed_aliases(themes)),
-        bot=BOT,
-        staff=staff,
-        server_name=SERVER,
-        media=media,
-        schedules=schedules,
-    )
+    again = plan_for(themes, staff, media, hs.observe(managed_aliases(themes)), schedules)
     assert again.actions == [], again.render()
 
 
@@ -329,27 +323,9 @@ def test_a_changed_schedule_repins_only_the_schedule_and_keeps_the_other_pins(th
     from spaces.plan import PIN_EVENT
 
     hs = FakeHomeserver()
-    hs.apply(
-        build_plan(
-            themes,
-            Observed(),
-            bot=BOT,
-            staff=staff,
-            server_name=SERVER,
-            media=media,
-            schedules=_schedules(themes, "A"),
-        )
-    )
+    hs.apply(plan_for(themes, staff, media, Observed(), _schedules(themes, "A")))
     changed = _schedules(themes, "B")
-    plan = build_plan(
-        themes,
-        hs.observe(managed_aliases(themes)),
-        bot=BOT,
-        staff=staff,
-        server_name=SERVER,
-        media=media,
-        schedules=changed,
-    )
+    plan = plan_for(themes, staff, media, hs.observe(managed_aliases(themes)), changed)
     assert {(c.kind, c.state_key) for c in plan.actions} == {("pin", "schedule")}
     assert len(plan.actions) == len(changed)
     hs.apply(plan)

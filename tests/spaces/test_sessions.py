@@ -348,8 +348,9 @@ def test_attendance_counts_each_member_once_and_forgets_who_after_retention(engi
 def test_a_one_off_session_ends_its_series_once_over_and_a_past_one_is_refused(engine):
     with Session(engine) as s:
         rec = Recurrence.of("FREQ=DAILY;COUNT=1", "UTC", "2026-12-09T19:00", 60)
-        with pytest.raises(store.SessionError, match="in the past"):
-            store.add_series(
+
+        def add(now: datetime) -> SessionSeries:
+            return store.add_series(
                 s,
                 space="x",
                 room_alias="#x",
@@ -359,20 +360,12 @@ def test_a_one_off_session_ends_its_series_once_over_and_a_past_one_is_refused(e
                 recurrence=rec,
                 facilitators=[],
                 by="@m:l",
-                now=at(2026, 12, 10),
+                now=now,
             )
-        row = store.add_series(
-            s,
-            space="x",
-            room_alias="#x",
-            title="t",
-            format="peer-group",
-            led_by="l",
-            recurrence=rec,
-            facilitators=[],
-            by="@m:l",
-            now=at(2026, 12, 8),
-        )
+
+        with pytest.raises(store.SessionError, match="in the past"):
+            add(at(2026, 12, 10))
+        row = add(at(2026, 12, 8))
         assert store.finish_series(s, at(2026, 12, 9, 19, 30)) == []
         assert store.finish_series(s, at(2026, 12, 9, 20)) == [row]
 
