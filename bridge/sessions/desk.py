@@ -27,10 +27,11 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from bridge.clock import Clock
 from bridge.db import DbLane
@@ -83,13 +84,14 @@ class SessionDesk:
         self._room_ids: dict[str, str] = {}  # session room alias -> room ID (from the catalogue)
         self._aliases: dict[str, str] = {}  # room ID -> alias
         self._locks: dict[str, asyncio.Lock] = {}
+        self._checked: set[str] = set()  # session rooms whose posting level this process has checked
         self.reminders_sent = 0
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Place the timers now (rebuilt from the database) and every ``refresh_seconds``; close
-        group-session rooms left open with no session on (call after the scheduler started)."""
+        """Place the timers now (rebuilt from the database) and every ``refresh_seconds`` (call after
+        the scheduler started)."""
         aps = self.scheduler.aps
         aps.add_job(
             self.refresh,
@@ -101,7 +103,6 @@ class SessionDesk:
             coalesce=True,
             max_instances=1,
         )
-        aps.add_job(self.close_strays, id="sessions-strays", replace_existing=True)
         self.scheduler.on_clock_shift(self.replace_timers)
 
     def close(self) -> None:
@@ -158,6 +159,7 @@ class SessionDesk:
         self._place(occurrences, now)
         for alias in dict.fromkeys(changed_rooms):
             await self.pin_schedule(alias)
+        await self.close_strays()
 
     async def replace_timers(self) -> None:
         """The clock moved: every timer is placed again (in wall time); the ones now in the past run
@@ -260,22 +262,18 @@ class SessionDesk:
             log.warning("could not post a session notice in %s: %s", room, e)
 
     async def close_strays(self) -> None:
-        """At start-up: a group-session room open with none of its sessions open (one from before
-        sessions existed) becomes read-only. A room whose session is open in the database is left to
-        that session's closing timer."""
+        """Each group-session room, the first time this process sees it (at start-up, or when
+        `hearth spaces apply` has just made or upgraded it): read-only unless one of its sessions is
+        open in the database (a room from before sessions existed was open to all). A room whose
+        session is open is left to that session's closing timer."""
         await asyncio.wait_for(self.logged_in.wait(), 120)
-        await self._catalogue()
-
-        def open_rooms(s: Session) -> set[str]:
-            occs = s.exec(select(SessionOccurrence).where(SessionOccurrence.status == "open")).all()
-            ids = {o.series_id for o in occs}
-            return {r.room_alias for r in s.exec(select(SessionSeries).where(col(SessionSeries.id).in_(ids)))}
-
-        keep = await self.db(open_rooms)
         for alias, room in list(self._room_ids.items()):
-            if alias not in keep:
-                async with self._lock(alias):
+            if alias in self._checked:
+                continue
+            async with self._lock(alias):
+                if not await self.db(partial(store.has_open, alias=alias)):
                     await self._set_posting(room, False)
+            self._checked.add(alias)
 
     # --- reminders -------------------------------------------------------------------------------
 

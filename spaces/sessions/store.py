@@ -336,6 +336,15 @@ def settle_room(s: Session, alias: str, now: datetime) -> tuple[bool, list[Trans
     return is_open, changes
 
 
+def has_open(s: Session, alias: str) -> bool:
+    """Whether one of the room's sessions is open (in the database)."""
+    ids = [r.id for r in room_series(s, alias)]
+    q = select(SessionOccurrence).where(
+        col(SessionOccurrence.series_id).in_(ids), SessionOccurrence.status == "open"
+    )
+    return bool(ids) and s.exec(q).first() is not None
+
+
 def current(s: Session, alias: str, now: datetime) -> tuple[SessionOccurrence, SessionSeries] | None:
     """The room's session that a facilitator can be present for now (from :data:`EARLY_ARRIVAL`
     before its start until its end), the one starting first."""

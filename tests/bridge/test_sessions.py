@@ -215,3 +215,13 @@ def test_the_add_grammar_reads_every_part_and_says_what_is_wrong():
     ]:
         with pytest.raises(Refused, match=why):
             parse_add(bad.split())
+
+
+async def test_a_group_room_left_open_from_before_sessions_is_made_read_only_once(desk, engine):
+    desk, clock, matrix = desk
+    matrix.state[(ROOM, "m.room.power_levels", "")]["events_default"] = 0  # open to all, as themes had it
+    await desk.refresh()
+    assert matrix.levels == [50]
+    matrix.state[(ROOM, "m.room.power_levels", "")]["events_default"] = 0
+    await desk.refresh()  # checked once per process: a later open is a session's business
+    assert matrix.levels == [50]
