@@ -1,4 +1,5 @@
-"""Entry point: ``hearth [--config FILE] run | stack up|down|status | spaces plan|apply | accounts token``."""
+"""Entry point: ``hearth [--config FILE] run | stack up|down|status | spaces plan|apply |
+accounts token|staff|pending|approve|refuse | models fetch``."""
 
 from __future__ import annotations
 
@@ -77,11 +78,15 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 
 def cmd_accounts(args: argparse.Namespace) -> int:
     """``hearth accounts token``: a registration token for someone to sign up with (Element asks for
-    it). ``hearth accounts staff @user --role R``: a staff account, listed in the staff file."""
+    it). ``hearth accounts staff @user --role R``: a staff account, listed in the staff file.
+    ``hearth accounts pending`` / ``approve <reference>`` / ``refuse <reference>``: requests for a
+    code held for approval (``join.require_approval``)."""
     settings = _settings(args)
     _logging("WARNING")
     if args.action == "staff":
         return _add_staff(settings, args)
+    if args.action in ("pending", "approve", "refuse"):
+        return _requests(settings, args)
     from bridge.gateway import GatewayError
     from bridge.join import operator_token
     from config.sanctions import parse_duration
@@ -104,6 +109,38 @@ def cmd_accounts(args: argparse.Namespace) -> int:
     until = token.expires_at.isoformat(timespec="minutes") if token.expires_at else "never"
     print(token.token)
     print(f"({uses}, expires {until}; homeserver {home})", file=sys.stderr)
+    return 0
+
+
+def _requests(settings: Settings, args: argparse.Namespace) -> int:
+    from bridge.gateway import GatewayError
+    from bridge.join import JoinRequestError, decide_request, list_requests
+
+    if args.action == "pending":
+        rows = asyncio.run(list_requests(settings))
+        if not rows:
+            print("No requests are waiting.")
+        for row in rows:
+            print(
+                f"{row.reference}  asked {row.created_at:%Y-%m-%d %H:%M} UTC, "
+                f"forgotten after {row.expires_at:%Y-%m-%d %H:%M} UTC"
+            )
+        return 0
+    if not args.user:
+        print(f"hearth accounts {args.action}: which request? give its reference", file=sys.stderr)
+        return 2
+    try:
+        row = asyncio.run(decide_request(settings, args.user, approve=args.action == "approve"))
+    except JoinRequestError as e:
+        print(f"hearth accounts {args.action}: {e}", file=sys.stderr)
+        return 2
+    except (GatewayError, OSError) as e:
+        print(f"hearth accounts {args.action}: the homeserver refused: {e}", file=sys.stderr)
+        return 1
+    if row.status == "approved":
+        print(f"{row.reference} approved: their page shows the sign-up code now (single use).")
+    else:
+        print(f"{row.reference} refused: their page says so.")
     return 0
 
 
@@ -202,10 +239,15 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_spaces)
     p = sub.add_parser(
         "accounts",
-        help="accounts: a registration token to sign up with, or a staff account (listed in the staff file)",
+        help="accounts: a registration token to sign up with, a staff account (listed in the staff file), "
+        "or requests for a code held for approval (pending, approve, refuse)",
     )
-    p.add_argument("action", choices=["token", "staff"])
-    p.add_argument("user", nargs="?", help="staff: the Matrix ID, e.g. @ana:localhost")
+    p.add_argument("action", choices=["token", "staff", "pending", "approve", "refuse"])
+    p.add_argument(
+        "user",
+        nargs="?",
+        help="staff: the Matrix ID, e.g. @ana:localhost; approve/refuse: the request's reference",
+    )
     p.add_argument("--role", choices=["clinician", "moderator", "admin"], help="staff: their one role")
     p.add_argument("--display-name", help="staff: how alerts and pages name them")
     p.add_argument("--staff-file", help="staff: the staff file to list them in (default: the settings')")

@@ -31,6 +31,7 @@ def import_models() -> type[SQLModel]:
     import moderation.escalation  # noqa: F401
     import moderation.models  # noqa: F401
     import spaces.models  # noqa: F401
+    import spaces.sessions.tables  # noqa: F401
 
     return SQLModel
 

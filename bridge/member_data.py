@@ -3,8 +3,8 @@ them as a JSON file; ``!forgetme`` (then ``!forgetme yes``) erases it from Heart
 
 What is kept about a member: screening decisions on their messages (no text), flagged or held
 messages' kept text, escalations (with their excerpt), moderation cases, reports against them,
-sanctions, appeals, moderators' notes, their region and welcome agreements, and which Hearth rooms
-they are in. Erasing keeps the audit trails (escalation audit, moderator actions) without
+sanctions, appeals, moderators' notes, their region and welcome agreements, which Hearth rooms
+they are in, their session reminders, the sessions they came to and their private practice levels. Erasing keeps the audit trails (escalation audit, moderator actions) without
 identifiers: the member's Matrix ID is replaced by a pseudonym nobody can turn back. Two things are
 not erased, and the member is told: a crisis case still open with the care team (until it is
 closed), and sanctions still in force (they protect others; they end on their own). Hearth cannot
@@ -27,6 +27,7 @@ from bridge.models import MemberAgreement, MemberRegion, RoomMember
 from moderation import casework as cw
 from moderation.escalation import ACTIVE_STATUSES, Escalation
 from moderation.models import FlaggedMessage, ModerationDecision
+from spaces.sessions import store as sessions
 
 
 def _rows(session: Session, q: Any) -> list[dict[str, Any]]:
@@ -54,6 +55,9 @@ def export(session: Session, user: str, *, now: datetime) -> dict[str, Any]:
         "region": _rows(session, select(MemberRegion).where(MemberRegion.user_id == user)),
         "welcomes": _rows(session, select(MemberAgreement).where(MemberAgreement.user_id == user)),
         "rooms": _rows(session, select(RoomMember).where(RoomMember.user_id == user)),
+    } | {
+        name: _rows(session, select(table).where(table.user_id == user))  # type: ignore[attr-defined]
+        for name, table in sessions.member_tables().items()
     }
 
 
@@ -141,6 +145,7 @@ def erase(session: Session, user: str, *, now: datetime) -> Erased:
     count("region", session.execute(delete(MemberRegion).where(col(MemberRegion.user_id) == user)))
     count("welcomes", session.execute(delete(MemberAgreement).where(col(MemberAgreement.user_id) == user)))
     count("rooms", session.execute(delete(RoomMember).where(col(RoomMember.user_id) == user)))
+    counts |= sessions.erase_member(session, user)
     return Erased(counts, len(open_cases), len(in_force), alias)
 
 
@@ -154,7 +159,8 @@ ERASE_ON_DEACTIVATE = (
 def forget_question() -> str:
     return (
         "This will erase what Hearth keeps about you: screening decisions, kept messages, crisis and "
-        "moderation records, notes, your region and welcomes (audit trails stay, without your name). "
+        "moderation records, notes, your region and welcomes, session reminders and attendance, practice "
+        "levels (audit trails stay, without your name). "
         "A crisis case still open with the care team, and a sanction still in force, are kept until "
         "they end. To go ahead, send !forgetme yes. " + ERASE_ON_DEACTIVATE
     )

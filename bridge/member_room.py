@@ -9,7 +9,9 @@ kind explanations arrive in, and their care room when a clinician takes their ca
 - ``!mydata``: what Hearth keeps about them, as a JSON file; ``!forgetme`` (then ``!forgetme yes``):
   erase it from Hearth (``bridge.member_data``);
 - ``!appeal <what they want the moderators to know>``: appeal their latest mute or ban
-  (``bridge.moderators``), decided by a moderator other than the one who acted.
+  (``bridge.moderators``), decided by a moderator other than the one who acted;
+- ``!sessions``, ``!remind``, ``!level``, and for facilitators ``!start`` / ``!end``: group sessions
+  (``bridge.sessions.commands``).
 
 ``!region`` shows the current choice and the countries Hearth has lines for; ``!region GB`` chooses
 one (and replies with its lines at once); ``!region clear`` goes back to the space's or operator's
@@ -51,6 +53,15 @@ class AgreeDesk(Protocol):
     async def agree(self, user: str) -> dict[str, Any]: ...
 
 
+class SessionsDesk(Protocol):
+    """What this module needs of ``bridge.sessions.commands.SessionCommands``."""
+
+    async def member(self, user: str, cmd: str, arg: str) -> str: ...
+
+
+SESSION_COMMANDS = frozenset({"!sessions", "!remind", "!level", "!start", "!end"})
+
+
 class AppealDesk(Protocol):
     """What this module needs of ``bridge.moderators.desk.ModerationDesk``."""
 
@@ -75,6 +86,7 @@ class MemberRoom:
         appeals: AppealDesk | None = None,
         welcome: AgreeDesk | None = None,
         forgetters: Sequence[Callable[[str], None]] = (),
+        sessions: SessionsDesk | None = None,
     ):
         self.engine = engine
         self.gateway = gateway
@@ -86,6 +98,7 @@ class MemberRoom:
         self.appeals = appeals
         self.welcome = welcome
         self.forgetters = tuple(forgetters)  # in-memory caches to drop a forgotten member from
+        self.sessions = sessions
 
     async def handle_event(self, ev: TimelineEvent) -> None:
         """Bot handler: the sender's messages in their private room with the bot."""
@@ -108,6 +121,8 @@ class MemberRoom:
             await self._reply(ev, await self._forget(ev.sender, arg.strip().lower()))
         elif cmd.lower() == "!appeal" and self.appeals is not None:
             await self._reply(ev, await self.appeals.appeal(ev.sender, arg.strip()))
+        elif cmd.lower() in SESSION_COMMANDS and self.sessions is not None:
+            await self._reply(ev, _text(await self.sessions.member(ev.sender, cmd.lower(), arg.strip())))
         elif not cmd.startswith("!"):
             await self.desk.care_message(ev.sender, ev.room_id, ev.event_id)
 

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlmodel import Field, SQLModel
 
-from moderation.escalation import UTCDateTime
+from config.columns import UTCDateTime
 
 
 class SyncState(SQLModel, table=True):
@@ -91,3 +91,22 @@ class MemberAgreement(SQLModel, table=True):
     welcome_room_id: str | None = Field(default=None, max_length=255)
     welcome_event_id: str | None = Field(default=None, max_length=255, index=True)
     agreed_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+
+
+class JoinRequest(SQLModel, table=True):
+    """A request for a sign-up code held for an operator (``join.require_approval``). Nothing about who
+    asked: no address, no name, no text. ``id`` is the asker's secret to poll with; ``reference`` is
+    the short number the operator approves or refuses (and the asker may quote to whoever invited
+    them). The token made on approval is kept only until it expires; the row until
+    ``join.request_expiry_hours`` after it was made."""
+
+    __tablename__ = "join_request"
+
+    id: str = Field(primary_key=True, max_length=64)
+    reference: str = Field(max_length=16, unique=True)
+    status: str = Field(default="pending", max_length=16)  # pending | approved | refused
+    created_at: datetime = Field(sa_type=UTCDateTime())
+    expires_at: datetime = Field(sa_type=UTCDateTime(), index=True)
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    token: str | None = Field(default=None, max_length=255)
+    token_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime())

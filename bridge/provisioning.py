@@ -23,6 +23,7 @@ import sys
 from collections import Counter
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 from urllib.parse import quote
@@ -31,7 +32,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 from tqdm import tqdm
 
-from bridge import db
+from bridge import db, pins
 from bridge.clock import Clock, SystemClock
 from bridge.gateway import GatewayError, NioGateway
 from config.ids import RoomAlias, RoomID
@@ -40,13 +41,13 @@ from config.settings import Settings
 from spaces.glb import content_hash, scene_glb
 from spaces.models import ProvisionedRoom, ProvisionedSpace, UploadedMedia
 from spaces.plan import (
-    GUIDELINES_EVENT,
     MANAGED_EVENT,
     MODERATORS_ROOM_LOCALPART,
     STAFF_ROOM_LOCALPART,
     Change,
     Observed,
     ObservedRoom,
+    Pinned,
     Plan,
     StateKey,
     TaggedRoom,
@@ -56,6 +57,8 @@ from spaces.plan import (
 )
 from spaces.preview import scene_preview_png
 from spaces.scene import AssetSpec, SceneMedia, required_assets
+from spaces.sessions import store as session_store
+from spaces.sessions.schedule import schedule_message
 from spaces.staff import DEFAULT_STAFF_FILE, Staff, StaffError, load_staff
 from spaces.themes import DEFAULT_THEMES_DIR, Theme, ThemeError, load_themes, room_alias, space_alias
 
@@ -121,6 +124,7 @@ class ApplyResult:
     tally: Tally
     room_ids: dict[str, str]
     seconds: float = 0.0
+    sessions: session_store.SyncResult | None = None
 
     @property
     def changes(self) -> int:
@@ -137,6 +141,11 @@ class ApplyResult:
                 f"{orphans} room(s) tagged as Hearth's that no theme names: reported, left untouched."
             )
         lines += [f"note: {n}" for n in self.plan.notes]
+        if self.sessions is not None and self.sessions.changed:
+            lines.append(
+                f"Sessions: {len(self.sessions.added)} added, {len(self.sessions.updated)} updated, "
+                f"{len(self.sessions.ended)} ended."
+            )
         lines.append(f"{self.tally.summary()} in {self.seconds:.1f}s.")
         return "\n".join(lines)
 
@@ -204,6 +213,7 @@ class Provisioner:
         staff_room: str = STAFF_ROOM_LOCALPART,
         moderators_room: str = MODERATORS_ROOM_LOCALPART,
         progress: bool = False,
+        sessions_horizon: timedelta = timedelta(days=35),
     ) -> None:
         self.gateway = gateway
         self.staff_room = staff_room
@@ -217,6 +227,9 @@ class Provisioner:
         self.tally = Tally()
         self._assets: dict[str, AssetFiles] | None = None
         self._read_limit = asyncio.Semaphore(READ_CONCURRENCY)
+        self._pinned: dict[str, list[str]] = {}
+        self.sessions_horizon = sessions_horizon
+        self.session_sync: session_store.SyncResult | None = None
 
     # ------------------------------------------------------------------ counting
 
@@ -399,10 +412,34 @@ class Provisioner:
 
     # ------------------------------------------------------------------ plan / apply
 
+    async def schedules(self, *, sync: bool) -> dict[RoomAlias, Pinned]:
+        """The schedule to pin in each theme's group-session room. With ``sync`` (apply) the themes'
+        sessions are first written to the database (added, updated, ended) and their dates made;
+        without (plan) nothing is written and the schedules are what syncing would leave."""
+        now = self.clock.now()
+        themes, server, horizon = self.themes, self.server_name, self.sessions_horizon
+
+        def work(s: Session) -> list[session_store.SeriesView]:
+            if not sync:
+                return session_store.planned_series(s, themes, server)
+            self.session_sync = session_store.sync_theme_series(s, themes, server, now)
+            session_store.materialize(s, now, horizon)
+            return [session_store.SeriesView.of(r) for r in session_store.active_series(s)]
+
+        views = await db.run_db(self.engine, work)
+        out: dict[RoomAlias, Pinned] = {}
+        for theme in themes:
+            for room in theme.rooms:
+                if room.kind == "group-session":
+                    alias = room_alias(theme, room, server)
+                    out[alias] = schedule_message([v for v in views if v.room_alias == alias])
+        return out
+
     async def plan(self, *, upload: bool = False) -> tuple[Plan, Observed]:
         """Observe, resolve media and compute the plan (nothing is changed unless ``upload``)."""
         observed = await self.observe()
         media = await self.media(upload=upload)
+        schedules = await self.schedules(sync=upload)
         plan = build_plan(
             self.themes,
             observed,
@@ -412,6 +449,7 @@ class Provisioner:
             media=media,
             staff_room=self.staff_room,
             moderators_room=self.moderators_room,
+            schedules=schedules,
         )
         return plan, observed
 
@@ -479,7 +517,9 @@ class Provisioner:
         for change in plan.changes:
             if change.kind == "orphan":
                 log.warning("orphan: %s %s", change.alias, change.detail)
-        return ApplyResult(plan, applied, self.tally, ids, asyncio.get_running_loop().time() - started)
+        return ApplyResult(
+            plan, applied, self.tally, ids, asyncio.get_running_loop().time() - started, self.session_sync
+        )
 
     async def _apply_one(self, change: Change, ids: dict[str, str], observed: Observed) -> None:
         if change.create is not None:
@@ -491,25 +531,21 @@ class Provisioner:
         if change.alias not in ids:
             raise ProvisioningError(f"{change.describe()}: the room of {change.alias} does not exist")
         room_id = ids[change.alias]
-        if change.kind == "pin_guidelines":
+        if change.kind == "pin":
             assert change.content is not None
-            event_id = await self._req("send", self.gateway.send(room_id, change.content), 1)
+            assert change.event_type is not None
+            assert change.state_key is not None
             previous = observed.room(RoomAlias(change.alias)).state
-            old_marker = previous.get((GUIDELINES_EVENT, ""), {}).get("event_id")
-            old_pins = [
-                p for p in previous.get(("m.room.pinned_events", ""), {}).get("pinned", []) if p != old_marker
-            ]
-            await self._req(
-                "put_state",
-                self.gateway.put_state(room_id, "m.room.pinned_events", {"pinned": [event_id, *old_pins]}),
-                1,
-            )
-            await self._req(
-                "put_state",
-                self.gateway.put_state(
-                    room_id, GUIDELINES_EVENT, {"sha256": change.detail, "event_id": event_id}
-                ),
-                1,
+            marker = (change.event_type, change.state_key)
+            if room_id not in self._pinned:  # a room's pins, as this run leaves them (several per room)
+                self._pinned[room_id] = list(previous.get(("m.room.pinned_events", ""), {}).get("pinned", []))
+            self._pinned[room_id] = await pins.pin(
+                self.gateway,
+                room_id,
+                Pinned(change.content, change.detail, marker),
+                pins_before=self._pinned[room_id],
+                marker_before=previous.get(marker),
+                request=self._req,
             )
         elif change.kind == "invite":
             assert change.state_key is not None
@@ -567,6 +603,7 @@ class Provisioner:
                         "room_id": ids[r_alias],
                         "space_slug": theme.slug,
                         "room_slug": room.slug,
+                        "kind": room.kind,
                         "capacity": room.scene.capacity,
                         "profile": room.moderation_profile,
                         "members_may_post": room.members_may_post,
@@ -643,13 +680,14 @@ async def run_spaces(
         provisioner = Provisioner(
             gateway,
             engine,
-            SystemClock(),
+            SystemClock(settings.clock_offset_file),
             themes=themes,
             staff=staff,
             server_name=settings.matrix.server_name,
             staff_room=settings.escalation.staff_room_alias,
             moderators_room=settings.moderation.moderators_room_alias,
             progress=sys.stderr.isatty() if progress is None else progress,
+            sessions_horizon=timedelta(days=settings.sessions.horizon_days),
         )
         if action == "plan":
             plan, _ = await provisioner.plan(upload=False)

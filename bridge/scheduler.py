@@ -4,7 +4,8 @@ database, so jobs are rebuilt from it at start-up (the scheduler itself keeps no
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -22,6 +23,14 @@ class Scheduler:
         self.clock = clock
         self.aps = AsyncIOScheduler(timezone=UTC)
         self.last_heartbeat: datetime | None = None
+        self._offset: timedelta | None = None
+        self._shift_listeners: list[Callable[[], Awaitable[None]]] = []
+
+    def on_clock_shift(self, listener: Callable[[], Awaitable[None]]) -> None:
+        """Call ``listener`` when Hearth's clock moves against the wall clock (``clock_offset_file``, in
+        drills and tests), noticed within a heartbeat: jobs placed in wall time (:meth:`to_wall`) are
+        then placed again, and those now in the past run under their misfire policy, as after a restart."""
+        self._shift_listeners.append(listener)
 
     def start(self) -> None:
         self.aps.add_job(
@@ -46,6 +55,16 @@ class Scheduler:
 
     async def _heartbeat(self) -> None:
         self.last_heartbeat = self.clock.now()
+        offset = self.last_heartbeat - datetime.now(UTC)
+        shifted = self._offset is not None and abs(offset - self._offset) > timedelta(seconds=1)
+        self._offset = offset
+        if shifted:
+            log.warning("the clock moved by %.0f s: placing wall-time jobs again", offset.total_seconds())
+            for listener in self._shift_listeners:
+                try:
+                    await listener()
+                except Exception:  # one listener's failure must not stop the heartbeat
+                    log.exception("clock-shift listener %r failed", listener)
 
     def shutdown(self) -> None:
         if self.aps.running:

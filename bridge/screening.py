@@ -41,6 +41,7 @@ from moderation.escalation.port import EscalationPort
 from moderation.labels import TIER_RANK
 from moderation.models import ModerationDecision
 from moderation.pipeline import Pipeline
+from moderation.trust import MentionLimit, mention_refusal
 from moderation.types import Disposition, Message, Signal, Span, Verdict
 from spaces.models import ProvisionedRoom
 
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 MEDIA_TYPES = frozenset({"m.image", "m.file", "m.video", "m.audio"})
 PILL = re.compile(r"https://matrix\.to/#/@")
+AT_ROOM = re.compile(r"(?<![\w@])@room\b")
 ROOM_CACHE_SECONDS = 30.0
 DISPOSITION_FIELDS = frozenset(f.name for f in fields(Disposition))
 
@@ -131,6 +133,15 @@ def mention_count(content: dict[str, Any]) -> int:
     return len(PILL.findall(formatted)) if isinstance(formatted, str) else 0
 
 
+def mentions_room(content: dict[str, Any]) -> bool:
+    """Whether a message mentions the whole room: ``m.mentions.room``, or, from a client that sends
+    no ``m.mentions``, ``@room`` in its text (the legacy push rule)."""
+    mentions = content.get("m.mentions")
+    if isinstance(mentions, dict):
+        return mentions.get("room") is True
+    return AT_ROOM.search(str(content.get("body", ""))) is not None
+
+
 def message_from_event(
     event: dict[str, Any], room: RoomInfo, sent_at: datetime, joined_at: datetime | None
 ) -> Message | None:
@@ -163,6 +174,7 @@ def message_from_event(
         sender_joined_at=joined_at,
         mentions=mention_count(content),
         has_media=msgtype in MEDIA_TYPES,
+        mentions_room=mentions_room(content),
     )
 
 
@@ -255,6 +267,8 @@ class Screening:
         moderators: HoldDesk | None = None,
         explain: Callable[[str, str], Coroutine[Any, Any, None]] | None = None,
         welcome: WelcomeCheck | None = None,
+        new_member_mentions: int | None = None,
+        staff: frozenset[str] = frozenset(),
     ):
         self.engine = engine
         self.clock = clock
@@ -283,6 +297,9 @@ class Screening:
         # A refused member also hears why in their private room (clients may hide the error text).
         self.explain = explain
         self.welcome = welcome
+        # New members' trust period also limits mentions (moderation/trust.py); None: no limit.
+        self.new_member_mentions = new_member_mentions
+        self.staff = staff
 
     # --- life cycle ---
 
@@ -394,7 +411,17 @@ class Screening:
             and self.welcome.pending(message.sender, message.space)
         ):
             return reject(self.welcome.pending_notice(message.space or ""), "welcome")
+        if fast is None and not verdict.of_kind("escalate"):
+            refusal = self._trust_refusal(message)
+            if refusal is not None:
+                return self._refuse(message, refusal, "new_member_mentions")
         return None
+
+    def _trust_refusal(self, message: Message) -> str | None:
+        if self.new_member_mentions is None or self.pipeline is None or message.sender in self.staff:
+            return None
+        minutes = self.pipeline.policy.behaviour.new_member_minutes
+        return mention_refusal(message, MentionLimit(self.new_member_mentions, minutes))
 
     def _refuse(self, message: Message, text: str, reason: str) -> Answer:
         if self.explain is not None:

@@ -26,7 +26,7 @@ from bridge.clock import SystemClock
 from bridge.escalation.desk import EscalationDesk
 from bridge.gate import Gate
 from bridge.gateway import GatewayError, NioGateway, TimelineEvent
-from bridge.join import JoinDesk
+from bridge.join import JoinDesk, purge_requests
 from bridge.listener import Bot
 from bridge.member_room import MemberRoom
 from bridge.metrics import Metrics
@@ -34,12 +34,14 @@ from bridge.models import StaffSession
 from bridge.moderators.desk import ModerationDesk
 from bridge.scheduler import Scheduler
 from bridge.screening import Screening, invite_check, load_pipeline
+from bridge.sessions.desk import SessionDesk
 from bridge.tasks import TaskGroup
 from bridge.web.app import create_app
 from bridge.web.auth import StaffAuth
 from bridge.welcome import Welcome
 from config.settings import Settings
 from moderation import casework, escalation, store
+from spaces.sessions import store as session_store
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,8 @@ class HearthService:
             self.clock,
             per_address=settings.join.tokens_per_address,
             expiry=timedelta(hours=settings.join.token_expiry_hours),
+            engine=self.engine,
+            request_expiry=timedelta(hours=settings.join.request_expiry_hours),
         )
         # Volunteer moderators: their room, review cards, sanctions with expiry, appeals.
         self.moderators = ModerationDesk(
@@ -85,6 +89,18 @@ class HearthService:
             self.clock,
             staff=self.desk.staff,
             dm_room=self.desk.dm_room,
+        )
+        # Group sessions: timers from the database, rooms opened and closed, reminders, attendance.
+        self.sessions = SessionDesk(
+            settings.sessions,
+            self.engine,
+            self.gateway,
+            self.scheduler,
+            self.clock,
+            staff=self.desk.staff,
+            dm_room=self.desk.dm_room,
+            moderators_room=self.moderators.room,
+            logged_in=self.desk.logged_in,
         )
         self.welcome = Welcome(
             self.engine,
@@ -106,6 +122,7 @@ class HearthService:
             appeals=self.moderators,
             welcome=self.welcome,
             forgetters=[self.welcome.forget],
+            sessions=self.sessions.commands,
         )
         self.gate.add_check(
             "user_may_join_room",
@@ -140,6 +157,8 @@ class HearthService:
             moderators=self.moderators,
             explain=self.actions.explain_refusal,
             welcome=self.welcome,
+            new_member_mentions=settings.moderation.new_member_mention_limit,
+            staff=self.desk.everyone,
         )
         self.screening.after_delivery = self.actions.carry_out
         self.gate.add_check("check_event_for_spam", self.screening.gate_check)
@@ -155,6 +174,7 @@ class HearthService:
                 self.moderators.handle_event,
                 self.welcome.handle_event,
                 self.member_room.handle_event,
+                self.sessions.handle_event,
             ],
             concurrent_handlers=[self.screening.on_event],
             sync_timeout_ms=settings.matrix.sync_timeout_ms,
@@ -203,6 +223,7 @@ class HearthService:
         parts["scheduler"] = self.scheduler.health()
         parts["moderation"] = self.screening.health()
         parts["moderators"] = self.moderators.health()
+        parts["sessions"] = self.sessions.health()
         try:
             parts["escalation"] = await asyncio.wait_for(self.desk.health(), 3)
         except Exception as e:  # the outbox could not be read: escalations would not go out
@@ -230,6 +251,7 @@ class HearthService:
         self.scheduler.start()
         self.desk.start()
         self.moderators.start()
+        self.sessions.start()
         self.tasks.create(self.screening.start(), name="screening-start")
         self.scheduler.aps.add_job(
             self.actions.unmute_due,
@@ -262,24 +284,32 @@ class HearthService:
 
     async def _purge(self) -> None:
         """Retention, hourly and at start: flagged message text past its purge date is deleted,
-        resolved escalations past ``excerpt_retention_days`` lose their excerpt (the audit stays), and
-        appeals past ``appeal_retention_days`` lose the member's words (the decision stays)."""
+        resolved escalations past ``excerpt_retention_days`` lose their excerpt (the audit stays),
+        appeals past ``appeal_retention_days`` lose the member's words (the decision stays), and who
+        came to sessions that ended ``sessions.attendance_retention_days`` ago is forgotten (the
+        counts stay)."""
         now = self.clock.now()
 
-        def purge(session: Session) -> tuple[int, int, int]:
+        attendance_before = now - timedelta(days=self.settings.sessions.attendance_retention_days)
+
+        def purge(session: Session) -> tuple[int, int, int, int]:
             flagged = store.purge_expired(session, now)
             ended = now - timedelta(days=1)  # sign-ins that ended a day ago are forgotten
             session.execute(delete(StaffSession).where(col(StaffSession.expires_at) < ended))
             appeals = casework.purge_appeal_text(session, now)
-            return flagged, escalation.purge_excerpts(session, now), appeals
+            attendance = session_store.purge_attendance(session, attendance_before)
+            purge_requests(session, now)  # held sign-up requests past their time
+            return flagged, escalation.purge_excerpts(session, now), appeals, attendance
 
-        flagged, excerpts, appeals = await db.run_db(self.engine, purge)
-        if flagged or excerpts or appeals:
+        flagged, excerpts, appeals, attendance = await db.run_db(self.engine, purge)
+        if flagged or excerpts or appeals or attendance:
             log.info(
-                "retention: purged %d flagged messages, %d escalation excerpts and %d appeals' words",
+                "retention: purged %d flagged messages, %d escalation excerpts, %d appeals' words and "
+                "%d session attendees",
                 flagged,
                 excerpts,
                 appeals,
+                attendance,
             )
 
     async def stop(self) -> None:
@@ -289,6 +319,7 @@ class HearthService:
         await self.desk.close()
         self.moderators.close()
         self.welcome.close()
+        self.sessions.close()
         await self.auth.close()
         await self.gateway.close()
         self.engine.dispose()

@@ -16,7 +16,6 @@ import asyncio
 import html
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from functools import cache
 from typing import Any
 
 from sqlalchemy import Engine
@@ -27,9 +26,10 @@ from bridge.db import DbLane
 from bridge.gate import Answer
 from bridge.gateway import GatewayError, NioGateway, TimelineEvent
 from bridge.models import MemberAgreement, RoomMember
+from bridge.themes import shipped_themes
 from spaces.models import ProvisionedRoom, ProvisionedSpace
 from spaces.plan import guidelines_html, guidelines_markdown
-from spaces.themes import Theme, ThemeError, load_themes
+from spaces.themes import Theme
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +37,6 @@ SPACES_TTL_SECONDS = 30.0
 
 DmRoom = Callable[[str], Awaitable[str]]
 Resources = Callable[[str, str | None], Awaitable[dict[str, Any]]]
-
-
-@cache
-def _themes() -> dict[str, Theme]:
-    try:
-        return {t.slug: t for t in load_themes()}
-    except ThemeError as e:
-        log.error("welcome: themes did not load (%s); welcomes carry no guidelines", e)
-        return {}
 
 
 def welcome_content(theme: Theme | None, space: str) -> dict[str, Any]:
@@ -198,7 +189,7 @@ class Welcome:
                 room = await self.dm_room(user)
                 event_id = await self.gateway.send(
                     room,
-                    welcome_content(_themes().get(space), space),
+                    welcome_content(shipped_themes().get(space), space),
                     txn_id=f"hearth.welcome.{space}.{user}",
                 )
                 await self.gateway.send(room, await self.resources_for(user, space))

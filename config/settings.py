@@ -99,6 +99,9 @@ class ModerationSettings(_Section):
     max_batch: int = Field(32, ge=1, le=256)
     flag_retention_days: int = Field(30, ge=1, le=365)  # flagged message text is purged after this
     allow_member_invites: bool = False  # members may invite other members (staff always may)
+    # In their trust period (policy.toml [behaviour] new_member_minutes) members may mention at most
+    # this many people in one message, and never @room.
+    new_member_mention_limit: int = Field(3, ge=0, le=50)
     # Moderators' casework (bridge/moderators): their room, reports, sanctions and appeals.
     moderators_room_alias: str = Field("hearth-moderators", pattern=r"^[a-z0-9._=/-]+$")
     report_poll_seconds: float = Field(10.0, gt=0, le=30)  # reading Synapse's event reports
@@ -121,6 +124,10 @@ class JoinSettings(_Section):
     token_expiry_hours: float = Field(24.0, gt=0, le=24 * 30)
     # The homeserver address members type into Element; empty: matrix.homeserver_url.
     public_homeserver_url: str = ""
+    # Requests for a code wait for an operator (`hearth accounts approve|refuse <reference>`); the page
+    # shows a reference and the code once approved. Pending requests are forgotten after this long.
+    require_approval: bool = False
+    request_expiry_hours: float = Field(72.0, gt=0, le=24 * 30)
     # Hold a new member's messages in a space until they accept its guidelines (!agree or a reaction
     # on the welcome); a message read as crisis is never held. Off by default: see default.toml.
     hold_until_agreed: bool = False
@@ -142,6 +149,15 @@ class JoinSettings(_Section):
         if v and not v.startswith(("http://", "https://")):
             raise ValueError("must be empty or start with http:// or https://")
         return v
+
+
+class SessionsSettings(_Section):
+    """Group sessions (``bridge/sessions``): how far ahead their dates are made, how often new series
+    are picked up, and how long who came is kept."""
+
+    horizon_days: int = Field(35, ge=2, le=400)  # dates are made this far ahead (a month and more)
+    refresh_seconds: float = Field(60.0, gt=0, le=3600)  # new series and dates get their timers
+    attendance_retention_days: int = Field(90, ge=1, le=730)  # who came; the counts stay
 
 
 class EscalationBridgeSettings(_Section):
@@ -195,6 +211,7 @@ class Settings(BaseSettings):
     moderation: ModerationSettings = ModerationSettings()
     escalation: EscalationBridgeSettings = EscalationBridgeSettings()
     join: JoinSettings = JoinSettings()
+    sessions: SessionsSettings = SessionsSettings()
     # For drills and tests only: a file holding seconds added to the wall clock (re-read when it
     # changes), so expiries and SLAs can be walked through without waiting. Empty: the wall clock.
     clock_offset_file: Path | None = None

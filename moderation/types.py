@@ -38,6 +38,7 @@ class Message:
     sender_joined_at: datetime | None = None  # when the sender joined the room, if known
     mentions: int = 0  # users mentioned (m.mentions user_ids or pills)
     has_media: bool = False
+    mentions_room: bool = False  # the whole room mentioned (m.mentions room, or @room without m.mentions)
 
 
 @dataclass(frozen=True)

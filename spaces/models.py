@@ -35,6 +35,8 @@ class ProvisionedRoom(SQLModel, table=True):
     room_id: str = Field(index=True, unique=True, max_length=255)
     space_slug: str = Field(index=True, max_length=64)
     room_slug: str = Field(max_length=64)
+    # The theme's room kind (welcome, group-session, practice, ...): which rooms hold sessions.
+    kind: str = Field(default="", max_length=32)
     capacity: int
     profile: str = Field(max_length=32)
     members_may_post: bool

@@ -42,6 +42,10 @@ Content = dict[str, Any]
 
 MANAGED_EVENT = "org.hearth.managed"
 GUIDELINES_EVENT = "org.hearth.guidelines"
+# Which message Hearth keeps pinned for one purpose, one state key each: "guide" (a quiet room's
+# breathing or grounding guide), "crisis-lines" (a resources room's), "schedule" (a group-session
+# room's sessions). The welcome room's guidelines keep their own GUIDELINES_EVENT marker.
+PIN_EVENT = "org.hearth.pin"
 STAFF_ROOM_LOCALPART = "hearth-staff"
 MODERATORS_ROOM_LOCALPART = "hearth-moderators"
 
@@ -63,6 +67,7 @@ MANAGED_EVENT_TYPES: tuple[str, ...] = (
     SCENE_EVENT,
     MANAGED_EVENT,
     GUIDELINES_EVENT,
+    PIN_EVENT,
     "m.room.pinned_events",
     "m.room.member",
 )
@@ -78,7 +83,7 @@ ChangeKind = Literal[
     "set_state",
     "link_child",
     "set_parent",
-    "pin_guidelines",
+    "pin",
     "invite",
     "kick",
     "orphan",
@@ -170,11 +175,35 @@ class Observed:
 
 
 @dataclass(frozen=True)
-class Guidelines:
-    """The community guidelines message pinned in a space's welcome room."""
+class Pinned:
+    """A formatted message Hearth keeps pinned in a room (the welcome room's guidelines, a quiet
+    room's guide, a resources room's crisis lines, a group-session room's schedule), with its content
+    hash; ``marker`` is the state event that records which event it is and its hash."""
 
     content: Content
     sha256: str
+    marker: StateKey = (GUIDELINES_EVENT, "")
+
+    def is_pinned_in(self, state: Mapping[StateKey, Mapping[str, Any]]) -> bool:
+        """Whether ``state`` shows this very message pinned (same hash, still in the pinned list)."""
+        marker = state.get(self.marker, {})
+        pinned = state.get(("m.room.pinned_events", ""), {}).get("pinned", [])
+        return marker.get("sha256") == self.sha256 and marker.get("event_id") in pinned
+
+
+def pinned_message(markdown: str, *, marker: StateKey, tag: Mapping[str, Any]) -> Pinned:
+    """A pinned notice from Markdown: formatted HTML, the Markdown as its plain-text body, a
+    ``tag`` (``{"org.hearth.guidelines": {...}}``) saying what it is, and its content hash."""
+    body = markdown.strip()
+    content: Content = {
+        "msgtype": "m.notice",
+        "body": body,
+        "format": "org.matrix.custom.html",
+        "formatted_body": guidelines_html(body),
+        **tag,
+    }
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+    return Pinned(content=content, sha256=digest, marker=marker)
 
 
 @dataclass(frozen=True)
@@ -218,7 +247,7 @@ class DesiredRoom:
     creation_content: Content
     state: dict[StateKey, Content]
     invite: tuple[UserID, ...] = ()
-    guidelines: Guidelines | None = None
+    pins: tuple[Pinned, ...] = ()
 
     @property
     def alias_localpart(self) -> str:
@@ -264,6 +293,7 @@ def power_levels(
             "m.space.parent": 100,
             MANAGED_EVENT: 100,
             GUIDELINES_EVENT: 100,
+            PIN_EVENT: 100,
             WORLD_EVENT: 50,
             SCENE_EVENT: 50,
         },
@@ -295,29 +325,75 @@ def guidelines_html(markdown: str) -> str:
     return MarkdownIt("commonmark", {"html": False}).render(markdown.strip()).strip()
 
 
+def crisis_lines_markdown(theme: Theme) -> str:
+    """The space's crisis lines from the helpline catalogue, as a Markdown list."""
+    return "\n".join(
+        f"- **{r.label}**: {r.contact}" + (f" ({r.url})" if r.url else "")
+        for r in theme.facilitation.crisis_resources
+    )
+
+
 def guidelines_markdown(theme: Theme) -> str:
     """A theme's guidelines followed by its crisis lines from the helpline catalogue, so that "a
     crisis line pinned below" in the guidelines is true of the pinned message itself."""
-    lines = [
-        f"- **{r.label}**: {r.contact}" + (f" ({r.url})" if r.url else "")
-        for r in theme.facilitation.crisis_resources
-    ]
-    return theme.guidelines.strip() + "\n\n## Crisis lines\n\n" + "\n".join(lines)
+    return theme.guidelines.strip() + "\n\n## Crisis lines\n\n" + crisis_lines_markdown(theme)
 
 
-def guidelines_message(theme: Theme) -> Guidelines:
+def guidelines_message(theme: Theme) -> Pinned:
     """The pinned guidelines notice for a theme's welcome room (formatted, with the Markdown as its
     plain-text body) and its crisis lines, with its content hash."""
-    body = guidelines_markdown(theme)
-    content: Content = {
-        "msgtype": "m.notice",
-        "body": body,
-        "format": "org.matrix.custom.html",
-        "formatted_body": guidelines_html(body),
-        "org.hearth.guidelines": {"theme": theme.slug},
-    }
-    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
-    return Guidelines(content=content, sha256=digest)
+    return pinned_message(
+        guidelines_markdown(theme),
+        marker=(GUIDELINES_EVENT, ""),
+        tag={"org.hearth.guidelines": {"theme": theme.slug}},
+    )
+
+
+def crisis_lines_message(theme: Theme) -> Pinned:
+    """The crisis lines pinned in a theme's resources room."""
+    text = (
+        "## If you need help now\n\nHearth is peer support, not a crisis service. If you are in danger "
+        "now, call your local emergency number. These lines are free and confidential:\n\n"
+        + crisis_lines_markdown(theme)
+    )
+    return pinned_message(
+        text,
+        marker=(PIN_EVENT, "crisis-lines"),
+        tag={PIN_EVENT: {"theme": theme.slug, "key": "crisis-lines"}},
+    )
+
+
+def guide_message(theme: Theme, room: Room) -> Pinned | None:
+    """A room's own guide (a quiet room's breathing or grounding guide), pinned; None without one."""
+    if room.guide is None:
+        return None
+    return pinned_message(
+        room.guide, marker=(PIN_EVENT, "guide"), tag={PIN_EVENT: {"theme": theme.slug, "key": "guide"}}
+    )
+
+
+def room_pins(theme: Theme, room: Room, schedule: Pinned | None = None) -> tuple[Pinned, ...]:
+    """Every message Hearth keeps pinned in ``room``: the guidelines (welcome), the crisis lines
+    (resources), the room's guide, and the schedule given for a group-session room."""
+    pins = [
+        guidelines_message(theme) if room.kind == "welcome" else None,
+        crisis_lines_message(theme) if room.kind == "resources" else None,
+        guide_message(theme, room),
+        schedule if room.kind == "group-session" else None,
+    ]
+    return tuple(p for p in pins if p is not None)
+
+
+SESSION_POSTING_LEVELS = (0, 50)  # a group-session room open for a session, or read-only
+
+
+def _events_default(room: Room, seen: ObservedRoom) -> int:
+    """Members post at 0, or not at all (50). A group-session room keeps the level its sessions gave
+    it (``bridge.sessions``); a new one starts read-only."""
+    if room.kind == "group-session":
+        current = seen.state.get(("m.room.power_levels", ""), {}).get("events_default")
+        return current if current in SESSION_POSTING_LEVELS else 50
+    return 0 if room.members_may_post else 50
 
 
 def _staff_room(
@@ -357,6 +433,7 @@ def desired_state(
     media: Mapping[str, SceneMedia],
     staff_room: str = STAFF_ROOM_LOCALPART,
     moderators_room: str = MODERATORS_ROOM_LOCALPART,
+    schedules: Mapping[RoomAlias, Pinned] | None = None,
 ) -> list[DesiredRoom]:
     """The desired rooms, in creation order: the clinicians' staff room and the moderators' room,
     then each theme's space and its rooms.
@@ -365,8 +442,14 @@ def desired_state(
     ``observed`` where the room exists, else are references (see :func:`room_id_ref`).
     ``staff_room`` is the staff room alias's localpart (``escalation.staff_room_alias``: the same room
     the escalation desk posts alerts in; clinicians only); ``moderators_room`` the moderators' room's
-    (``moderation.moderators_room_alias``; moderators and admins).
+    (``moderation.moderators_room_alias``; moderators and admins). ``schedules``: the schedule message
+    pinned in each group-session room (by alias; ``spaces.sessions.schedule_message``).
+
+    Whether members may post in a group-session room is the sessions' business (``bridge.sessions``
+    opens it for a session and makes it read-only again after): its ``events_default`` is taken from
+    what the room has, so applying the themes never opens or closes a session.
     """
+    schedules = schedules or {}
 
     def rid(alias: RoomAlias) -> str:
         return observed.room(alias).room_id or room_id_ref(alias)
@@ -439,7 +522,7 @@ def desired_state(
                     bot=bot,
                     staff_ids=staff_ids,
                     room_version=theme.room_version,
-                    events_default=0 if room.members_may_post else 50,
+                    events_default=_events_default(room, observed.room(r_alias)),
                 ),
                 ("m.space.parent", space_id): {"via": [server_name], "canonical": True},
                 (WORLD_EVENT, ""): world_content(room, media[key]),
@@ -460,7 +543,7 @@ def desired_state(
                     room_version=theme.room_version,
                     creation_content={},
                     state=state,
-                    guidelines=guidelines_message(theme) if room.kind == "welcome" else None,
+                    pins=room_pins(theme, room, schedules.get(r_alias)),
                 )
             )
         out.append(
@@ -487,8 +570,9 @@ class Change:
 
     - ``create_space`` / ``create_room``: ``create`` holds the request;
     - ``set_state`` / ``link_child`` / ``set_parent``: send ``event_type``/``state_key``/``content``;
-    - ``pin_guidelines``: send ``content`` as a message, then set ``m.room.pinned_events`` to it and
-      ``org.hearth.guidelines`` to ``{"sha256": detail, "event_id": <sent id>}``;
+    - ``pin``: send ``content`` as a message, then pin it in ``m.room.pinned_events`` (in place of
+      the message the marker named before) and set the marker state event ``event_type`` /
+      ``state_key`` to ``{"sha256": detail, "event_id": <sent id>}``;
     - ``invite``: invite ``state_key`` (a user ID) to the room;
     - ``kick``: remove ``state_key`` from a staff room their role does not belong in;
     - ``orphan``: report only; never delete.
@@ -508,7 +592,7 @@ class Change:
             assert self.create is not None
             n = len(self.create.initial_state)
             return f"{self.kind:<15} {self.alias} (room version {self.create.room_version}, {n} initial state events)"
-        if self.kind in ("set_state", "link_child", "set_parent"):
+        if self.kind in ("set_state", "link_child", "set_parent", "pin"):
             key = f" [{self.state_key}]" if self.state_key else ""
             return f"{self.kind:<15} {self.alias} {self.event_type}{key}{(' ' + self.detail) if self.detail else ''}"
         if self.kind in ("invite", "kick"):
@@ -583,6 +667,7 @@ def build_plan(
     media: Mapping[str, SceneMedia],
     staff_room: str = STAFF_ROOM_LOCALPART,
     moderators_room: str = MODERATORS_ROOM_LOCALPART,
+    schedules: Mapping[RoomAlias, Pinned] | None = None,
 ) -> Plan:
     """Compute the ordered changes that bring the homeserver to the themes' desired state.
 
@@ -599,6 +684,7 @@ def build_plan(
         media=media,
         staff_room=staff_room,
         moderators_room=moderators_room,
+        schedules=schedules,
     )
     creates: list[Change] = []
     updates: list[Change] = []
@@ -634,8 +720,7 @@ def build_plan(
                 Change("create_space" if room.kind == "space" else "create_room", room.alias, create=request)
             )
             available.add(room.alias)
-            if room.guidelines is not None:
-                after.append(_pin(room))
+            after.extend(_pin(room, pin) for pin in room.pins)
             continue
 
         if seen.room_version is not None and seen.room_version != room.room_version:
@@ -649,11 +734,7 @@ def build_plan(
                 continue
             change = Change(_state_kind(etype), room.alias, etype, skey, content, detail=_summary(etype, old))
             (forward if refs_in([skey, content]) - available else updates).append(change)
-        if room.guidelines is not None:
-            marker = seen.state.get((GUIDELINES_EVENT, ""), {})
-            pinned = seen.state.get(("m.room.pinned_events", ""), {}).get("pinned", [])
-            if marker.get("sha256") != room.guidelines.sha256 or marker.get("event_id") not in pinned:
-                after.append(_pin(room))
+        after.extend(_pin(room, pin) for pin in room.pins if not pin.is_pinned_in(seen.state))
         for user in room.invite:
             membership = seen.state.get(("m.room.member", user), {}).get("membership")
             if membership is None:
@@ -690,8 +771,6 @@ def build_plan(
     return Plan(changes=creates + updates + forward + after + orphans, notes=notes)
 
 
-def _pin(room: DesiredRoom) -> Change:
-    assert room.guidelines is not None
-    return Change(
-        "pin_guidelines", room.alias, content=room.guidelines.content, detail=room.guidelines.sha256
-    )
+def _pin(room: DesiredRoom, pin: Pinned) -> Change:
+    event_type, key = pin.marker
+    return Change("pin", room.alias, event_type, key, content=pin.content, detail=pin.sha256)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable, Sequence
+from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -35,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from config.ids import RoomAlias
 from config.resources import CrisisResources, ResourceConfigError, load_crisis_resources
+from spaces.sessions.recurrence import Recurrence, RecurrenceError, first_local_for, parse_repeat
 
 DEFAULT_THEMES_DIR = Path(__file__).resolve().parent.parent / "config" / "spaces"
 
@@ -94,6 +96,10 @@ ComfortRating = Literal["comfortable", "moderate", "intense"]
 ReferenceSpace = Literal["viewer", "local", "local-floor", "bounded-floor", "unbounded"]
 Locomotion = Literal["teleport", "smooth", "snap-turn"]
 FacilitationMode = Literal["self-guided", "peer-led", "moderator-hosted", "clinician-facilitated"]
+# peer-group: a facilitated peer circle; guided-exercise: movement led by a named facilitator (a
+# physiotherapist), never opened by a stand-in; exposure-practice: graded practice together, each at
+# their own private level (!level).
+SessionFormat = Literal["peer-group", "guided-exercise", "exposure-practice"]
 
 
 class _Strict(BaseModel):
@@ -231,6 +237,44 @@ class Scene(_Strict):
         return self
 
 
+class SessionSpec(_Strict):
+    """A recurring facilitated session a theme schedules in its group-session room.
+
+    ``repeat`` in words (``weekly wed``, ``fortnightly tue``, ``monthly 1st mon``, ``once``, or
+    ``rrule:...``; see ``spaces.sessions.recurrence``), from ``first_date`` at ``start_time``
+    wall-clock time in ``timezone``.
+    """
+
+    slug: Slug
+    title: ShortText
+    format: SessionFormat = "peer-group"
+    led_by: ShortText
+    description: str | None = Field(default=None, min_length=1, max_length=1000)
+    timezone: ShortText
+    repeat: ShortText
+    first_date: date
+    start_time: time
+    duration_minutes: int = Field(ge=10, le=240)
+
+    @model_validator(mode="after")
+    def _valid_timing(self) -> SessionSpec:
+        self.recurrence()  # RecurrenceError (a ValueError) names the problem
+        return self
+
+    def recurrence(self) -> Recurrence:
+        """The session's timing (``RecurrenceError`` if the zone or repeat cannot be used)."""
+        try:
+            rule = parse_repeat(self.repeat, self.first_date)
+            first = first_local_for(self.first_date, self.start_time)
+            return Recurrence(rule, self.timezone, first, _minutes(self.duration_minutes))
+        except RecurrenceError as e:
+            raise ValueError(str(e)) from None
+
+
+def _minutes(n: int) -> timedelta:
+    return timedelta(minutes=n)
+
+
 class Room(_Strict):
     """One room of a support space."""
 
@@ -244,6 +288,10 @@ class Room(_Strict):
     moderation_profile: ModerationProfile = "support"
     suggested: bool = False
     scene: Scene
+    # Markdown Hearth posts and pins in the room (a quiet room's breathing or grounding guide).
+    guide: LongText | None = None
+    # Facilitated sessions held here (group-session rooms only): read-only for members between them.
+    sessions: list[SessionSpec] = Field(default_factory=list)
 
 
 class Theme(_Strict):
@@ -317,6 +365,9 @@ def _cross_checks(theme: Theme) -> list[tuple[str, str]]:
     for i, slug in enumerate(slugs):
         if slugs.index(slug) != i:
             problems.append((f"rooms[{i}].slug", f"duplicate room slug {slug!r}"))
+    session_slugs = [spec.slug for r in theme.rooms for spec in r.sessions]
+    for slug in sorted({x for x in session_slugs if session_slugs.count(x) > 1}):
+        problems.append(("rooms", f"session slug {slug!r} is used twice: each session needs its own"))
     kinds = {r.kind for r in theme.rooms}
     for kind in REQUIRED_ROOM_KINDS:
         if kind not in kinds:
@@ -328,6 +379,23 @@ def _cross_checks(theme: Theme) -> list[tuple[str, str]]:
             if room.join_rule != "restricted":
                 problems.append(
                     (f"rooms[{i}].join_rule", "the welcome room must be open to all space members")
+                )
+        if room.kind == "group-session" and room.members_may_post:
+            problems.append(
+                (
+                    f"rooms[{i}].members_may_post",
+                    "a group-session room is read-only between its sessions (they open it): set false",
+                )
+            )
+        if room.sessions and room.kind != "group-session":
+            problems.append((f"rooms[{i}].sessions", "sessions are held in group-session rooms only"))
+        for j, spec in enumerate(room.sessions):
+            if spec.format == "exposure-practice" and not any(r.scene.exposure for r in theme.rooms):
+                problems.append(
+                    (
+                        f"rooms[{i}].sessions[{j}].format",
+                        "exposure-practice needs a graded-exposure ladder in this space (a practice room)",
+                    )
                 )
         safe = room.scene.comfort.safe_place_room
         if safe is not None:

@@ -51,7 +51,8 @@ MOD_HELP = (
     "!note @user <text> (#labels) · !history @user · "
     "!appeal <id> uphold|lift [note]. Durations: 10m, 2h, 7d, 2w, permanent (bans only). "
     "Add --all to a mute or ban for every Hearth space; reply to a card to act in that card's space. "
-    "On a card, react ✅ dismiss, 🗑️ redact, 🔇 mute, 🚫 ban, then 👍 on the bot's question to confirm."
+    "On a card, react ✅ dismiss, 🗑️ redact, 🔇 mute, 🚫 ban, then 👍 on the bot's question to confirm. "
+    "Group sessions: !session help."
 )
 
 

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import JSON, Text
 from sqlmodel import Field, SQLModel
 
+from config.columns import UTCDateTime
 from moderation.casework.types import AppealStatus, CaseStatus
-from moderation.escalation.tables import UTCDateTime
 
 
 class ModCase(SQLModel, table=True):

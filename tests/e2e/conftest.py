@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,8 +20,8 @@ from bridge.db import make_engine
 from moderation.escalation import Escalation
 from spaces.models import ProvisionedRoom
 from tests.conftest import PG_ADMIN_URL, _drop_pg_database, _fresh_pg_database, _pg_available
-from tests.e2e.escalation_staff import escalation_overrides, matrix_account
-from tests.e2e.matrix import User, new_user, wait_for
+from tests.e2e.escalation_staff import MODERATOR, escalation_overrides, matrix_account, room_by_alias
+from tests.e2e.matrix import MatrixError, User, new_user, wait_for
 
 
 @dataclass
@@ -53,6 +53,12 @@ class Stack:
         )
         self._bot = User(self.layout.hs_url, self.layout.bot_user_id, token)
         return self._bot
+
+    def restart_hearth_at(self, while_down: Callable[[], None]) -> None:
+        """Stop Hearth, do ``while_down`` (move the clock across a deadline), start it again."""
+        stack.stop_hearth(self.layout)
+        while_down()
+        stack.start_hearth(self.layout)
 
     def restart_hearth(self, sig: int | None = None) -> None:
         if sig is None:
@@ -99,17 +105,27 @@ def hearth_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 E2E_SPACE = "e2e-moderation"
 
 
-def hearth_room(hs, profile: str = "support", *, space: str = E2E_SPACE, prefix: str = "e2e-") -> str:
+def hearth_room(
+    hs,
+    profile: str = "support",
+    *,
+    space: str = E2E_SPACE,
+    prefix: str = "e2e-",
+    kind: str = "discussion",
+    room_version: str | None = None,
+) -> str:
     """A room the bot created, registered in Hearth's catalogue as one of ``space``'s support rooms
     (its alias starts with ``#<prefix>``, so a module can remove its rows afterwards)."""
-    room = hs.bot().create_room(name=f"moderated {profile}", preset="public_chat")
+    version = {"room_version": room_version} if room_version else {}
+    room = hs.bot().create_room(name=f"moderated {profile}", preset="public_chat", **version)
     with Session(hs.engine) as s:
         s.add(
             ProvisionedRoom(
                 alias=f"#{prefix}{secrets.token_hex(4)}:localhost",
                 room_id=room,
                 space_slug=space,
-                room_slug="discussion",
+                room_slug=kind,
+                kind=kind,
                 capacity=100,
                 profile=profile,
                 members_may_post=True,
@@ -130,6 +146,50 @@ def bot_says(hs, reader: User, room: str, pred, what: str, timeout: float = 30) 
         return None
 
     return wait_for(find, timeout=timeout, what=what)
+
+
+MOD_ALIAS = "#hearth-moderators:localhost"
+
+
+def moderators_room(hs) -> str:
+    return room_by_alias(hs, MOD_ALIAS)
+
+
+def moderator(hs, user_id: str = MODERATOR) -> User:
+    """A moderator (or admin) of the test staff file, joined to the moderators' room."""
+    user = matrix_account(hs, user_id)
+    room = moderators_room(hs)
+    try:
+        hs.bot().invite(room, user.user_id)
+    except MatrixError as e:
+        if e.status != 403:  # already invited or joined
+            raise
+    user.join(room)
+    return user
+
+
+def answered(hs, user: User, room: str, content: dict) -> str:
+    """Send ``content`` in ``room`` and return the text of the bot's reply to it."""
+    sent = user.send(room, content)
+    reply = bot_says(
+        hs,
+        user,
+        room,
+        lambda ev: (
+            ((ev.get("content") or {}).get("m.relates_to") or {}).get("m.in_reply_to", {}).get("event_id")
+            == sent
+        ),
+        f"the bot's answer to {content.get('body')!r}",
+    )
+    return str(reply["content"]["body"])
+
+
+def command(hs, mod: User, text: str, *, reply_to: str | None = None) -> str:
+    """Send a command in the moderators' room and return the bot's reply text."""
+    content: dict = {"msgtype": "m.text", "body": text}
+    if reply_to:
+        content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
+    return answered(hs, mod, moderators_room(hs), content)
 
 
 def wait_escalated(hs: Stack, event_id: str, what: str) -> Escalation:

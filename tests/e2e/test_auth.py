@@ -30,6 +30,7 @@ PUBLIC = {
     ("GET", "/staff"),  # without a session it is the sign-in page
     ("GET", "/join"),  # the way in for members
     ("POST", "/api/join"),  # a single-use sign-up token, rate-limited per address
+    ("GET", "/api/join/requests/{request_id}"),  # a request held for approval, by its secret ID
 }
 GATE = re.compile(r"^/_hearth/antispam/")
 

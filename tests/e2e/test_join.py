@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bridge import stack
+from bridge.models import JoinRequest
 from spaces.staff import load_staff
 from tests.e2e.conftest import bot_says, hearth_room
 from tests.e2e.escalation_staff import join_private_room_with_the_bot
@@ -152,3 +154,70 @@ def test_an_operator_adds_a_staff_member_from_the_command_line(hearth_stack, tmp
     assert again.returncode == 2
     assert "already listed as clinician" in again.stderr
     assert hs.admin.call("GET", f"/_synapse/admin/v2/users/{q(user)}")["displayname"] == "Dr New"  # untouched
+
+
+def accounts(hs, *args: str) -> subprocess.CompletedProcess[str]:
+    cli = [sys.executable, "-m", "bridge", "--config", str(hs.layout.hearth_toml), "accounts", *args]
+    return subprocess.run(cli, capture_output=True, text=True, timeout=120)
+
+
+def test_with_approval_a_request_waits_for_an_operator_and_the_page_shows_the_code(hearth_stack, browser):
+    hs = hearth_stack
+    stack.stop_hearth(hs.layout)
+    stack.start_hearth(hs.layout, env={"HEARTH_JOIN__REQUIRE_APPROVAL": "true"})
+    try:
+        # The API: a request is held, polled, refused by an operator; an unknown one is a 404.
+        r = httpx.post(f"{hs.layout.hearth_url}/api/join", timeout=30)
+        assert r.status_code == 202, r.text
+        held = r.json()
+        assert held["status"] == "pending"
+        assert "token" not in held
+        poll = f"{hs.layout.hearth_url}{held['poll']}"
+        assert httpx.get(poll, timeout=10).json() == {
+            "reference": held["reference"],
+            "status": "pending",
+            "token": None,
+            "homeserver": None,
+            "server_name": None,
+            "expires_at": None,
+        }
+        listed = accounts(hs, "pending")
+        assert held["reference"] in listed.stdout, listed.stdout + listed.stderr
+        refused = accounts(hs, "refuse", held["reference"])
+        assert refused.returncode == 0, refused.stderr
+        assert httpx.get(poll, timeout=10).json()["status"] == "refused"
+        again = accounts(hs, "approve", held["reference"])
+        assert again.returncode == 2
+        assert "refused already" in again.stderr
+        missing = httpx.get(f"{hs.layout.hearth_url}/api/join/requests/nope", timeout=10)
+        assert missing.status_code == 404
+        assert missing.json()["errcode"] == "M_NOT_FOUND"
+        # Nothing about who asked is kept: the row holds no address, name or text.
+        assert set(JoinRequest.model_fields) == {
+            "id",
+            "reference",
+            "status",
+            "created_at",
+            "expires_at",
+            "decided_at",
+            "token",
+            "token_expires_at",
+        }
+
+        # The page: ask, wait, an operator approves, the code appears (polled), and it registers.
+        page = browser.new_context().new_page()
+        page.goto(f"{hs.layout.hearth_url}/join")
+        assert page.inner_text("#get-token") == "Ask for a sign-up code"
+        page.click("#get-token")
+        page.wait_for_selector("#pending:not([hidden])", timeout=15_000)
+        reference = page.inner_text("#reference")
+        assert page.is_hidden("#token-box")
+        approved = accounts(hs, "approve", reference)
+        assert approved.returncode == 0, approved.stderr
+        page.wait_for_selector("#token-box:not([hidden])", timeout=15_000)
+        assert page.is_hidden("#pending")
+        registered = register_with_token(hs.layout.hs_url, page.inner_text("#token"))
+        assert registered.status_code == 200, registered.text
+    finally:
+        stack.stop_hearth(hs.layout)
+        stack.start_hearth(hs.layout)

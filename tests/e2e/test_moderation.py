@@ -467,3 +467,52 @@ def _case(hs, esc_id: str) -> Escalation:
         esc = s.get(Escalation, esc_id)
         assert esc is not None
         return esc
+
+
+def _mentioning(n: int, *, room_mention: bool = False, text: str = "") -> dict:
+    people = [f"@friend{i}{secrets.token_hex(2)}:localhost" for i in range(n)]
+    body = (
+        text
+        or f"Thank you all for the kind replies ({n}), it helped me get through the evening {secrets.token_hex(2)}."
+    )
+    return {"msgtype": "m.text", "body": body, "m.mentions": {"user_ids": people, "room": room_mention}}
+
+
+def _joined(hs, room: str, user: str) -> None:
+    from bridge.models import RoomMember
+
+    def seen() -> bool:
+        with Session(hs.engine) as s:
+            return s.get(RoomMember, (room, user)) is not None
+
+    wait_for(seen, timeout=30, what="the bot to record the join (the trust period starts there)")
+
+
+def test_a_new_member_may_mention_a_few_people_but_not_many_nor_the_room(hearth_stack, room_and_member):
+    hs = hearth_stack
+    room, member = room_and_member
+    _joined(hs, room, member.user_id)
+    member.send(room, _mentioning(3))  # up to moderation.new_member_mention_limit (3): delivered
+    for content, reason in [
+        (_mentioning(4), "mention up to 3 people"),
+        (_mentioning(0, room_mention=True), "@room"),
+    ]:
+        with pytest.raises(MatrixError) as e:
+            member.send(room, content)
+        assert e.value.status == 403
+        assert e.value.body["org.hearth.reason"] == "new_member_mentions"
+        assert reason in e.value.body["error"]
+    # A person in crisis is never silenced, whoever they mention.
+    crisis = member.send(
+        room, _mentioning(5, text="I have the pills counted out and I'm going to take them all tonight")
+    )
+    wait_for(lambda: decision(hs, crisis), timeout=30, what="the crisis message screened and delivered")
+    resolve_open_escalations(hs)
+    # After the trust period (the clock moved on by an hour) the limit no longer applies.
+    offset = hs.layout.root / "clock_offset"
+    before = offset.read_text() if offset.exists() else "0"
+    offset.write_text(str(float(before or 0) + 3700))
+    try:
+        member.send(room, _mentioning(4))
+    finally:
+        offset.write_text(before)

@@ -16,14 +16,22 @@ from sqlmodel import Session, col, select
 from moderation import casework as cw
 from moderation.casework import Appeal, ModCase, ModReport, Sanction
 from spaces.models import ProvisionedRoom
-from tests.e2e.conftest import bot_says, hearth_room, resolve_open_escalations, sign_in_page, wait_escalated
+from tests.e2e.conftest import (
+    bot_says,
+    command,
+    hearth_room,
+    moderator,
+    moderators_room,
+    resolve_open_escalations,
+    sign_in_page,
+    wait_escalated,
+)
 from tests.e2e.escalation_staff import (
     ADMIN,
     CLINICIAN,
     MODERATOR,
     join_private_room_with_the_bot,
     matrix_account,
-    room_by_alias,
     staff_room,
     staff_user,
 )
@@ -31,7 +39,6 @@ from tests.e2e.matrix import MatrixError, User, q, wait_for
 
 pytestmark = pytest.mark.e2e
 
-MOD_ALIAS = "#hearth-moderators:localhost"
 CRISIS = "I have the pills counted out and I'm going to take them all tonight"
 
 
@@ -60,43 +67,6 @@ def space_with_rooms(hs, n: int = 2) -> tuple[str, list[str]]:
     """A space of ``n`` rooms the bot made, in Hearth's catalogue."""
     slug = f"e2e-mods-{secrets.token_hex(3)}"
     return slug, [hearth_room(hs, space=slug, prefix=f"{slug}-") for _ in range(n)]
-
-
-def moderators_room(hs) -> str:
-    return room_by_alias(hs, MOD_ALIAS)
-
-
-def moderator(hs, user_id: str = MODERATOR) -> User:
-    """A moderator (or admin) of the test staff file, joined to the moderators' room."""
-    user = matrix_account(hs, user_id)
-    room = moderators_room(hs)
-    try:
-        hs.bot().invite(room, user.user_id)
-    except MatrixError as e:
-        if e.status != 403:  # already invited or joined
-            raise
-    user.join(room)
-    return user
-
-
-def command(hs, mod: User, text: str, *, reply_to: str | None = None) -> str:
-    """Send a command in the moderators' room and return the bot's reply text."""
-    room = moderators_room(hs)
-    content: dict = {"msgtype": "m.text", "body": text}
-    if reply_to:
-        content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
-    sent = mod.send(room, content)
-    reply = bot_says(
-        hs,
-        mod,
-        room,
-        lambda ev: (
-            ((ev.get("content") or {}).get("m.relates_to") or {}).get("m.in_reply_to", {}).get("event_id")
-            == sent
-        ),
-        f"the bot's answer to {text!r}",
-    )
-    return str(reply["content"]["body"])
 
 
 def until_done(hs, mod: User, text: str) -> str:

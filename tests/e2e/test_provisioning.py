@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,9 @@ from bridge.clock import SystemClock
 from bridge.provisioning import ApplyResult, Provisioner, login_gateway, managed_aliases
 from config.settings import load_settings
 from spaces.models import ProvisionedRoom, ProvisionedSpace
-from spaces.plan import GUIDELINES_EVENT, MANAGED_EVENT
+from spaces.plan import GUIDELINES_EVENT, MANAGED_EVENT, PIN_EVENT
 from spaces.scene import HINT_KEY, SCENE_EVENT, WORLD_EVENT
+from spaces.sessions import store as session_store
 from spaces.staff import DEFAULT_STAFF_FILE, load_staff
 from spaces.themes import DEFAULT_THEMES_DIR, Theme, load_themes, room_alias, space_alias
 from tests.e2e.matrix import MatrixError, User, q, wait_for
@@ -263,6 +265,10 @@ def test_apply_from_empty_builds_every_space_and_room(hearth_stack, first_apply)
             if room.kind == "welcome":
                 marker = st[(GUIDELINES_EVENT, "")]
                 assert marker["event_id"] in st[("m.room.pinned_events", "")]["pinned"]
+            # What the topics promise is pinned: the schedule, the crisis lines, the guide.
+            promised = {"group-session": "schedule", "resources": "crisis-lines"}.get(room.kind)
+            for key in [promised] * bool(promised) + ["guide"] * (room.guide is not None):
+                assert st[(PIN_EVENT, key)]["event_id"] in st[("m.room.pinned_events", "")]["pinned"], key
 
     # Each distinct scene was uploaded once and is shared by every room that uses it.
     assert len([u for u in downloaded if downloaded[u][:4] == b"glTF"]) <= 25
@@ -290,6 +296,10 @@ def test_apply_from_empty_builds_every_space_and_room(hearth_stack, first_apply)
         rooms = {r.alias: r for r in s.exec(select(ProvisionedRoom))}
     assert {t.slug: t.version for t in THEMES} == {k: v.theme_version for k, v in spaces.items()}
     assert len(rooms) == sum(len(t.rooms) for t in THEMES)
+    # Every theme's sessions are in the database with at least one date to come (`make up` applies).
+    with Session(hs.engine) as s:
+        upcoming = {row.space for row, _ in session_store.upcoming(s, datetime.now(UTC))}
+    assert upcoming >= {t.slug for t in THEMES}
 
 
 def test_second_apply_changes_nothing_and_sends_no_events(hearth_stack, first_apply) -> None:  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config.ids import RoomAlias, RoomID
-from spaces.plan import GUIDELINES_EVENT, Observed, ObservedRoom, Plan, TaggedRoom, resolve_refs
+from spaces.plan import Observed, ObservedRoom, Plan, TaggedRoom, resolve_refs
 
 
 @dataclass
@@ -42,12 +42,20 @@ class FakeHomeserver:
                 self.sent.append((change.alias, "createRoom", ""))
                 continue
             room_id = self.aliases[change.alias]
-            if change.kind == "pin_guidelines":
+            if change.kind == "pin":
+                assert change.event_type is not None
+                assert change.state_key is not None
                 event_id = f"$e{len(self.messages) + 1}"
                 self.messages.append((room_id, dict(change.content or {})))
-                self.rooms[room_id][("m.room.pinned_events", "")] = {"pinned": [event_id]}
-                self.rooms[room_id][(GUIDELINES_EVENT, "")] = {"sha256": change.detail, "event_id": event_id}
-                self.sent.append((change.alias, "pin", ""))
+                state = self.rooms[room_id]
+                marker = (change.event_type, change.state_key)
+                old = state.get(marker, {}).get("event_id")
+                pinned = [
+                    p for p in state.get(("m.room.pinned_events", ""), {}).get("pinned", []) if p != old
+                ]
+                state[("m.room.pinned_events", "")] = {"pinned": [event_id, *pinned]}
+                state[marker] = {"sha256": change.detail, "event_id": event_id}
+                self.sent.append((change.alias, "pin", change.state_key))
             elif change.kind == "invite":
                 assert change.state_key is not None
                 self.rooms[room_id][("m.room.member", change.state_key)] = {"membership": "invite"}

@@ -24,8 +24,10 @@ from tests.spaces.conftest import BOT, SERVER, fake_media, managed_aliases
 from tests.spaces.fake_homeserver import FakeHomeserver
 
 
-def plan_for(themes, staff, media, observed):
-    return build_plan(themes, observed, bot=BOT, staff=staff, server_name=SERVER, media=media)
+def plan_for(themes, staff, media, observed, schedules=None):
+    return build_plan(
+        themes, observed, bot=BOT, staff=staff, server_name=SERVER, media=media, schedules=schedules
+    )
 
 
 def applied(themes, staff, media) -> FakeHomeserver:
@@ -41,7 +43,10 @@ def test_plan_from_empty_creates_everything(themes, staff, media):
     assert counts["create_space"] == len(themes)
     assert counts["create_room"] == rooms + 2  # + the clinicians' and the moderators' rooms
     assert counts["link_child"] == rooms  # children link forward, after the rooms exist
-    assert counts["pin_guidelines"] == len(themes)
+    pins = sum(
+        (r.kind in ("welcome", "resources")) + (r.guide is not None) for t in themes for r in t.rooms
+    )  # guidelines, crisis lines, quiet rooms' guides (schedules only when given)
+    assert counts["pin"] == pins
     assert "set_state" not in counts
     assert "orphan" not in counts
     # creations come first; the staff room before anything else; each space before its rooms
@@ -152,9 +157,10 @@ def test_observed_equal_to_desired_gives_no_changes(themes, staff, media):
         state = {k: dict(v) for k, v in room.state.items()}
         for user in room.invite:
             state[("m.room.member", user)] = {"membership": "join"}
-        if room.guidelines:
-            state[(GUIDELINES_EVENT, "")] = {"sha256": room.guidelines.sha256, "event_id": "$g"}
-            state[("m.room.pinned_events", "")] = {"pinned": ["$g"]}
+        for i, pin in enumerate(room.pins):
+            state[pin.marker] = {"sha256": pin.sha256, "event_id": f"$p{i}"}
+        if room.pins:
+            state[("m.room.pinned_events", "")] = {"pinned": [f"$p{i}" for i in range(len(room.pins))]}
         rooms[room.alias] = ObservedRoom(ids[room.alias], state, room.room_version)
     plan = plan_for(themes, staff, media, Observed(rooms=rooms))
     assert plan.changes == []
@@ -258,3 +264,82 @@ def test_guidelines_are_pinned_formatted_with_the_markdown_as_plain_text(themes)
     assert guidelines_html("<script>alert(1)</script> **kind**") == (
         "<p>&lt;script&gt;alert(1)&lt;/script&gt; <strong>kind</strong></p>"
     )
+
+
+def _schedules(themes, text: str):
+    """A stand-in schedule per group-session room (the real one is spaces.sessions.schedule)."""
+    from spaces.plan import PIN_EVENT, pinned_message
+    from spaces.themes import room_alias
+
+    return {
+        room_alias(t, r, SERVER): pinned_message(
+            f"## Sessions\n\n{text} ({t.slug})", marker=(PIN_EVENT, "schedule"), tag={}
+        )
+        for t in themes
+        for r in t.rooms
+        if r.kind == "group-session"
+    }
+
+
+def test_rooms_keep_their_promises_guides_crisis_lines_and_schedules_are_pinned(themes, staff, media):
+    """What topics announce is pinned: the guidelines, a resources room's crisis lines, a quiet room's
+    breathing or grounding guide and a group-session room's schedule, each under its own marker."""
+    from spaces.plan import PIN_EVENT
+
+    hs = FakeHomeserver()
+    schedules = _schedules(themes, "Every Wednesday")
+    hs.apply(
+        build_plan(
+            themes, Observed(), bot=BOT, staff=staff, server_name=SERVER, media=media, schedules=schedules
+        )
+    )
+    for theme in themes:
+        for room in theme.rooms:
+            state = hs.rooms[hs.aliases[f"#{theme.slug}-{room.slug}:{SERVER}"]]
+            pinned = state.get(("m.room.pinned_events", ""), {}).get("pinned", [])
+            markers = {k[1] for k in state if k[0] == PIN_EVENT}
+            if "pinned" in room.topic:
+                assert pinned, f"{theme.slug}/{room.slug} says something is pinned"
+            if room.kind == "resources":
+                assert "crisis-lines" in markers
+            if room.kind == "group-session":
+                assert "schedule" in markers
+                assert (
+                    state[("m.room.power_levels", "")]["events_default"] == 50
+                )  # read-only between sessions
+            if room.guide is not None:
+                assert "guide" in markers
+            assert len(pinned) == len(markers) + (room.kind == "welcome")
+    bodies = [c["body"] for _, c in hs.messages]
+    assert any("Crisis lines" in b or "If you need help now" in b for b in bodies)
+    assert any("breathing guide" in b.lower() for b in bodies)
+    assert any("5-4-3-2-1" in b for b in bodies)
+    # Nothing changed: nothing to do.
+    again = plan_for(themes, staff, media, hs.observe(managed_aliases(themes)), schedules)
+    assert again.actions == [], again.render()
+
+
+def test_a_changed_schedule_repins_only_the_schedule_and_keeps_the_other_pins(themes, staff, media):
+    from spaces.plan import PIN_EVENT
+
+    hs = FakeHomeserver()
+    hs.apply(plan_for(themes, staff, media, Observed(), _schedules(themes, "A")))
+    changed = _schedules(themes, "B")
+    plan = plan_for(themes, staff, media, hs.observe(managed_aliases(themes)), changed)
+    assert {(c.kind, c.state_key) for c in plan.actions} == {("pin", "schedule")}
+    assert len(plan.actions) == len(changed)
+    hs.apply(plan)
+    room = hs.rooms[hs.aliases[next(iter(changed))]]
+    assert room[(PIN_EVENT, "schedule")]["event_id"] in room[("m.room.pinned_events", "")]["pinned"]
+
+
+def test_applying_themes_never_opens_or_closes_a_session(themes, staff, media):
+    """A group-session room's posting level belongs to its sessions (bridge.sessions): a room open
+    for a session stays open when the themes are applied, and a new room starts read-only."""
+    hs = applied(themes, staff, media)
+    theme = themes[0]
+    alias = f"#{theme.slug}-{theme.room_of_kind('group-session').slug}:{SERVER}"
+    levels = hs.rooms[hs.aliases[alias]][("m.room.power_levels", "")]
+    levels["events_default"] = 0  # a session opened it
+    plan = plan_for(themes, staff, media, hs.observe(managed_aliases(themes)))
+    assert plan.actions == [], plan.render()

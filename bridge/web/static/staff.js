@@ -205,15 +205,54 @@ function modActions() {
   });
 }
 
-// --- /join: a single-use sign-up code --------------------------------------------------------
+// --- /join: a single-use sign-up code (or, with join.require_approval, a request to wait on) --
+const JOIN_REQUEST = "hearth-join-request";  // this device's own pending request, so a reload waits on
+
+function showToken(t) {
+  document.getElementById("token").textContent = t.token;
+  document.getElementById("homeserver").textContent = t.homeserver;
+  document.getElementById("token-box").hidden = false;
+  const pending = document.getElementById("pending");
+  if (pending) pending.hidden = true;
+}
+
+async function pollRequest(id) {
+  const error = document.getElementById("join-error");
+  try {
+    const r = await json(`/api/join/requests/${encodeURIComponent(id)}`);
+    document.getElementById("reference").textContent = r.reference;
+    if (r.status === "approved") {
+      localStorage.removeItem(JOIN_REQUEST);
+      showToken(r);
+      return;
+    }
+    if (r.status === "refused") {
+      localStorage.removeItem(JOIN_REQUEST);
+      document.getElementById("pending").hidden = true;
+      document.getElementById("refused").hidden = false;
+      return;
+    }
+    document.getElementById("pending").hidden = false;
+  } catch (e) {
+    localStorage.removeItem(JOIN_REQUEST);
+    error.textContent = `Your request is no longer waiting: ${e.message}`;
+    return;
+  }
+  setTimeout(() => pollRequest(id), 3000);
+}
+
 async function getToken() {
   const error = document.getElementById("join-error");
   error.textContent = "";
   try {
     const t = await json("/api/join", { method: "POST", body: "{}" });
-    document.getElementById("token").textContent = t.token;
-    document.getElementById("homeserver").textContent = t.homeserver;
-    document.getElementById("token-box").hidden = false;
+    if (t.request_id) {
+      localStorage.setItem(JOIN_REQUEST, t.request_id);
+      document.getElementById("get-token").disabled = true;
+      pollRequest(t.request_id);
+      return;
+    }
+    showToken(t);
   } catch (e) {
     error.textContent = `Could not get a code: ${e.message}`;
   }
@@ -222,6 +261,9 @@ async function getToken() {
 document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("sign-in")?.addEventListener("submit", signIn);
   document.getElementById("get-token")?.addEventListener("click", getToken);
+  if (document.getElementById("pending") && localStorage.getItem(JOIN_REQUEST)) {
+    pollRequest(localStorage.getItem(JOIN_REQUEST));
+  }
   document.getElementById("sign-out")?.addEventListener("click", async () => {
     await json("/api/auth/sign-out", { method: "POST" }).catch(() => {});
     window.location.href = "/staff";
