@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 from html import unescape
 from html.parser import HTMLParser
 
@@ -223,14 +224,8 @@ def _fold_char(ch: str) -> list[tuple[str, str | None]]:
     return out
 
 
-def _fold_lookalikes(chars: list[str], latin: list[str | None]) -> None:
-    """Fold lookalike letters to Latin in place, word by word, where it matters for matching.
-
-    A word that holds an ASCII letter or digit mixes scripts: every lookalike in it folds (``"kіll"``,
-    ``"ᴋys"``). A word with none folds only when each of its letters has a UTS #39 Latin lookalike, so
-    it could be read as Latin (``"кус"`` -> ``"kyc"``); a word of another language stays as written.
-    Each character folds to one, so offsets stay as they are.
-    """
+def _words(chars: list[str]) -> Iterator[tuple[int, int]]:
+    """(start, end) of every run of characters that are not white space."""
     n = len(chars)
     i = 0
     while i < n:
@@ -240,6 +235,19 @@ def _fold_lookalikes(chars: list[str], latin: list[str | None]) -> None:
         j = i
         while j < n and not chars[j].isspace():
             j += 1
+        yield i, j
+        i = j
+
+
+def _fold_lookalikes(chars: list[str], latin: list[str | None]) -> None:
+    """Fold lookalike letters to Latin in place, word by word, where it matters for matching.
+
+    A word that holds an ASCII letter or digit mixes scripts: every lookalike in it folds (``"kіll"``,
+    ``"ᴋys"``). A word with none folds only when each of its letters has a UTS #39 Latin lookalike, so
+    it could be read as Latin (``"кус"`` -> ``"kyc"``); a word of another language stays as written.
+    Each character folds to one, so offsets stay as they are.
+    """
+    for i, j in _words(chars):
         foreign = [k for k in range(i, j) if not chars[k].isascii() and chars[k].isalnum()]
         if foreign:
             mixed = any(chars[k].isascii() and chars[k].isalnum() for k in range(i, j))
@@ -249,7 +257,6 @@ def _fold_lookalikes(chars: list[str], latin: list[str | None]) -> None:
             elif all(latin[k] for k in foreign if chars[k].isalpha()):
                 for k in foreign:
                     chars[k] = latin[k] or chars[k]
-        i = j
 
 
 def _fold_leet(chars: list[str]) -> None:
@@ -258,15 +265,7 @@ def _fold_leet(chars: list[str]) -> None:
     A token counts as a word when it holds a letter and is not a number or a quantity ("30", "2am",
     "30mg"), so evidence like doses and times survives folding.
     """
-    n = len(chars)
-    i = 0
-    while i < n:
-        if chars[i].isspace():
-            i += 1
-            continue
-        j = i
-        while j < n and not chars[j].isspace():
-            j += 1
+    for i, j in _words(chars):
         token = "".join(chars[i:j])
         core = token.strip(".,;:?\"'()[]*_~")
         if any(c.isalpha() for c in token) and not _NUMBERISH.match(core) and ":" not in token:
@@ -280,7 +279,6 @@ def _fold_leet(chars: list[str]) -> None:
                         continue  # "help!" and "a+b" stay; only "k!ll" folds
                     if near:
                         chars[k] = LEET[c]
-        i = j
 
 
 def _fold(source: str, start: int) -> tuple[list[str], list[int]]:
