@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, fields
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import Engine
@@ -281,6 +282,7 @@ class Screening:
         self.pipeline: Pipeline | None = None
         self.description = "loading"
         self.load_error: str | None = None
+        self.reload_error: str | None = None  # the last reload's refusal, until one succeeds
         self.ready = asyncio.Event()  # the pipeline is loaded and batching
         self.loaded = asyncio.Event()  # loading has finished, successfully or not (see load_error)
         self.batcher: MicroBatcher[Message, Verdict] = MicroBatcher(
@@ -318,11 +320,28 @@ class Screening:
     async def close(self) -> None:
         await self.batcher.close()
 
+    async def reload(self, config_dir: str | Path) -> str | None:
+        """Read the policy and rules files again. A broken file changes nothing: the running policy
+        and rules stay, and the refusal (file, key, reason) is logged, kept for /healthz and returned."""
+        if self.pipeline is None:
+            return "the pipeline has not loaded yet"
+        try:
+            fresh = await asyncio.to_thread(self.pipeline.reloaded, config_dir)
+        except (ValueError, OSError) as e:  # ConfigError is a ValueError; an unreadable file an OSError
+            self.reload_error = str(e)
+            log.error("reload refused, the running policy and rules stay: %s", e)
+            return self.reload_error
+        self.pipeline = fresh
+        self.reload_error = None
+        log.info("policy and rules reloaded from %s", config_dir)
+        return None
+
     def health(self) -> dict[str, Any]:
         return {
             "ok": self.ready.is_set(),
             "toxicity": self.description,
             "error": self.load_error,
+            "reload_error": self.reload_error,
             "batches": self.batcher.batches,
             "messages": self.batcher.items,
         }
