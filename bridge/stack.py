@@ -334,6 +334,7 @@ def _pid_from(pidfile: Path, marker: str) -> int | None:
 def _spawn(cmd: list[str], pidfile: Path, log: Path, cwd: Path, env: dict[str, str] | None = None) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:  # owner only
+        log.chmod(0o600)  # a log left by an older version keeps its mode otherwise
         proc = subprocess.Popen(
             cmd,
             cwd=cwd,
