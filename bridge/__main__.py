@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -32,6 +33,9 @@ def _logging(level: str) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _logging(settings.log_level)
+    # What Hearth writes (its SQLite database, the model cache, the bot's session) is the owner's only,
+    # however it was started.
+    os.umask(0o077)
     from bridge.service import HearthService
 
     asyncio.run(HearthService(settings).run())

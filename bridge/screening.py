@@ -13,12 +13,15 @@ with expiry, send crisis resources, raise an escalation, flag for human review, 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, fields
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import Engine
@@ -40,6 +43,7 @@ from moderation.detectors.toxicity import load_toxicity_detector
 from moderation.escalation.port import EscalationPort
 from moderation.labels import TIER_RANK
 from moderation.models import ModerationDecision
+from moderation.normalize import scrub_surrogates
 from moderation.pipeline import Pipeline
 from moderation.trust import MentionLimit, mention_refusal
 from moderation.types import Disposition, Message, Signal, Span, Verdict
@@ -52,6 +56,14 @@ PILL = re.compile(r"https://matrix\.to/#/@")
 AT_ROOM = re.compile(r"(?<![\w@])@room\b")
 ROOM_CACHE_SECONDS = 30.0
 DISPOSITION_FIELDS = frozenset(f.name for f in fields(Disposition))
+# How many of the gate's answers are remembered to answer a replayed call the same way.
+REPLAY_MEMORY = 4096
+
+
+def _content_digest(event: dict[str, Any]) -> str:
+    """What identifies an event's screened content: room, sender, type and content, canonical JSON."""
+    what = {k: event.get(k) for k in ("room_id", "sender", "type", "content")}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -159,7 +171,10 @@ def message_from_event(
     body = content.get("body")
     if not isinstance(body, str):
         return None
+    body = scrub_surrogates(body)  # nothing downstream (database, models) can store or read them
     formatted = content.get("formatted_body") if content.get("format") == "org.matrix.custom.html" else None
+    if isinstance(formatted, str):
+        formatted = scrub_surrogates(formatted)
     msgtype = str(content.get("msgtype", "m.text"))
     return Message(
         event_id=EventID(str(event.get("event_id", ""))),
@@ -281,6 +296,7 @@ class Screening:
         self.pipeline: Pipeline | None = None
         self.description = "loading"
         self.load_error: str | None = None
+        self.reload_error: str | None = None  # the last reload's refusal, until one succeeds
         self.ready = asyncio.Event()  # the pipeline is loaded and batching
         self.loaded = asyncio.Event()  # loading has finished, successfully or not (see load_error)
         self.batcher: MicroBatcher[Message, Verdict] = MicroBatcher(
@@ -300,6 +316,8 @@ class Screening:
         # New members' trust period also limits mentions (moderation/trust.py); None: no limit.
         self.new_member_mentions = new_member_mentions
         self.staff = staff
+        # The gate's recent answers by event ID, with a digest of what was screened (see gate_check).
+        self._answered: OrderedDict[str, tuple[str, Answer | None]] = OrderedDict()
 
     # --- life cycle ---
 
@@ -319,11 +337,28 @@ class Screening:
     async def close(self) -> None:
         await self.batcher.close()
 
+    async def reload(self, config_dir: str | Path) -> str | None:
+        """Read the policy and rules files again. A broken file changes nothing: the running policy
+        and rules stay, and the refusal (file, key, reason) is logged, kept for /healthz and returned."""
+        if self.pipeline is None:
+            return "the pipeline has not loaded yet"
+        try:
+            fresh = await asyncio.to_thread(self.pipeline.reloaded, config_dir)
+        except (ValueError, OSError) as e:  # ConfigError is a ValueError; an unreadable file an OSError
+            self.reload_error = str(e)
+            log.error("reload refused, the running policy and rules stay: %s", e)
+            return self.reload_error
+        self.pipeline = fresh
+        self.reload_error = None
+        log.info("policy and rules reloaded from %s", config_dir)
+        return None
+
     def health(self) -> dict[str, Any]:
         return {
             "ok": self.ready.is_set(),
             "toxicity": self.description,
             "error": self.load_error,
+            "reload_error": self.reload_error,
             "batches": self.batcher.batches,
             "messages": self.batcher.items,
         }
@@ -363,13 +398,31 @@ class Screening:
     # --- before delivery ---
 
     async def gate_check(self, payload: dict[str, Any]) -> Answer | None:
-        """``check_event_for_spam``: screen within the budget; None lets the event through."""
+        """``check_event_for_spam``: screen within the budget; None lets the event through.
+
+        A replayed call (an event ID answered recently, same content) gets the same answer without
+        being screened, escalated, held or explained again; the same ID with other content is refused.
+        """
         event = payload.get("event")
         if not isinstance(event, dict):
             return None
         message = await self._message(event)
         if message is None:
             return None
+        digest = _content_digest(event)
+        seen = self._answered.get(message.event_id)
+        if seen is not None:
+            if seen[0] != digest:
+                log.warning("gate: event %s replayed with other content; refused", message.event_id)
+                return reject("This message could not be checked.", "replay_mismatch")
+            return seen[1]
+        answer = await self._gate_check(message)
+        self._answered[message.event_id] = (digest, answer)
+        while len(self._answered) > REPLAY_MEMORY:
+            self._answered.popitem(last=False)
+        return answer
+
+    async def _gate_check(self, message: Message) -> Answer | None:
         if not self.ready.is_set():
             self.metrics.gate_fallbacks.labels(reason="not_ready").inc()
             return None  # fail open; the bot screens it after delivery once the pipeline is ready

@@ -230,6 +230,11 @@ class HearthService:
             parts["escalation"] = {"ok": False, "error": f"{type(e).__name__}: {e}"}
         return parts
 
+    def _reload(self) -> None:
+        """SIGHUP: read the moderation policy and rules again (a broken file keeps the running ones)."""
+        log.info("SIGHUP: reloading the moderation policy and rules")
+        self.tasks.create(self.screening.reload(self.settings.moderation.config_dir), name="reload")
+
     async def run(self) -> None:
         await asyncio.to_thread(db.migrate, self.engine)
         log.info("database ready (%s)", self.engine.dialect.name)
@@ -246,6 +251,7 @@ class HearthService:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._request_stop, server, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
         await self.moderators.load()  # the mutes in force, before the gate answers
         await self.welcome.load()  # who is still to accept a space's guidelines
         self.scheduler.start()

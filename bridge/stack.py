@@ -214,6 +214,7 @@ def prepare(
         synapse_database_args(synapse_database)  # refuse a malformed URL before writing it
         write_private(layout.synapse_database_file, json.dumps({"url": synapse_database}))
     layout.hearth_log.parent.mkdir(parents=True, exist_ok=True)
+    layout.hearth_log.parent.chmod(0o700)  # logs name members and rooms
     if not layout.hearth_toml.exists():
         settings: dict[str, object] = {
             "environment": "production",
@@ -274,7 +275,7 @@ def prepare(
     if (url := layout.synapse_database_url()) is not None:
         values["postgres"] = synapse_database_args(url)
     write_private(layout.homeserver_yaml, env.get_template("homeserver.yaml.j2").render(**values))
-    (layout.synapse_dir / "log.config").write_text(env.get_template("log.config.j2").render(**values))
+    write_private(layout.synapse_dir / "log.config", env.get_template("log.config.j2").render(**values))
     signing_key = layout.synapse_dir / f"{layout.server_name}.signing.key"
     if not signing_key.exists():
         subprocess.run(
@@ -289,7 +290,9 @@ def prepare(
             check=True,
             cwd=layout.synapse_dir,
             capture_output=True,
+            umask=0o077,
         )
+    signing_key.chmod(0o600)  # the server's identity; Synapse writes it group-readable
 
 
 def shared_secret(layout: StackLayout) -> str:
@@ -330,7 +333,8 @@ def _pid_from(pidfile: Path, marker: str) -> int | None:
 
 def _spawn(cmd: list[str], pidfile: Path, log: Path, cwd: Path, env: dict[str, str] | None = None) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
+    with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:  # owner only
+        log.chmod(0o600)  # a log left by an older version keeps its mode otherwise
         proc = subprocess.Popen(
             cmd,
             cwd=cwd,
@@ -339,6 +343,7 @@ def _spawn(cmd: list[str], pidfile: Path, log: Path, cwd: Path, env: dict[str, s
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             env={**os.environ, **(env or {})},
+            umask=0o077,  # databases, media, logs and keys: the owner's only
         )
     pidfile.write_text(str(proc.pid))
     return proc.pid

@@ -2,8 +2,9 @@
 
 Steps, each applied per character so every folded character remembers where it came from:
 HTML ``formatted_body`` reduced to text (reply fallbacks dropped), Unicode NFKC, zero-width and bidi
-controls removed, diacritics stripped, confusable lookalikes (Cyrillic, Greek, ...) and leetspeak
-folded, case folded, whitespace collapsed, letters repeated three or more times squeezed to two, words
+controls and lone surrogates removed, diacritics stripped, lookalike letters folded to Latin from
+Unicode's confusables data where a word passes for Latin (``_fold_lookalikes``), leetspeak folded, case
+folded, whitespace collapsed, letters repeated three or more times squeezed to two, words
 spelled out letter by letter ("r e t a r d s", "k.i.l.l") joined.
 
 The folded text is only ever used for matching; the original is kept for display and evidence.
@@ -13,92 +14,20 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 from html import unescape
 from html.parser import HTMLParser
 
+from confusable_homoglyphs import utils as confusables_data
+
 from moderation.types import NormalizedText
 
-# Lookalikes that NFKC leaves alone. Keys are lower case: case folding runs first.
-CONFUSABLES: dict[str, str] = {
-    # Cyrillic
-    "а": "a",
-    "б": "b",
-    "в": "b",
-    "г": "r",
-    "е": "e",
-    "ё": "e",
-    "з": "3",
-    "и": "u",
-    "й": "u",
-    "к": "k",
-    "л": "n",
-    "м": "m",
-    "н": "h",
-    "о": "o",
-    "п": "n",
-    "р": "p",
-    "с": "c",
-    "т": "t",
-    "у": "y",
-    "х": "x",
-    "ч": "4",
-    "ш": "w",
-    "ь": "b",
-    "ѕ": "s",
-    "і": "i",
-    "ї": "i",
-    "ј": "j",
-    "ԁ": "d",
-    "ԛ": "q",
-    "ԝ": "w",
-    "һ": "h",
-    "ӏ": "l",
-    "ү": "y",
-    "ɡ": "g",
-    # Greek
-    "α": "a",
-    "β": "b",
-    "γ": "y",
-    "δ": "d",
-    "ε": "e",
-    "ζ": "z",
-    "η": "n",
-    "θ": "o",
-    "ι": "i",
-    "κ": "k",
-    "μ": "u",
-    "ν": "v",
-    "ξ": "e",
-    "ο": "o",
-    "π": "n",
-    "ρ": "p",
-    "σ": "o",
-    "ς": "c",
-    "τ": "t",
-    "υ": "u",
-    "φ": "o",
-    "χ": "x",
-    "ω": "w",
-    # Latin lookalikes and IPA
-    "ı": "i",
-    "ł": "l",
-    "ø": "o",
-    "đ": "d",
-    "ħ": "h",
-    "ŧ": "t",
-    "ß": "ss",
+# Lookalikes come from Unicode's confusables data (UTS #39), shipped inside the confusable-homoglyphs
+# package (see ``_latin_lookalikes``). These are spellings and typography, not lookalikes, so the data
+# lacks them; they fold everywhere.
+SPELLINGS: dict[str, str] = {
     "æ": "ae",
     "œ": "oe",
-    "ɑ": "a",
-    "ɩ": "i",
-    "ʏ": "y",
-    "ᴋ": "k",
-    "ᴜ": "u",
-    "ᴠ": "v",
-    "ɪ": "i",
-    "ʟ": "l",
-    "ꜱ": "s",
-    # punctuation lookalikes
     "\u2018": "'",
     "\u2019": "'",
     "\u201c": '"',
@@ -106,6 +35,74 @@ CONFUSABLES: dict[str, str] = {
     "\u2013": "-",
     "\u2014": "-",
 }
+# Letters that pass for Latin ones in a word that mixes them with Latin ("kіlл", "ᴋys") although UTS #39
+# does not list them as confusable. Used only in such mixed words: a word wholly in Cyrillic or Greek
+# ("привет") is a word of that language, not a disguise.
+MIXED_SCRIPT_LOOKALIKES: dict[str, str] = {
+    "б": "b",
+    "и": "u",
+    "л": "n",
+    "п": "n",
+    "ч": "4",
+    "ш": "w",
+    "δ": "d",
+    "ξ": "e",
+    "π": "n",
+    "ς": "c",
+    "φ": "o",
+    "ω": "w",
+    "ᴋ": "k",
+    "ʟ": "l",
+}
+
+
+def _without_marks(s: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFD", s) if unicodedata.category(c) != "Mn")
+
+
+def _latin_lookalikes() -> dict[str, str]:
+    """Every non-ASCII letter or digit that looks like one ASCII letter or digit, from the UTS #39
+    confusables data: ``"і" -> "i"``, ``"ѕ" -> "s"``, ``"ꓳ" -> "o"``, ``"ø" -> "o"``.
+
+    The data pairs each character with its prototypes, not always Latin ones (Cyrillic "в" is listed
+    beside small capital "ʙ", which is listed beside "B"), so the pairs are followed until an ASCII
+    character is reached, nearest first; combining marks on the way are dropped (``"ł" -> "l̸" ->
+    "l"``), as the normaliser drops them. A lower-case character is also read through its capital
+    (``"т"`` looks like ``"T"``). Keys keep their case (capital upsilon looks like "Y", small upsilon
+    like "u"; the normaliser looks a character up before case folding), values are lower-case ASCII; a
+    letter prefers a letter (``"з"`` is ``"3"`` only because no letter is nearer).
+    """
+    data: dict[str, list[dict[str, str]]] = confusables_data.load("confusables.json")
+    graph: dict[str, set[str]] = {}
+    for ch, glyphs in data.items():
+        for g in glyphs:
+            a, b = _without_marks(ch), _without_marks(g["c"])
+            graph.setdefault(a, set()).add(b)
+            graph.setdefault(b, set()).add(a)
+
+    def ascii_of(start: str, letter: bool) -> str | None:
+        seen, frontier = {start}, [start]
+        while frontier:
+            found = [c for c in frontier if len(c) == 1 and c.isascii() and c.isalnum()]
+            if found:
+                found.sort(key=lambda c: (c.isalpha() != letter, c.isupper(), c))
+                return found[0].lower()
+            frontier = sorted({n for c in frontier for n in graph.get(c, ()) if n not in seen})
+            seen.update(frontier)
+        return None
+
+    table: dict[str, str] = {}
+    for ch in graph:
+        if len(ch) != 1 or ch.isascii() or unicodedata.category(ch)[0] not in "LN":
+            continue
+        letter = ch.isalpha()
+        target = ascii_of(ch, letter) or (ascii_of(ch.upper(), letter) if ch.upper() != ch else None)
+        if target is not None:
+            table[ch] = target
+    return table
+
+
+LATIN_LOOKALIKES: dict[str, str] = _latin_lookalikes()
 
 # Leetspeak, folded only inside a word (see ``_fold_leet``): numbers like "30" or "2am" stay numbers.
 LEET: dict[str, str] = {
@@ -130,6 +127,8 @@ _BIDI_AND_ZERO_WIDTH = set(
     "\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad\u180e\u034f\u061c"
     "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 )
+# ... and U+FFFD, which stands for what could not be read (a lone surrogate, see ``scrub_surrogates``).
+_INVISIBLE = _BIDI_AND_ZERO_WIDTH | {"\ufffd"}
 _NUMBERISH = re.compile(
     r"^[\d.,:/%x-]+$|^\d+(?:[.,]\d+)?(?:mg|g|kg|ml|l|am|pm|st|nd|rd|th|s|x|k|h|hrs?|mins?|yrs?)$"
 )
@@ -196,25 +195,37 @@ def _strip_reply_fallback(body: str) -> int:
     return m.end() if m else 0
 
 
-def _fold_char(ch: str) -> str:
-    """One original character to its folded form (possibly empty or several characters)."""
-    if ch in _BIDI_AND_ZERO_WIDTH or unicodedata.category(ch) in ("Cf", "Cc") and ch not in "\n\t":
-        return ""
-    out = []
-    for c in unicodedata.normalize("NFKC", ch).casefold():
-        for d in unicodedata.normalize("NFD", c):
-            if unicodedata.category(d) == "Mn":  # combining marks: diacritics, Zalgo
-                continue
-            out.append(CONFUSABLES.get(d, d))
-    return "".join(out)
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _fold_leet(chars: list[str]) -> None:
-    """Fold leetspeak in place, word by word: ``k1ll`` -> ``kill``, ``y0u`` -> ``you``, ``$hit`` -> ``shit``.
+def scrub_surrogates(text: str) -> str:
+    """``text`` with lone surrogates (JSON lets ``"\\ud800"`` through; UTF-8 cannot encode it, so a
+    database, a tokenizer or a hash would fail on it) replaced by U+FFFD, one for one."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
 
-    A token counts as a word when it holds a letter and is not a number or a quantity ("30", "2am",
-    "30mg"), so evidence like doses and times survives folding.
-    """
+
+def _fold_char(ch: str) -> list[tuple[str, str | None]]:
+    """One original character to its folded characters (possibly none or several), each with the
+    Latin letter it passes for when it is a lookalike. Combining marks (diacritics, zalgo) go before
+    case folding, which would turn some into letters (U+0345 becomes "ι")."""
+    if ch in _INVISIBLE or unicodedata.category(ch) in ("Cf", "Cc", "Cs") and ch not in "\n\t":
+        return []
+    compatible = _without_marks(unicodedata.normalize("NFKC", ch))
+    # A lookalike is read as it was written too: NFKC turns "ϲ" into "ς", which has no Latin reading,
+    # and "ͺ" into a space, which would split the word it disguises.
+    as_written = LATIN_LOOKALIKES.get(ch)
+    if as_written is not None and not (len(compatible) == 1 and compatible.isalnum()):
+        return [(as_written, as_written)]
+    out: list[tuple[str, str | None]] = []
+    for c in compatible:
+        folded = _without_marks(c.casefold())
+        latin = LATIN_LOOKALIKES.get(c, as_written) if len(folded) == 1 else None
+        out += [(e, latin) for d in folded for e in SPELLINGS.get(d, d)]
+    return out
+
+
+def _words(chars: list[str]) -> Iterator[tuple[int, int]]:
+    """(start, end) of every run of characters that are not white space."""
     n = len(chars)
     i = 0
     while i < n:
@@ -224,6 +235,37 @@ def _fold_leet(chars: list[str]) -> None:
         j = i
         while j < n and not chars[j].isspace():
             j += 1
+        yield i, j
+        i = j
+
+
+def _fold_lookalikes(chars: list[str], latin: list[str | None]) -> None:
+    """Fold lookalike letters to Latin in place, word by word, where it matters for matching.
+
+    A word that holds an ASCII letter or digit mixes scripts: every lookalike in it folds (``"kіll"``,
+    ``"ᴋys"``). A word with none folds only when each of its letters has a UTS #39 Latin lookalike, so
+    it could be read as Latin (``"кус"`` -> ``"kyc"``); a word of another language stays as written.
+    Each character folds to one, so offsets stay as they are.
+    """
+    for i, j in _words(chars):
+        foreign = [k for k in range(i, j) if not chars[k].isascii() and chars[k].isalnum()]
+        if foreign:
+            mixed = any(chars[k].isascii() and chars[k].isalnum() for k in range(i, j))
+            if mixed:
+                for k in foreign:
+                    chars[k] = latin[k] or MIXED_SCRIPT_LOOKALIKES.get(chars[k], chars[k])
+            elif all(latin[k] for k in foreign if chars[k].isalpha()):
+                for k in foreign:
+                    chars[k] = latin[k] or chars[k]
+
+
+def _fold_leet(chars: list[str]) -> None:
+    """Fold leetspeak in place, word by word: ``k1ll`` -> ``kill``, ``y0u`` -> ``you``, ``$hit`` -> ``shit``.
+
+    A token counts as a word when it holds a letter and is not a number or a quantity ("30", "2am",
+    "30mg"), so evidence like doses and times survives folding.
+    """
+    for i, j in _words(chars):
         token = "".join(chars[i:j])
         core = token.strip(".,;:?\"'()[]*_~")
         if any(c.isalpha() for c in token) and not _NUMBERISH.match(core) and ":" not in token:
@@ -237,16 +279,18 @@ def _fold_leet(chars: list[str]) -> None:
                         continue  # "help!" and "a+b" stay; only "k!ll" folds
                     if near:
                         chars[k] = LEET[c]
-        i = j
 
 
 def _fold(source: str, start: int) -> tuple[list[str], list[int]]:
     chars: list[str] = []
     offsets: list[int] = []
+    latin: list[str | None] = []
     for idx in range(start, len(source)):
-        for c in _fold_char(source[idx]):
+        for c, reading in _fold_char(source[idx]):
             chars.append(c)
             offsets.append(idx)
+            latin.append(reading)
+    _fold_lookalikes(chars, latin)
     _fold_leet(chars)
     # collapse whitespace runs to one space, squeeze letters repeated 3+ times to 2
     out: list[str] = []
@@ -298,8 +342,11 @@ def normalize(body: str, formatted_body: str | None = None) -> NormalizedText:
     ``original`` is what the sender's readers see: the text of ``formatted_body`` when there is one
     (HTML stripped, reply fallback dropped), else ``body``. When the plain ``body`` says something
     different from the HTML (a client showing ``body`` would show other words), it is appended after
-    a blank line so both are screened.
+    a blank line so both are screened. Lone surrogates become U+FFFD in ``original`` and nothing in
+    ``text``.
     """
+    body = scrub_surrogates(body)
+    formatted_body = scrub_surrogates(formatted_body) if formatted_body else formatted_body
     if formatted_body:
         original = html_to_text(formatted_body)
         plain_start = _strip_reply_fallback(body)

@@ -65,6 +65,24 @@ class Pipeline:
         detectors += [BehaviourDetector(policy.behaviour, behaviour_store), *extra]
         return cls(detectors, policy)
 
+    def reloaded(self, config_dir: Path | str) -> Pipeline:
+        """A new pipeline from the policy and rules files in ``config_dir``, keeping this one's models,
+        the members' recent context and behaviour history, and the detectors it was given (``extra``).
+        A broken file raises :class:`~moderation.errors.ConfigError` naming file, key and reason; this
+        pipeline is not touched, so the caller keeps screening with it."""
+        crisis = next((d for d in self.detectors if isinstance(d, CrisisDetector)), None)
+        behaviour = next((d for d in self.detectors if isinstance(d, BehaviourDetector)), None)
+        built = (RulesDetector, CrisisDetector, HarmDetector, BehaviourDetector)
+        model = crisis.model if crisis is not None else None
+        return Pipeline.from_config(
+            config_dir,
+            extra=[d for d in self.detectors if not isinstance(d, built)],
+            model=model,
+            learned=model is not None,
+            behaviour_store=behaviour.store if behaviour is not None else None,
+            context_store=crisis.context if crisis is not None else None,
+        )
+
     def screen(self, messages: Sequence[Message], skip: Collection[str] = ()) -> list[Verdict]:
         """One verdict per message, in order. ``skip`` names detectors not to run this time (a
         deadline already spent, say); they count as failed, so those messages are flagged."""

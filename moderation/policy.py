@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -365,9 +365,20 @@ def load_policy(path: Path | str = DEFAULT_POLICY) -> Policy:
     default = data.get("default_profile", "support")
     if default not in profiles:
         raise ConfigError(file, f"unknown profile {default!r}", key="default_profile")
-    beh = data.get("behaviour", {})
-    try:
-        limits = BehaviourLimits(**beh)
-    except TypeError as exc:
-        raise ConfigError(file, f"unknown or bad fields: {exc}", key="behaviour") from exc
-    return Policy(profiles, dict(messages), limits, default)
+    return Policy(profiles, dict(messages), _behaviour_limits(file, data.get("behaviour", {})), default)
+
+
+def _behaviour_limits(file: Path, beh: object) -> BehaviourLimits:
+    """``[behaviour]``: every limit a positive number (a count a whole one), no unknown keys."""
+    if not isinstance(beh, dict):
+        raise ConfigError(file, "must be a table", key="behaviour")
+    known = {f.name: f.type for f in fields(BehaviourLimits)}
+    for key, value in beh.items():
+        if key not in known:
+            raise ConfigError(file, f"unknown key; known: {sorted(known)}", key=f"behaviour.{key}")
+        whole = known[key] in (int, "int")
+        kind = int if whole else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+            what = "a whole number above 0" if whole else "a number above 0"
+            raise ConfigError(file, f"must be {what}, not {value!r}", key=f"behaviour.{key}")
+    return BehaviourLimits(**beh)

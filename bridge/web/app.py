@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from bridge.web.openapi_errors import document_shared_refusals
 from bridge.web.routes import (
     auth,
     directory,
@@ -61,4 +62,12 @@ def create_app(service: HearthService) -> FastAPI:
     app.include_router(mod_pages.router)
     app.include_router(join.router)
     app.mount("/staff/static", StaticFiles(directory=STATIC), name="staff-static")
+    default_openapi = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_shared_refusals(default_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -37,7 +37,7 @@ class HarmDetector:
         self.model = model
 
     def detect(self, batch: Sequence[ScreenItem]) -> list[list[Signal]]:
-        texts = [item.norm.text if item.norm.text.strip() else item.message.body for item in batch]
+        texts = [item.norm.text if item.norm.text.strip() else item.norm.original for item in batch]
         out: list[list[Signal]] = []
         for s in self.model.predict(texts):
             who = TARGETS[int(s.target.argmax())]

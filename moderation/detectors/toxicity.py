@@ -550,7 +550,7 @@ class ToxicityDetector:
 
     def detect(self, batch: Sequence[ScreenItem]) -> list[list[Signal]]:
         """Score the batch in one call to the scorer; six signals per message, in input order."""
-        texts = [item.norm.text if item.norm.text.strip() else item.message.body for item in batch]
+        texts = [item.norm.text if item.norm.text.strip() else item.norm.original for item in batch]
         scores = self.scorer.score(texts)
         return [
             [

@@ -3,6 +3,7 @@ on free ports (never the stack `make up` runs)."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import tomllib
@@ -68,6 +69,25 @@ class Stack:
         stack.start_hearth(self.layout)
 
 
+# HEARTH_TEST_MODEL_CACHE names a model cache kept across runs (exports are keyed by the weights' hash
+# and library versions): a loaded machine then starts a stack without exporting MiniLM again.
+MODEL_CACHE = (
+    {"model_cache_dir": os.environ["HEARTH_TEST_MODEL_CACHE"]}
+    if "HEARTH_TEST_MODEL_CACHE" in os.environ
+    else {}
+)
+
+
+def moderation_config_copy(root: Path) -> Path:
+    """``policy.toml`` and ``moderation/`` copied from the repository's config into ``root/config``."""
+    shipped = Path(__file__).resolve().parents[2] / "config"
+    copy = root / "config"
+    copy.mkdir()
+    shutil.copy(shipped / "policy.toml", copy / "policy.toml")
+    shutil.copytree(shipped / "moderation", copy / "moderation")
+    return copy
+
+
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def hearth_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp(f"stack-{request.param}")
@@ -86,7 +106,12 @@ def hearth_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
             "database_url": url,
             "matrix": {"sync_timeout_ms": 5000},
             "escalation": escalation_overrides(Path(root), webhook_port),
-            "moderation": {"report_poll_seconds": 1},
+            # A copy of the moderation policy and rules, which tests/e2e/test_hostile_reload.py breaks and mends.
+            "moderation": {
+                "report_poll_seconds": 1,
+                "config_dir": str(moderation_config_copy(Path(root))),
+                **MODEL_CACHE,
+            },
             # Tests walk expiries forward by writing seconds here (tests/e2e/test_moderators.py).
             "clock_offset_file": str(Path(root) / "clock_offset"),
         },

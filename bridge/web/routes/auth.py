@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bridge.web.auth import COOKIE, Principal, Role
 from bridge.web.deps import signed_in, staff_auth
+from bridge.web.routes.escalations import ErrorOut
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -39,7 +40,16 @@ class SignedOut(BaseModel):
     signed_out: bool
 
 
-@router.post("/openid", response_model=SignedIn)
+@router.post(
+    "/openid",
+    response_model=SignedIn,
+    responses={
+        401: {"model": ErrorOut, "description": "the homeserver did not recognise the OpenID token"},
+        403: {"model": ErrorOut, "description": "not an account of this homeserver, or not staff"},
+        429: {"model": ErrorOut, "description": "too many failed sign-ins from this address"},
+        503: {"model": ErrorOut, "description": "the homeserver did not answer"},
+    },
+)
 async def sign_in_with_openid(body: OpenIdBody, request: Request, response: Response) -> SignedIn:
     """Sign in with a Matrix OpenID token; answers a Hearth session token (also set as a cookie)."""
     auth = staff_auth(request)

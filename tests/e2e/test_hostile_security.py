@@ -1,0 +1,86 @@
+"""Security at the edges of a running stack: no member's words in any log (Hearth's or Synapse's; the
+antispam module's fail-open line is tested in tests/bridge/test_synapse_logging.py); files holding
+member text or secrets are the owner's only."""
+
+from __future__ import annotations
+
+import secrets
+import stat
+
+import pytest
+from sqlmodel import Session
+
+from moderation.models import ModerationDecision
+from tests.e2e.conftest import hearth_room, resolve_open_escalations
+from tests.e2e.matrix import MatrixError, wait_for
+
+pytestmark = pytest.mark.e2e
+
+# Written by the test fixtures themselves, not by Hearth or Synapse (no secret, no member text), and
+# process IDs (public in /proc anyway); config/ is the tests' copy of the shipped policy and rules.
+NOT_PRIVATE = {"staff.toml", "clock_offset", "hearth.pid", "synapse.pid"}
+
+
+def _decided(hs, event_id: str) -> ModerationDecision | None:
+    with Session(hs.engine) as s:
+        return s.get(ModerationDecision, event_id)
+
+
+def _logs(hs) -> dict[str, str]:
+    """Every log file of the stack: Hearth's, Synapse's log and its standard output."""
+    root = hs.layout.root
+    files = {p for p in root.rglob("*.log*") if p.is_file()} | {
+        hs.layout.hearth_log,
+        hs.layout.synapse_stdout,
+    }
+    return {str(p.relative_to(root)): p.read_text(errors="replace") for p in files if p.exists()}
+
+
+def test_no_message_text_reaches_any_log(hearth_stack):
+    hs = hearth_stack
+    room = hearth_room(hs, prefix="e2e-hostile-")
+    member = hs.member("logcanary")
+    member.join(room)
+    words = {name: f"zq{secrets.token_hex(6)}" for name in ("ordinary", "abuse", "crisis", "html")}
+    sent = [
+        member.say(room, f"thank you all, the breathing exercise {words['ordinary']} helped today"),
+        member.say(room, f"i have the pills here and i'm taking them all tonight {words['crisis']}"),
+        member.send(
+            room,
+            {
+                "msgtype": "m.text",
+                "body": f"a formatted hello {words['html']}",
+                "format": "org.matrix.custom.html",
+                "formatted_body": f"<p>a <b>formatted</b> hello {words['html']}</p>",
+            },
+        ),
+    ]
+    with pytest.raises(MatrixError) as refused:
+        member.say(room, f"you are a worthless idiot {words['abuse']}")
+    assert refused.value.body.get("errcode") == "M_FORBIDDEN"
+    for event_id in sent:
+        wait_for(lambda: _decided(hs, event_id), what="each message screened")  # noqa: B023
+    logs = _logs(hs)
+    assert len(logs) >= 3  # Hearth's log, Synapse's log and Synapse's standard output
+    leaks = [
+        (name, word, file) for name, word in words.items() for file, text in logs.items() if word in text
+    ]
+    assert leaks == []
+    resolve_open_escalations(hs)  # the crisis message's case, so it stops re-paging
+
+
+def test_files_with_member_text_or_secrets_are_the_owners_only(hearth_stack):
+    root = hearth_stack.layout.root
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    assert stat.S_IMODE(hearth_stack.layout.synapse_dir.stat().st_mode) == 0o700
+    open_to_others = []
+    for path in root.rglob("*"):
+        if path.is_symlink() or path.name in NOT_PRIVATE or path.is_relative_to(root / "config"):
+            continue
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            open_to_others.append((str(path.relative_to(root)), oct(mode)))
+    assert open_to_others == []
+    # the ones that matter most are there (so the walk above saw them)
+    names = {p.name for p in root.rglob("*")}
+    assert {"hearth.toml", "homeserver.yaml", "homeserver.log"} <= names

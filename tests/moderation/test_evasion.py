@@ -1,0 +1,111 @@
+"""An evasion corpus of the shipped rules: each message the rules block, disguised by spacing, lookalike
+letters drawn from Unicode's confusables data, leetspeak, zero-width and bidi characters, combining
+marks, full-width and mathematical letters, and mixes of these, is still caught by the same rule.
+Disguises are generated (seeded), so the corpus is the same on every run."""
+
+from __future__ import annotations
+
+import random
+import unicodedata
+from collections import defaultdict
+
+import pytest
+
+from moderation.detectors.rules import RulesDetector
+from moderation.normalize import LATIN_LOOKALIKES
+from tests.moderation.factories import item
+
+# What the shipped rules block or flag, the rule, and the word to spell out letter by letter (the
+# normaliser joins four letters or more, and "kys").
+CAUGHT = [
+    ("kys", "incitement", "kys"),
+    ("go kill yourself", "incitement", "kill"),
+    ("you should kill yourself", "incitement", "yourself"),
+    ("go die", "incitement", None),
+    ("you are a worthless piece of shit", "abuse", "piece"),
+    ("fuck you", "abuse", "fuck"),
+    ("you're such an idiot", "abuse", "idiot"),
+    ("nobody would miss you", "cruelty", "nobody"),
+]
+
+# Latin letter -> every non-ASCII letter the confusables data says looks like it. Characters that NFKC
+# makes ASCII are left out: they are compatibility forms, folded before lookalikes are (fullwidth "Ｉ" is
+# an "i", although the data lists it beside "l").
+LOOKALIKES: dict[str, list[str]] = defaultdict(list)
+for _char, _latin in sorted(LATIN_LOOKALIKES.items()):
+    if _latin.isalpha() and _char.isalpha() and not unicodedata.normalize("NFKC", _char).isascii():
+        LOOKALIKES[_latin].append(_char)
+
+ZERO_WIDTH = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad"]
+BIDI = ["\u202e", "\u202d", "\u2066", "\u2067", "\u200f"]
+LEET = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7"}
+
+
+def _letters(text: str, each) -> str:  # type: ignore[no-untyped-def]
+    return "".join(each(c) if c.isalpha() else c for c in text)
+
+
+def disguises(text: str, word: str | None, rng: random.Random) -> dict[str, str]:
+    """Named disguises of ``text``; ``word`` is spelled out letter by letter."""
+    out = {}
+    if word is not None:
+        for name, sep in (("spaced", " "), ("dotted", "."), ("dashed", "-")):
+            out[f"{name} {word}"] = text.replace(word, sep.join(word), 1)
+    out |= {
+        "leet": " ".join(_letters(w, lambda c: LEET.get(c, c)) if len(w) > 1 else w for w in text.split(" ")),
+        "capitals": text.upper(),
+        "full-width": "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text),
+        "mathematical bold": _letters(
+            text, lambda c: unicodedata.lookup(f"MATHEMATICAL BOLD SMALL {c.upper()}")
+        ),
+        "zalgo": _letters(text, lambda c: c + "".join(chr(rng.randrange(0x300, 0x370)) for _ in range(3))),
+        "diacritics": _letters(text, lambda c: unicodedata.normalize("NFC", c + "\u0308")),
+    }
+    for name in ZERO_WIDTH:
+        out[f"U+{ord(name):04X} between letters"] = "".join(c + name for c in text)
+    for name in BIDI:
+        out[f"U+{ord(name):04X} around"] = f"{name}{text}\u202c"
+    # Homoglyphs: one letter swapped, every letter swapped, and swapped letters mixed with leetspeak
+    # and zero-width joiners; several draws of lookalikes each.
+    for n in range(6):
+        one = rng.randrange(len(text))
+        while not text[one].isalpha():
+            one = rng.randrange(len(text))
+        swap = rng.choice(LOOKALIKES[text[one]])
+        out[f"one lookalike {swap!r}"] = text[:one] + swap + text[one + 1 :]
+        every = _letters(text, lambda c: rng.choice(LOOKALIKES[c]) if LOOKALIKES[c] else c)
+        out[f"every letter a lookalike, draw {n}"] = every
+    mixed = _letters(text, lambda c: rng.choice([c, *LOOKALIKES[c][:8]]) + "\u200d")
+    out["lookalikes, leetspeak and joiners"] = mixed
+    return out
+
+
+CORPUS = [
+    (f"{rule}: {name}", disguised, rule)
+    for i, (text, rule, word) in enumerate(CAUGHT)
+    for name, disguised in disguises(text, word, random.Random(19 + i)).items()
+]
+
+
+@pytest.fixture(scope="module")
+def rules() -> RulesDetector:
+    return RulesDetector.from_file()
+
+
+def test_the_corpus_is_large_and_uses_the_confusables_data():
+    assert len(CORPUS) >= 250
+    assert all(len(LOOKALIKES[c]) >= 3 for c in "acdeghijklmnopqrstuvwxyz")
+
+
+@pytest.mark.parametrize(("name", "text", "rule"), CORPUS, ids=[n for n, _, _ in CORPUS])
+def test_every_disguise_is_caught_by_the_same_rule(rules, name, text, rule):
+    labels = [s.label for s in rules.detect([item(text)])[0]]
+    assert f"rules.{rule}" in labels, (text, labels)
+
+
+@pytest.mark.parametrize(
+    "word", ["привет", "спасибо", "Ελλάδα", "καλημέρα", "שלום", "مرحبا", "こんにちは", "안녕하세요", "नमस्ते"]
+)
+def test_a_word_of_another_language_is_left_as_written(word):
+    folded = item(word).norm.text
+    assert not any(c.isascii() and c.isalpha() for c in folded), folded
