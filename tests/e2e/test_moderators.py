@@ -63,7 +63,7 @@ def space_with_rooms(hs, n: int = 2) -> tuple[str, list[str]]:
 
 
 def moderators_room(hs) -> str:
-    return room_by_alias(hs, MOD_ALIAS)
+    return room_by_alias(hs, MOD_ALIAS.replace(":localhost", f":{hs.layout.server_name}"))
 
 
 def moderator(hs, user_id: str = MODERATOR) -> User:
