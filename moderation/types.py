@@ -38,6 +38,7 @@ class Message:
     sender_joined_at: datetime | None = None  # when the sender joined the room, if known
     mentions: int = 0  # users mentioned (m.mentions user_ids or pills)
     has_media: bool = False
+    sender_remote: bool = False  # the sender's account is on another homeserver (federation)
 
 
 @dataclass(frozen=True)
