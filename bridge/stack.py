@@ -587,9 +587,14 @@ def ensure_bot(layout: StackLayout) -> None:
 
 
 def up(
-    layout: StackLayout, say: Callable[[str], object] = print, synapse_database: str | None = None
+    layout: StackLayout,
+    say: Callable[[str], object] = print,
+    synapse_database: str | None = None,
+    patience: float = 1.0,
 ) -> None:
-    """Everything `make up` does after installing: config, Synapse, bot user, Hearth."""
+    """Everything `make up` does after installing: config, Synapse, bot user, Hearth.
+
+    ``patience`` multiplies how long each process may take to start (tests on shared cores)."""
     if synapse_database:
         try:
             create_synapse_database(synapse_database)
@@ -609,11 +614,11 @@ def up(
         except Exception as e:  # Synapse's own start-up reports an unreachable database more clearly
             say(f"synapse: could not check PostgreSQL's autovacuum setting ({type(e).__name__}: {e})")
     say(f"synapse: starting on {layout.hs_url} (config {layout.homeserver_yaml})")
-    start_synapse(layout)
+    start_synapse(layout, timeout=90 * patience)
     say(f"synapse: up; registering {layout.bot_user_id} (admin, no rate limit)")
     ensure_bot(layout)
     say(f"hearth: starting on {layout.hearth_url} (log {layout.hearth_log})")
-    start_hearth(layout)
+    start_hearth(layout, timeout=120 * patience)
     say("hearth: healthy")
 
 

@@ -65,7 +65,10 @@ class Stack:
 
 @contextlib.contextmanager
 def running_stack(
-    layout: stack.StackLayout, database_url: str, settings: dict[str, dict[str, object]] | None = None
+    layout: stack.StackLayout,
+    database_url: str,
+    settings: dict[str, dict[str, object]] | None = None,
+    patience: float = 1.0,
 ) -> Iterator[Stack]:
     """Hearth's homeserver and Hearth on ``layout`` with the test settings (``settings``: more, by
     section); both stopped afterwards."""
@@ -84,7 +87,7 @@ def running_stack(
         },
     )
     try:
-        stack.up(layout, say=lambda _msg: None)
+        stack.up(layout, say=lambda _msg: None, patience=patience)
         engine = make_engine(database_url)
         yield Stack(
             layout, database_url, engine, new_user(layout, "testadmin", admin=True), webhook_port=webhook_port

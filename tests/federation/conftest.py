@@ -23,6 +23,9 @@ from tests.e2e.matrix import MatrixError, User, new_user, q, wait_for
 from tests.e2e.test_provisioning import apply
 
 THEME = "trauma-ptsd"
+# Two homeservers and Hearth start together on cores shared with other work: each may take minutes
+# (a first Synapse start creates its whole schema).
+PATIENCE = 3.0
 
 
 @dataclass
@@ -39,7 +42,7 @@ class RemoteServer:
         stack.stop_synapse(self.layout)
 
     def start(self) -> None:
-        stack.start_synapse(self.layout, timeout=300)
+        stack.start_synapse(self.layout, timeout=90 * PATIENCE)
 
 
 @dataclass
@@ -131,7 +134,7 @@ def remote_server(root: Path) -> Iterator[RemoteServer]:
     layout = federation_layout(root, "127.0.0.2")
     stack.prepare(layout, gate_enabled=False)  # a plain Synapse (its unused hearth.toml stays behind)
     try:
-        stack.start_synapse(layout, timeout=300)  # a first start creates its schema: slow on shared cores
+        stack.start_synapse(layout, timeout=90 * PATIENCE)
         yield RemoteServer(layout, new_user(layout, "remoteadmin", admin=True))
     finally:
         stack.stop_synapse(layout)
@@ -148,7 +151,10 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
         # on a machine shared with other work (past the budget the gate fails open and the bot
         # redacts after delivery, which tests/e2e covers).
         running_stack(
-            hearth_layout, f"sqlite:///{root / 'hearth' / 'hearth.db'}", {"gate": {"budget_ms": 5000}}
+            hearth_layout,
+            f"sqlite:///{root / 'hearth' / 'hearth.db'}",
+            {"gate": {"budget_ms": 5000}},
+            patience=PATIENCE,
         ) as hs,
     ):
         apply(hs, only=THEME)

@@ -24,7 +24,7 @@ from tests.e2e.conftest import resolve_open_escalations, wait_escalated
 from tests.e2e.escalation_staff import join_private_room_with_the_bot, staff_room
 from tests.e2e.matrix import MatrixError, User, q, wait_for
 from tests.e2e.test_moderators import hs_healthy, moderator, until_done
-from tests.federation.conftest import Federation, membership
+from tests.federation.conftest import PATIENCE, Federation, membership
 
 pytestmark = pytest.mark.e2e
 
@@ -207,7 +207,7 @@ def test_a_remote_outage_and_return_lose_nothing(federation):
             visitor.say(room, CRISIS),
         ]
     finally:
-        stack.start_synapse(hs.layout, timeout=300)
+        stack.start_synapse(hs.layout, timeout=90 * PATIENCE)
     wait_for(lambda: hs_healthy(hs), timeout=60, what="Hearth healthy again")
     local.say(room, "good to see everyone here today")
     wait_for(lambda: all(decision(fed, e) for e in queued), timeout=90, what="every queued message screened")
