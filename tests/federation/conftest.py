@@ -9,6 +9,8 @@ session), and the remote server's users join it the way any federated user would
 from __future__ import annotations
 
 import contextlib
+import json
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +116,22 @@ def membership(viewer: User, room_id: str, user_id: str) -> str | None:
     except MatrixError:
         return None
     return str(ev.get("membership")) if ev else None
+
+
+def own_membership(user: User, room_id: str) -> str | None:
+    """``user``'s membership in ``room_id`` as their own homeserver tells them (``/sync``, left and
+    banned rooms included: a banned user may no longer read the room's state)."""
+    fresh = json.dumps({"room": {"include_leave": True}, "presence": {"types": [secrets.token_hex(4)]}})
+    rooms = user.call("GET", f"/_matrix/client/v3/sync?timeout=0&filter={q(fresh)}")["rooms"]
+    for section in ("join", "leave"):
+        room = rooms.get(section, {}).get(room_id)
+        if room is None:
+            continue
+        events = room.get("state", {}).get("events", []) + room.get("timeline", {}).get("events", [])
+        mine = [e for e in events if e.get("type") == "m.room.member" and e.get("state_key") == user.user_id]
+        if mine:
+            return str(mine[-1]["content"]["membership"])
+    return None
 
 
 def federation_layout(root: Path, address: str) -> stack.StackLayout:

@@ -24,7 +24,7 @@ from tests.e2e.conftest import resolve_open_escalations, wait_escalated
 from tests.e2e.escalation_staff import join_private_room_with_the_bot, staff_room
 from tests.e2e.matrix import MatrixError, User, q, wait_for
 from tests.e2e.test_moderators import hs_healthy, moderator, until_done
-from tests.federation.conftest import PATIENCE, Federation, membership
+from tests.federation.conftest import PATIENCE, Federation, membership, own_membership
 
 pytestmark = pytest.mark.e2e
 
@@ -166,10 +166,10 @@ def test_a_moderators_ban_reaches_the_remote_server(federation):
             what=f"the ban in {slug} on Hearth's server",
         )
         # As the member's own server sees it: banned, so their server refuses their messages itself.
-        # (Through the member's own client: once no user of theirs is left in a room, their server
-        # leaves it and its admin API no longer answers for it.)
+        # (Through the member's own /sync: a banned member may no longer read the room's state, and
+        # once no user of theirs is left in a room their server leaves it.)
         wait_for(
-            lambda room=room: membership(visitor, room, visitor.user_id) == "ban",
+            lambda room=room: own_membership(visitor, room) == "ban",
             timeout=30,
             what=f"the ban in {slug} on the remote server",
         )
