@@ -109,7 +109,7 @@ def hearth_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         url, pg_name = _fresh_pg_database(PG_ADMIN_URL)
     layout = stack.StackLayout(root=Path(root), hs_port=stack.free_port(), hearth_port=stack.free_port())
     try:
-        with running_stack(layout, url) as hs:
+        with running_stack(layout, url, patience=2.0) as hs:  # shared cores: loading the models takes time
             yield hs
     finally:
         if pg_name:
