@@ -15,6 +15,7 @@ those (the ``mute`` table) when they expire.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -178,6 +179,13 @@ class Actions:
         with Session(self.engine) as s:
             store.flag(s, message, reason, now=self.clock.now(), retention=self.flag_retention)
             s.commit()
+
+    async def withdraw_federated(self, message: Message) -> None:
+        """A remote member's message the gate refused. Hearth's server soft-failed it (nobody there
+        sees it), but the sender's own server had already accepted it and still shows it to its
+        users; a redaction federates and takes its text away there too."""
+        with contextlib.suppress(GatewayError):  # logged by _redact; the refusal on Hearth's server stands
+            await self._redact(message, "refused by Hearth's moderation")
 
     async def _redact(self, message: Message, reason: str) -> None:
         try:

@@ -30,6 +30,11 @@ from config.ids import RoomID
 
 log = logging.getLogger(__name__)
 
+# A member's private room is theirs and the bot's (and a clinician's, whom the bot invites): the
+# member may not invite anyone into it. The gate refuses members' invites on Hearth's server; a
+# member of another server invites through their own server, which only the room's power levels stop.
+MEMBERS_MAY_NOT_INVITE = 50
+
 
 class DirectGateway(Protocol):
     """What this module needs of ``bridge.gateway.NioGateway``."""
@@ -42,7 +47,9 @@ class DirectGateway(Protocol):
     async def get_state_event(
         self, room_id: str, event_type: str, state_key: str = ""
     ) -> dict[str, Any] | None: ...
-    async def create_private_room(self, *, is_direct: bool = False) -> RoomID: ...
+    async def create_private_room(
+        self, *, is_direct: bool = False, invite_level: int | None = None
+    ) -> RoomID: ...
     async def invite(self, room_id: str, user_id: str) -> None: ...
     async def invite_direct(self, room_id: str, user_id: str) -> None: ...
 
@@ -100,7 +107,7 @@ class DirectRooms:
                 await self.gateway.invite_direct(pooled, user)
                 log.info("gave a ready private room %s", pooled)
                 return pooled
-            room = await self.gateway.create_private_room(is_direct=True)
+            room = await self.gateway.create_private_room(is_direct=True, invite_level=MEMBERS_MAY_NOT_INVITE)
             await self._remember(user, room)
             self._owners[room] = user
             await self.gateway.invite(room, user)
@@ -136,7 +143,9 @@ class DirectRooms:
             async with self._pool_lock:
                 if len(await self._read_pool()) >= self.pool_size:
                     return made
-            room = await self.gateway.create_private_room(is_direct=True)  # outside the lock: slow
+            room = await self.gateway.create_private_room(
+                is_direct=True, invite_level=MEMBERS_MAY_NOT_INVITE
+            )  # outside the lock: slow
             async with self._pool_lock:
                 pool = await self._read_pool()
                 pool.append(room)

@@ -264,12 +264,18 @@ class NioGateway:
         alias: str | None = None,
         is_direct: bool = False,
         power_users: dict[str, int] | None = None,
+        invite_level: int | None = None,
     ) -> RoomID:
         """An invite-only, unencrypted room (the bot has no E2EE), e.g. the staff room or a DM.
 
         Nobody is invited here: callers invite one by one, so one unknown user cannot fail the creation.
+        ``invite_level``: the power level needed to invite (the preset's default is 0, anyone in it).
         """
-        override = {"users": {self.user_id: 100, **(power_users or {})}} if power_users else None
+        override: dict[str, Any] | None = None
+        if power_users:
+            override = {"users": {self.user_id: 100, **power_users}}
+        if invite_level is not None:
+            override = {**(override or {}), "invite": invite_level}
         resp = await self.client.room_create(
             visibility=RoomVisibility.private,
             alias=alias,

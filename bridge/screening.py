@@ -155,7 +155,11 @@ def mentions_room(content: dict[str, Any]) -> bool:
 
 
 def message_from_event(
-    event: dict[str, Any], room: RoomInfo, sent_at: datetime, joined_at: datetime | None
+    event: dict[str, Any],
+    room: RoomInfo,
+    sent_at: datetime,
+    joined_at: datetime | None,
+    home_server: str | None = None,
 ) -> Message | None:
     """The pipeline's view of a Matrix message event, or None if it carries nothing to screen."""
     content = event.get("content")
@@ -190,6 +194,7 @@ def message_from_event(
         mentions=mention_count(content),
         has_media=msgtype in MEDIA_TYPES,
         mentions_room=mentions_room(content),
+        sender_remote=home_server is not None and server_of(str(event.get("sender", ""))) != home_server,
     )
 
 
@@ -243,15 +248,32 @@ def load_pipeline(settings: Settings) -> tuple[Pipeline, str]:
     return pipeline, description
 
 
-def invite_check(settings: Settings, staff: frozenset[str]) -> Check:
-    """``user_may_invite``: the bot and staff may always invite; members only if the policy allows,
-    so newcomers get no unsolicited private messages from strangers."""
+def invite_checks(settings: Settings, staff: frozenset[str]) -> tuple[Check, Check]:
+    """Who may invite, for ``user_may_invite`` and for invites that arrive as events.
+
+    The bot and staff may always invite; members of Hearth's own server only if the policy allows,
+    so newcomers get no unsolicited private messages from strangers; users of other servers never:
+    neither Hearth's members into their rooms (Synapse asks ``user_may_invite`` for an invite that
+    comes over federation) nor anyone into rooms on Hearth's server. The second check covers the
+    latter: a remote member's invite reaches Hearth's server as an ``m.room.member`` event, which
+    Synapse only shows to ``check_event_for_spam`` and soft-fails when refused, so the invite never
+    takes effect on Hearth's server. The inviter's own server has already accepted it, though, so
+    the lasting barrier is the rooms' power levels (``invite`` 50: group rooms and members' private
+    rooms with the bot), which every server enforces."""
     bot = settings.matrix.bot_user_id
+    home = server_of(bot)
     allow_members = settings.moderation.allow_member_invites
 
-    async def check(payload: dict[str, Any]) -> Answer | None:
-        inviter = payload.get("inviter")
-        if inviter == bot or inviter in staff or allow_members:
+    def decide(inviter: object) -> Answer | None:
+        if inviter == bot or inviter in staff:
+            return None
+        if not isinstance(inviter, str) or server_of(inviter) != home:
+            return reject(
+                "Hearth doesn't accept invitations from other servers, so nobody here gets messages "
+                "they didn't ask for. You can talk in the group rooms.",
+                "invite_policy.remote",
+            )
+        if allow_members:
             return None
         return reject(
             "Members can't invite other members here, so nobody gets messages they didn't ask for. "
@@ -259,7 +281,19 @@ def invite_check(settings: Settings, staff: frozenset[str]) -> Check:
             "invite_policy",
         )
 
-    return check
+    async def user_may_invite(payload: dict[str, Any]) -> Answer | None:
+        return decide(payload.get("inviter"))
+
+    async def invite_event(payload: dict[str, Any]) -> Answer | None:
+        event = payload.get("event")
+        if not isinstance(event, dict) or event.get("type") != "m.room.member":
+            return None
+        content = event.get("content")
+        if not isinstance(content, dict) or content.get("membership") != "invite":
+            return None
+        return decide(event.get("sender"))
+
+    return user_may_invite, invite_event
 
 
 class Screening:
@@ -284,6 +318,7 @@ class Screening:
         welcome: WelcomeCheck | None = None,
         new_member_mentions: int | None = None,
         staff: frozenset[str] = frozenset(),
+        withdraw: Callable[[Message], Coroutine[Any, Any, None]] | None = None,
     ):
         self.engine = engine
         self.clock = clock
@@ -318,6 +353,9 @@ class Screening:
         self.staff = staff
         # The gate's recent answers by event ID, with a digest of what was screened (see gate_check).
         self._answered: OrderedDict[str, tuple[str, Answer | None]] = OrderedDict()
+        # A remote member's refused message is redacted too (their own server still shows it).
+        self.withdraw = withdraw
+        self.server_name = server_of(bot_user)
 
     # --- life cycle ---
 
@@ -375,8 +413,14 @@ class Screening:
         room = await self.rooms.get(str(event.get("room_id", "")))
         if room is None:
             return None  # not one of Hearth's rooms
-        joined = await self.joins.get(room.room_id, str(event.get("sender", "")))
-        return message_from_event(event, room, self.clock.now(), joined)
+        sender = str(event.get("sender", ""))
+        joined = await self.joins.get(room.room_id, sender)
+        now = self.clock.now()
+        if joined is None and server_of(sender) != self.server_name:
+            # A remote member's join reaches the bot a moment after their server sent it (their first
+            # message can come first): until it is recorded they are as new as can be.
+            joined = now
+        return message_from_event(event, room, now, joined, self.server_name)
 
     async def _save(self, message: Message, verdict: Verdict, source: str) -> None:
         now = self.clock.now()
@@ -479,6 +523,9 @@ class Screening:
     def _refuse(self, message: Message, text: str, reason: str) -> Answer:
         if self.explain is not None:
             self.tasks.create(self.explain(message.sender, text), name=f"explain-{message.event_id}")
+        if self.withdraw is not None and server_of(message.sender) != self.server_name:
+            # Federated: Synapse soft-fails what the gate refuses, but the sender's server has it.
+            self.tasks.create(self.withdraw(message), name=f"withdraw-{message.event_id}")
         return reject(text, reason)
 
     def _hold(self, message: Message, verdict: Verdict) -> None:
@@ -546,7 +593,9 @@ class Screening:
         ts = event.get("origin_server_ts")
         joined_at = (
             self.clock.now()
-            if not isinstance(ts, int)
+            # Another server sets its own events' timestamps: a remote member's trust period starts
+            # when Hearth learns of the join, never at a time their server claims.
+            if not isinstance(ts, int) or server_of(user) != self.server_name
             else datetime.fromtimestamp(ts / 1000, self.clock.now().tzinfo)
         )
         membership = content.get("membership") if isinstance(content, dict) else None
@@ -562,6 +611,11 @@ class Screening:
 
         await asyncio.to_thread(write)
         self.joins.forget(event["room_id"], user)
+
+
+def server_of(user_id: str) -> str:
+    """The homeserver part of a Matrix user ID (``@ana:127.0.0.1:8448`` -> ``127.0.0.1:8448``)."""
+    return user_id.split(":", 1)[1] if ":" in user_id else ""
 
 
 def _rank(verdict: Verdict) -> int:

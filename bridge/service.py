@@ -33,7 +33,7 @@ from bridge.metrics import Metrics
 from bridge.models import StaffSession
 from bridge.moderators.desk import ModerationDesk
 from bridge.scheduler import Scheduler
-from bridge.screening import Screening, invite_check, load_pipeline
+from bridge.screening import Screening, invite_checks, load_pipeline
 from bridge.sessions.desk import SessionDesk
 from bridge.tasks import TaskGroup
 from bridge.web.app import create_app
@@ -159,10 +159,13 @@ class HearthService:
             welcome=self.welcome,
             new_member_mentions=settings.moderation.new_member_mention_limit,
             staff=self.desk.everyone,
+            withdraw=self.actions.withdraw_federated,
         )
         self.screening.after_delivery = self.actions.carry_out
+        may_invite, invite_event = invite_checks(settings, self.desk.everyone)
+        self.gate.add_check("check_event_for_spam", invite_event)
         self.gate.add_check("check_event_for_spam", self.screening.gate_check)
-        self.gate.add_check("user_may_invite", invite_check(settings, self.desk.everyone))
+        self.gate.add_check("user_may_invite", may_invite)
         self.bot = Bot(
             self.gateway,
             self.engine,

@@ -49,6 +49,10 @@ class StackLayout:
     hearth_port: int = 8080
     server_name: str = "localhost"
     bot_localpart: str = "hearth"
+    # Federation (0: none). The federation tests run two homeservers on loopback, each named by its
+    # IP literal and federation port (``127.0.0.1:PORT``, ``127.0.0.2:PORT``), with TLS on that port.
+    federation_port: int = 0
+    federation_address: str = "127.0.0.1"
 
     @property
     def synapse_dir(self) -> Path:
@@ -72,6 +76,14 @@ class StackLayout:
         if not self.synapse_database_file.exists():
             return None
         return str(json.loads(self.synapse_database_file.read_text())["url"])
+
+    @property
+    def tls_certificate(self) -> Path:
+        return self.synapse_dir / "federation.crt"
+
+    @property
+    def tls_key(self) -> Path:
+        return self.synapse_dir / "federation.key"
 
     @property
     def synapse_pid(self) -> Path:
@@ -194,6 +206,67 @@ def refresh_planner_statistics(url: str) -> bool:
     return True
 
 
+# Synapse's default outbound blocklist without 127.0.0.0/8, so two homeservers on loopback reach each other.
+LOOPBACK_FEDERATION_BLOCKLIST = (
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "192.0.0.0/24",
+    "169.254.0.0/16",
+    "192.88.99.0/24",
+    "198.18.0.0/15",
+    "192.0.2.0/24",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "::1/128",
+    "fe80::/10",
+    "fc00::/7",
+    "2001:db8::/32",
+    "ff00::/8",
+    "fec0::/10",
+)
+
+
+def write_self_signed_certificate(layout: StackLayout) -> None:
+    """A self-signed certificate for the federation listener (once; the peer does not verify it)."""
+    if layout.tls_certificate.exists() and layout.tls_key.exists():
+        return
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, layout.federation_address)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(layout.federation_address))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    write_private(
+        layout.tls_key,
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode(),
+    )
+    layout.tls_certificate.write_text(cert.public_bytes(serialization.Encoding.PEM).decode())
+
+
 def prepare(
     layout: StackLayout,
     overrides: dict[str, object] | None = None,
@@ -271,7 +344,19 @@ def prepare(
         "gate_secret": hearth["gate"]["secret"],
         "gate_enabled": gate_enabled,
         "postgres": None,
+        "federation": None,
     }
+    if layout.federation_port:
+        write_self_signed_certificate(layout)
+        values["federation"] = {
+            "port": layout.federation_port,
+            "address": layout.federation_address,
+            "cert": str(layout.tls_certificate.resolve()),
+            "key": str(layout.tls_key.resolve()),
+            "blocklist": LOOPBACK_FEDERATION_BLOCKLIST,
+            "min_retry": "1s",
+            "max_retry": "5s",
+        }
     if (url := layout.synapse_database_url()) is not None:
         values["postgres"] = synapse_database_args(url)
     write_private(layout.homeserver_yaml, env.get_template("homeserver.yaml.j2").render(**values))
@@ -507,9 +592,14 @@ def ensure_bot(layout: StackLayout) -> None:
 
 
 def up(
-    layout: StackLayout, say: Callable[[str], object] = print, synapse_database: str | None = None
+    layout: StackLayout,
+    say: Callable[[str], object] = print,
+    synapse_database: str | None = None,
+    patience: float = 1.0,
 ) -> None:
-    """Everything `make up` does after installing: config, Synapse, bot user, Hearth."""
+    """Everything `make up` does after installing: config, Synapse, bot user, Hearth.
+
+    ``patience`` multiplies how long each process may take to start (tests on shared cores)."""
     if synapse_database:
         try:
             create_synapse_database(synapse_database)
@@ -529,11 +619,11 @@ def up(
         except Exception as e:  # Synapse's own start-up reports an unreachable database more clearly
             say(f"synapse: could not check PostgreSQL's autovacuum setting ({type(e).__name__}: {e})")
     say(f"synapse: starting on {layout.hs_url} (config {layout.homeserver_yaml})")
-    start_synapse(layout)
+    start_synapse(layout, timeout=90 * patience)
     say(f"synapse: up; registering {layout.bot_user_id} (admin, no rate limit)")
     ensure_bot(layout)
     say(f"hearth: starting on {layout.hearth_url} (log {layout.hearth_log})")
-    start_hearth(layout)
+    start_hearth(layout, timeout=120 * patience)
     say("hearth: healthy")
 
 

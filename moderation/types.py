@@ -39,6 +39,7 @@ class Message:
     mentions: int = 0  # users mentioned (m.mentions user_ids or pills)
     has_media: bool = False
     mentions_room: bool = False  # the whole room mentioned (m.mentions room, or @room without m.mentions)
+    sender_remote: bool = False  # the sender's account is on another homeserver (federation)
 
 
 @dataclass(frozen=True)

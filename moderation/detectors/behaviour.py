@@ -75,7 +75,9 @@ class InMemoryBehaviourStore:
 
 class BehaviourDetector:
     """Signals ``behaviour.flood``, ``behaviour.repeat``, ``behaviour.mentions``,
-    ``behaviour.new_member_link`` and ``behaviour.new_member_media``."""
+    ``behaviour.new_member_link``, ``behaviour.new_member_media`` and ``behaviour.remote_media``
+    (media from a member whose account is on another homeserver: Hearth's moderators cannot remove
+    what another server keeps, so the policy decides apart from the trust period)."""
 
     name = "behaviour"
 
@@ -111,6 +113,8 @@ class BehaviourDetector:
             out.append(self._signal("repeat", len(same) / lim.repeat_count, f"{len(same)} repeats"))
         if msg.mentions >= lim.mention_limit:
             out.append(self._signal("mentions", msg.mentions / lim.mention_limit, f"{msg.mentions} mentions"))
+        if msg.sender_remote and (msg.has_media or msg.msgtype in _MEDIA_TYPES):
+            out.append(self._signal("remote_media", 1.0, "media from another homeserver"))
         joined = msg.sender_joined_at
         if joined is not None and now - joined < timedelta(minutes=lim.new_member_minutes):
             links = [item.norm.to_original(*m.span()) for m in _LINK.finditer(item.norm.text)]

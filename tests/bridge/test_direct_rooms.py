@@ -47,7 +47,9 @@ class MemoryGateway:
         m = self.membership.get((room_id, state_key))
         return {"membership": m} if m else None
 
-    async def create_private_room(self, *, is_direct: bool = False) -> RoomID:
+    async def create_private_room(
+        self, *, is_direct: bool = False, invite_level: int | None = None
+    ) -> RoomID:
         assert is_direct
         self.in_flight += 1
         if self.in_flight >= self.overlap:

@@ -10,8 +10,9 @@ from bridge.clock import SystemClock
 from bridge.gateway import TimelineEvent
 from bridge.metrics import Metrics
 from bridge.models import RoomMember
-from bridge.screening import Screening
+from bridge.screening import Screening, invite_checks
 from config.ids import RoomID
+from config.settings import Settings
 from spaces.models import ProvisionedRoom
 
 ROOM = "!support:localhost"
@@ -108,3 +109,64 @@ async def test_join_times_are_read_once_and_forgotten_on_a_membership_change(eng
     assert await screening.joins.get(ROOM, member) is None
     await screening.on_event(join_event(1_700_000_200_000))
     assert await screening.joins.get(ROOM, member) == datetime.fromtimestamp(1_700_000_200, UTC)
+
+
+async def test_a_remote_members_trust_period_starts_when_hearth_learns_of_the_join(engine):
+    """Another server sets its events' timestamps: a join it dates a year back must not skip the
+    trust period, and a remote member whose join is not recorded yet counts as new."""
+    _catalogue(engine)
+    screening = Screening(engine, SystemClock(), Metrics(), "@hearth:localhost", 250, _broken_loader)
+    remote = "@visitor:127.0.0.2:8448"
+    message = {**_event("$r1"), "sender": remote}
+    unrecorded = await screening._message(message)
+    assert unrecorded is not None
+    assert unrecorded.sender_remote
+    assert unrecorded.sender_joined_at == unrecorded.sent_at  # as new as can be
+    before = datetime.now(UTC)
+    await screening.on_event(
+        TimelineEvent(
+            ROOM,
+            {
+                "type": "m.room.member",
+                "state_key": remote,
+                "sender": remote,
+                "event_id": "$join",
+                "origin_server_ts": 1_600_000_000_000,  # what the remote server claims
+                "content": {"membership": "join"},
+            },
+        )
+    )
+    joined = await screening.joins.get(ROOM, remote)
+    assert joined is not None
+    assert joined >= before
+    local = await screening._message(_event("$l1"))
+    assert local is not None
+    assert not local.sender_remote
+
+
+async def test_invites_from_other_servers_are_refused_whatever_the_member_policy():
+    settings = Settings(environment="development", moderation={"allow_member_invites": True})
+    may_invite, invite_event = invite_checks(settings, frozenset({"@clin:localhost"}))
+    payload = {"inviter": "@stranger:127.0.0.2:8448", "invitee": "@member:localhost", "room_id": "!r:x"}
+    status, body = await may_invite(payload)
+    assert (status, body["org.hearth.reason"]) == (403, "invite_policy.remote")
+    assert await may_invite({**payload, "inviter": "@member:localhost"}) is None  # the policy allows members
+    assert await may_invite({**payload, "inviter": "@clin:localhost"}) is None
+
+    def member_event(sender: str, membership: str = "invite") -> dict:
+        return {
+            "event": {
+                "type": "m.room.member",
+                "sender": sender,
+                "state_key": "@friend:127.0.0.2:8448",
+                "room_id": ROOM,
+                "content": {"membership": membership},
+            }
+        }
+
+    refused = await invite_event(member_event("@visitor:127.0.0.2:8448"))
+    assert refused is not None
+    assert refused[0] == 403
+    assert await invite_event(member_event("@visitor:127.0.0.2:8448", "join")) is None
+    assert await invite_event(member_event("@hearth:localhost")) is None
+    assert await invite_event({"event": _event("$m")}) is None  # messages are the pipeline's

@@ -3,6 +3,7 @@ on free ports (never the stack `make up` runs)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -88,6 +89,45 @@ def moderation_config_copy(root: Path) -> Path:
     return copy
 
 
+@contextlib.contextmanager
+def running_stack(
+    layout: stack.StackLayout,
+    database_url: str,
+    settings: dict[str, dict[str, object]] | None = None,
+    patience: float = 1.0,
+) -> Iterator[Stack]:
+    """Hearth's homeserver and Hearth on ``layout`` with the test settings (``settings``: more, by
+    section); both stopped afterwards."""
+    root = layout.root
+    webhook_port = stack.free_port()
+    stack.prepare(
+        layout,
+        {
+            "database_url": database_url,
+            "matrix": {"sync_timeout_ms": 5000},
+            "escalation": escalation_overrides(root, webhook_port, layout.server_name),
+            # A copy of the moderation policy and rules, which tests/e2e/test_hostile_reload.py breaks and mends.
+            "moderation": {
+                "report_poll_seconds": 1,
+                "config_dir": str(moderation_config_copy(root)),
+                **MODEL_CACHE,
+            },
+            # Tests walk expiries forward by writing seconds here (tests/e2e/test_moderators.py).
+            "clock_offset_file": str(root / "clock_offset"),
+            **(settings or {}),
+        },
+    )
+    try:
+        stack.up(layout, say=lambda _msg: None, patience=patience)
+        engine = make_engine(database_url)
+        yield Stack(
+            layout, database_url, engine, new_user(layout, "testadmin", admin=True), webhook_port=webhook_port
+        )
+        engine.dispose()
+    finally:
+        stack.down(layout, say=lambda _msg: None)
+
+
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def hearth_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp(f"stack-{request.param}")
@@ -99,30 +139,10 @@ def hearth_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
             pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
         url, pg_name = _fresh_pg_database(PG_ADMIN_URL)
     layout = stack.StackLayout(root=Path(root), hs_port=stack.free_port(), hearth_port=stack.free_port())
-    webhook_port = stack.free_port()
-    stack.prepare(
-        layout,
-        {
-            "database_url": url,
-            "matrix": {"sync_timeout_ms": 5000},
-            "escalation": escalation_overrides(Path(root), webhook_port),
-            # A copy of the moderation policy and rules, which tests/e2e/test_hostile_reload.py breaks and mends.
-            "moderation": {
-                "report_poll_seconds": 1,
-                "config_dir": str(moderation_config_copy(Path(root))),
-                **MODEL_CACHE,
-            },
-            # Tests walk expiries forward by writing seconds here (tests/e2e/test_moderators.py).
-            "clock_offset_file": str(Path(root) / "clock_offset"),
-        },
-    )
     try:
-        stack.up(layout, say=lambda _msg: None)
-        engine = make_engine(url)
-        yield Stack(layout, url, engine, new_user(layout, "testadmin", admin=True), webhook_port=webhook_port)
-        engine.dispose()
+        with running_stack(layout, url, patience=2.0) as hs:  # shared cores: loading the models takes time
+            yield hs
     finally:
-        stack.down(layout, say=lambda _msg: None)
         if pg_name:
             _drop_pg_database(PG_ADMIN_URL, pg_name)
 
@@ -177,7 +197,7 @@ MOD_ALIAS = "#hearth-moderators:localhost"
 
 
 def moderators_room(hs) -> str:
-    return room_by_alias(hs, MOD_ALIAS)
+    return room_by_alias(hs, MOD_ALIAS.replace(":localhost", f":{hs.layout.server_name}"))
 
 
 def moderator(hs, user_id: str = MODERATOR) -> User:

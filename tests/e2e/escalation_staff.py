@@ -52,11 +52,12 @@ WEBHOOK_SECRET = "e2e-webhook-secret"
 IMMINENT_SLA_SECONDS = 3
 
 
-def escalation_overrides(root: Path, webhook_port: int) -> dict[str, object]:
-    """The ``[escalation]`` settings of a test stack: the staff file above, a 3 s imminent SLA, fast
-    sweeps and polls, and a webhook on a local port the webhook test listens on."""
+def escalation_overrides(root: Path, webhook_port: int, server_name: str = "localhost") -> dict[str, object]:
+    """The ``[escalation]`` settings of a test stack: the staff file above (its accounts on
+    ``server_name``), a 3 s imminent SLA, fast sweeps and polls, and a webhook on a local port the
+    webhook test listens on."""
     staff_file = root / "staff.toml"
-    staff_file.write_text(STAFF_TOML)
+    staff_file.write_text(STAFF_TOML.replace(':localhost"', f':{server_name}"'))
     return {
         "staff_file": str(staff_file),
         "sla_imminent_seconds": IMMINENT_SLA_SECONDS,
@@ -80,7 +81,7 @@ def room_by_alias(hs, alias: str) -> str:
 
 
 def staff_room(hs) -> str:
-    return room_by_alias(hs, ALIAS)
+    return room_by_alias(hs, ALIAS.replace(":localhost", f":{hs.layout.server_name}"))
 
 
 def staff_user(hs, user_id: str) -> User:

@@ -52,8 +52,9 @@ def staff_of(hs):  # type: ignore[no-untyped-def]
 # --------------------------------------------------------------------------- helpers
 
 
-def apply(hs, themes_dir: Path = DEFAULT_THEMES_DIR) -> ApplyResult:  # type: ignore[no-untyped-def]
-    """Run the executor in-process, as `hearth spaces apply` does, against the test stack."""
+def apply(hs, themes_dir: Path = DEFAULT_THEMES_DIR, only: str | None = None) -> ApplyResult:  # type: ignore[no-untyped-def]
+    """Run the executor in-process, as `hearth spaces apply` does, against the test stack
+    (``only``: just that theme, as a stack of one space)."""
     settings = load_settings(hs.layout.hearth_toml)
 
     async def go() -> ApplyResult:
@@ -68,7 +69,7 @@ def apply(hs, themes_dir: Path = DEFAULT_THEMES_DIR) -> ApplyResult:  # type: ig
                 gateway,
                 hs.engine,
                 SystemClock(),
-                themes=load_themes(themes_dir),
+                themes=[t for t in load_themes(themes_dir) if only in (None, t.slug)],
                 staff=staff_of(hs),
                 server_name=settings.matrix.server_name,
             )

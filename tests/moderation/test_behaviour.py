@@ -58,3 +58,13 @@ def test_store_is_injectable_and_keeps_no_text():
     det.detect([item("something private")])
     [seen] = store.record("@member:localhost", next(iter(store._by_sender["@member:localhost"])), T0)
     assert "private" not in repr(seen)
+
+
+def test_media_from_another_homeserver_whatever_the_trust_period():
+    det = BehaviourDetector(BehaviourLimits(new_member_minutes=60))
+    long_ago = T0 - timedelta(days=30)
+    remote = item("dot.png", msgtype="m.image", sender_joined_at=long_ago, sender_remote=True)
+    assert labels(det, remote) == ["behaviour.remote_media"]
+    assert labels(det, item("just words", sender_joined_at=long_ago, sender_remote=True)) == []
+    local = item("dot.png", msgtype="m.image", sender_joined_at=long_ago, sender="@old2:localhost")
+    assert labels(det, local) == []

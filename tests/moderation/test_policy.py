@@ -42,6 +42,18 @@ def test_crisis_escalates_with_resources_in_support(policy):
     assert ds[0].category == "plan_or_means"
 
 
+@pytest.mark.parametrize("profile", ["support", "peer-strict", "quiet"])
+def test_media_from_another_homeserver_is_refused_kindly_in_group_rooms(policy, profile):
+    sig = Signal(detector="behaviour", label="behaviour.remote_media", score=1.0, rule="media")
+    ds = policy.decide(message("x", profile=profile), [sig])
+    assert kinds(ds) == ["block"]
+    assert "another server" in (ds[0].message or "")
+    # a person in crisis who sends a picture is still heard: escalated, not silenced
+    assert "block" not in kinds(
+        policy.decide(message("x", profile=profile), [sig, crisis("high", "ideation")])
+    )
+
+
 @pytest.mark.parametrize("profile", ["support", "peer-strict", "quiet", "staff"])
 @pytest.mark.parametrize("label", ["insult", "threat", "identity_attack", "severe_toxicity"])
 def test_abuse_aimed_at_others_blocks_everywhere(policy, profile, label):
