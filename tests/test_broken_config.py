@@ -32,7 +32,7 @@ CORPUS = [
     ("theme", f"spaces/{THEME}", 'room_version = "10"', "room_version = []", "room_version", ""),
     ("theme", f"spaces/{THEME}", 'name = "Anxiety & Panic"', "", "name", "required"),
     ("theme", f"spaces/{THEME}", 'slug = "anxiety-panic"', 'slug = "anxiety-panic"\nslug = "x"', "", "TOML"),
-    ("theme", f"spaces/{THEME}", "version = 1", "version = 1\nunknown_key = true", "unknown_key", ""),
+    ("theme", f"spaces/{THEME}", 'room_version = "10"', 'room_version = "10"\nunknown_key = true', "unknown_key", ""),
     (
         "policy",
         "policy.toml",
