@@ -23,6 +23,7 @@ from bridge import db
 from bridge.actions import Actions
 from bridge.capacity import CapacityCheck
 from bridge.clock import SystemClock
+from bridge.data_folder import DataFolder
 from bridge.escalation.desk import EscalationDesk
 from bridge.gate import Gate
 from bridge.gateway import GatewayError, NioGateway, TimelineEvent
@@ -60,7 +61,10 @@ class HearthService:
         self.clock = SystemClock(settings.clock_offset_file)
         self.metrics = Metrics()
         self.tasks = TaskGroup()
-        self.engine: Engine = db.make_engine(settings.effective_database_url)
+        self.engine: Engine = db.make_engine(settings.effective_database_url, settings.database_busy_seconds)
+        self.data_folder = DataFolder(
+            settings.data_dir, settings.effective_database_url, settings.data_min_free_mb
+        )
         self.gateway = NioGateway(settings.matrix.homeserver_url, settings.matrix.bot_user_id)
         self.scheduler = Scheduler(self.clock)
         self.gate = Gate()
@@ -187,6 +191,7 @@ class HearthService:
             parts["database"] = {"ok": True, "dialect": self.engine.dialect.name}
         except Exception as e:  # any failure to reach the database is "down", with the reason
             parts["database"] = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+        parts["data_folder"] = await asyncio.to_thread(self.data_folder.check)
         hs_ok = await self.gateway.reachable()
         parts["homeserver"] = {"ok": hs_ok, "url": self.settings.matrix.homeserver_url}
         st = self.bot.status
@@ -245,6 +250,16 @@ class HearthService:
             "interval",
             hours=1,
             id="retention",
+            next_run_time=self.scheduler.now_wall(),
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+        )
+        self.scheduler.aps.add_job(
+            self.data_folder.check,  # the log says when the data folder runs out of space, unasked
+            "interval",
+            seconds=10,
+            id="data-folder",
             next_run_time=self.scheduler.now_wall(),
             replace_existing=True,
             coalesce=True,
