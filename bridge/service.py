@@ -148,6 +148,7 @@ class HearthService:
         self.screening.after_delivery = self.actions.carry_out
         self.gate.add_check("check_event_for_spam", self.screening.gate_check)
         self.gate.add_check("user_may_invite", invite_check(settings, self.desk.everyone))
+        self._bot_task: asyncio.Task[None] | None = None
         self.bot = Bot(
             self.gateway,
             self.engine,
@@ -265,7 +266,7 @@ class HearthService:
             coalesce=True,
             max_instances=1,
         )
-        self.tasks.create(self.bot.run(), name="bot-sync")
+        self._bot_task = self.tasks.create(self.bot.run(), name="bot-sync")
         try:
             await server.serve()
         finally:
@@ -298,6 +299,11 @@ class HearthService:
             )
 
     async def stop(self) -> None:
+        # The bot first: a batch it is handling must not meet a closed pipeline and then be recorded
+        # as handled (its messages would never be screened); cancelled, it is handled after restart.
+        if self._bot_task is not None:
+            self._bot_task.cancel()
+            await asyncio.wait([self._bot_task], timeout=10)
         await self.screening.close()
         await self.tasks.close()
         self.scheduler.shutdown()  # before the desk closes its database lane: no sweep may start after

@@ -382,8 +382,10 @@ def start_synapse(layout: StackLayout, timeout: float = 90) -> int:
     return pid
 
 
-def start_hearth(layout: StackLayout, timeout: float = 120, env: dict[str, str] | None = None) -> int:
-    """Start the Hearth service unless it already runs; wait until /healthz answers 200."""
+def start_hearth(
+    layout: StackLayout, timeout: float = 120, env: dict[str, str] | None = None, wait: bool = True
+) -> int:
+    """Start the Hearth service unless it already runs; wait until /healthz answers 200 (``wait``)."""
     pid = _pid_from(layout.hearth_pid, "bridge")
     if pid is None:
         pid = _spawn(
@@ -393,7 +395,8 @@ def start_hearth(layout: StackLayout, timeout: float = 120, env: dict[str, str] 
             Path.cwd(),
             env,
         )
-    _wait_http(f"{layout.hearth_url}/healthz", pid, layout.hearth_log, timeout, want_status=200)
+    if wait:
+        _wait_http(f"{layout.hearth_url}/healthz", pid, layout.hearth_log, timeout, want_status=200)
     return pid
 
 

@@ -3,6 +3,7 @@ on free ports (never the stack `make up` runs)."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 import tomllib
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -62,9 +64,42 @@ class Stack:
         stack.start_hearth(self.layout)
 
 
+@contextlib.contextmanager
+def throwaway_stack(
+    root: Path, database_url: str, overrides: dict[str, Any] | None = None
+) -> Iterator[Stack]:
+    """A real Synapse and Hearth in ``root`` on free ports, with the test staff file and fast timers;
+    ``overrides`` are merged into Hearth's settings (one level of tables deep). Stopped afterwards."""
+    layout = stack.StackLayout(root=root, hs_port=stack.free_port(), hearth_port=stack.free_port())
+    webhook_port = stack.free_port()
+    settings: dict[str, Any] = {
+        "database_url": database_url,
+        "matrix": {"sync_timeout_ms": 5000},
+        "escalation": escalation_overrides(root, webhook_port),
+        "moderation": {"report_poll_seconds": 1},
+        # Tests walk expiries forward by writing seconds here (tests/e2e/test_moderators.py).
+        "clock_offset_file": str(root / "clock_offset"),
+    }
+    for key, value in (overrides or {}).items():
+        current = settings.get(key)
+        settings[key] = (
+            {**current, **value} if isinstance(current, dict) and isinstance(value, dict) else value
+        )
+    stack.prepare(layout, settings)
+    try:
+        stack.up(layout, say=lambda _msg: None)
+        engine = make_engine(database_url)
+        yield Stack(
+            layout, database_url, engine, new_user(layout, "testadmin", admin=True), webhook_port=webhook_port
+        )
+        engine.dispose()
+    finally:
+        stack.down(layout, say=lambda _msg: None)
+
+
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def hearth_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root = tmp_path_factory.mktemp(f"stack-{request.param}")
+    root = Path(tmp_path_factory.mktemp(f"stack-{request.param}"))
     pg_name = None
     if request.param == "sqlite":
         url = f"sqlite:///{root / 'hearth.db'}"
@@ -72,26 +107,10 @@ def hearth_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         if not _pg_available():
             pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
         url, pg_name = _fresh_pg_database(PG_ADMIN_URL)
-    layout = stack.StackLayout(root=Path(root), hs_port=stack.free_port(), hearth_port=stack.free_port())
-    webhook_port = stack.free_port()
-    stack.prepare(
-        layout,
-        {
-            "database_url": url,
-            "matrix": {"sync_timeout_ms": 5000},
-            "escalation": escalation_overrides(Path(root), webhook_port),
-            "moderation": {"report_poll_seconds": 1},
-            # Tests walk expiries forward by writing seconds here (tests/e2e/test_moderators.py).
-            "clock_offset_file": str(Path(root) / "clock_offset"),
-        },
-    )
     try:
-        stack.up(layout, say=lambda _msg: None)
-        engine = make_engine(url)
-        yield Stack(layout, url, engine, new_user(layout, "testadmin", admin=True), webhook_port=webhook_port)
-        engine.dispose()
+        with throwaway_stack(root, url) as hs:
+            yield hs
     finally:
-        stack.down(layout, say=lambda _msg: None)
         if pg_name:
             _drop_pg_database(PG_ADMIN_URL, pg_name)
 
