@@ -237,35 +237,10 @@ class HearthService:
         self.desk.start()
         self.moderators.start()
         self.tasks.create(self.screening.start(), name="screening-start")
-        self.scheduler.aps.add_job(
-            self.actions.unmute_due,
-            "interval",
-            seconds=30,
-            id="unmute",
-            replace_existing=True,
-            coalesce=True,
-            max_instances=1,
-        )
-        self.scheduler.aps.add_job(
-            self._purge,
-            "interval",
-            hours=1,
-            id="retention",
-            next_run_time=self.scheduler.now_wall(),
-            replace_existing=True,
-            coalesce=True,
-            max_instances=1,
-        )
-        self.scheduler.aps.add_job(
-            self.data_folder.check,  # the log says when the data folder runs out of space, unasked
-            "interval",
-            seconds=10,
-            id="data-folder",
-            next_run_time=self.scheduler.now_wall(),
-            replace_existing=True,
-            coalesce=True,
-            max_instances=1,
-        )
+        self.scheduler.every(self.actions.unmute_due, "unmute", seconds=30)
+        self.scheduler.every(self._purge, "retention", at_start=True, hours=1)
+        # The log says when the data folder runs out of space, without anyone asking /healthz.
+        self.scheduler.every(self.data_folder.check, "data-folder", at_start=True, seconds=10)
         self._bot_task = self.tasks.create(self.bot.run(), name="bot-sync")
         try:
             await server.serve()
