@@ -73,7 +73,7 @@ class Traffic:
         crisis_members = [hs.member("crisis") for _ in range(crises)]
         chatty = [hs.member("talker") for _ in range(talkers)]
         for m in crisis_members + chatty:
-            m.join(room_id)
+            join(m, room_id)
         return cls(room_id, crisis_members, chatty)
 
     def plan(self, ordinary: int, abusive: int = 0, seed: int = 19) -> list[tuple[str, User, str]]:
@@ -102,22 +102,32 @@ class Traffic:
         return sent
 
     def send_all(
-        self, items: list[tuple[str, User, str]], rate: float, hurry: threading.Event | None = None
+        self, items: list[tuple[str, User, str]], rate: float, allowed: threading.Semaphore | None = None
     ) -> None:
-        """Send ``items`` at ``rate`` per second, or as fast as the homeserver takes them once ``hurry``
-        is set (the faults are over: the rest need not wait)."""
-        start = time.monotonic()
-        for i, (kind, member, text) in enumerate(items):
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                if hurry is None:
-                    time.sleep(delay)
-                else:
-                    hurry.wait(delay)
+        """Send ``items`` at ``rate`` per second at most; with ``allowed``, each message also waits for
+        a release of it (a fault test hands out the stream in chunks, one per fault, so that messages
+        flow around every fault however long a restart takes)."""
+        for kind, member, text in items:
+            if allowed is not None:
+                allowed.acquire()
+            time.sleep(1 / rate)
             self.send(kind, member, text)
 
     def of(self, kind: str) -> list[Sent]:
         return [s for s in self.sent if s.kind == kind]
+
+
+def join(member: User, room_id: str, attempts: int = 5) -> None:
+    """Join, trying again while the gate does not answer in time: Synapse refuses a join it could not
+    ask Hearth about (joins fail closed), which a machine as busy as these tests' can provoke."""
+    for attempt in range(attempts):
+        try:
+            member.join(room_id)
+            return
+        except MatrixError as e:
+            if e.status != 403 or "antispam" not in str(e.body.get("error")) or attempt == attempts - 1:
+                raise
+            time.sleep(2)
 
 
 def commit_escalation(engine: Engine, room_id: str, sender: str, event_id: str) -> str:
@@ -207,11 +217,13 @@ class Ledger:
 
 
 def wait_until_settled(hs: Any, sent: list[Sent], timeout: float = 120) -> Ledger:
-    """Wait until every message has been screened and acted on, and every escalation's alert sent."""
+    """Wait until every message has been screened and acted on and is in the bot's sync ledger (which
+    is written just after its batch is handled), and every escalation's alert is sent. On timeout the
+    ledger as it is comes back, for :func:`check_exactly_once` to name what is missing."""
 
     def settled() -> Ledger | None:
         ledger = Ledger.read(hs, sent)
-        if ledger.unfinished(sent):
+        if ledger.unfinished(sent) or any(s.event_id not in ledger.seen for s in sent):
             return None
         crisis_senders = {s.sender for s in sent if s.kind == "crisis"}
         escalated = {e.sender for e in ledger.escalations}
@@ -219,12 +231,10 @@ def wait_until_settled(hs: Any, sent: list[Sent], timeout: float = 120) -> Ledge
             return None
         return ledger
 
-    return wait_for(
-        settled,
-        timeout=timeout,
-        interval=1,
-        what=f"{len(sent)} messages to be screened, escalated and alerted",
-    )
+    try:
+        return wait_for(settled, timeout=timeout, interval=1, what="the messages to settle")
+    except AssertionError:
+        return Ledger.read(hs, sent)
 
 
 @dataclass
