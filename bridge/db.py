@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, event, exc, text
 from sqlmodel import Session, SQLModel, create_engine
 
 T = TypeVar("T")
@@ -46,12 +46,22 @@ def _private_sqlite_file(path: Path) -> None:
             p.chmod(0o600)
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, foreign keys and cross-thread use."""
+BUSY_TIMEOUT_SECONDS = 10.0
+
+
+def make_engine(url: str, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, foreign keys and cross-thread use.
+
+    ``busy_timeout``: how long a statement waits for a lock another process holds (SQLite) or for a
+    new connection (PostgreSQL) before it fails as :func:`unavailable` (a request then answers 503).
+    Statement parameters never appear in errors or logs (``hide_parameters``): they may be members'
+    words (flagged messages, escalation excerpts)."""
     if url.startswith("sqlite"):
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
             _private_sqlite_file(Path(url.removeprefix("sqlite:///")))
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": busy_timeout}, hide_parameters=True
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):
@@ -62,7 +72,42 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=busy_timeout,
+        hide_parameters=True,
+        connect_args={"connect_timeout": max(1, round(busy_timeout))} if url.startswith("postgresql") else {},
+    )
+
+
+_SQLITE_REASONS = (
+    ("locked", "the database is locked by another process"),
+    ("busy", "the database is locked by another process"),
+    ("full", "the disk holding the database is full"),
+    ("disk i/o", "the disk holding the database failed to read or write"),
+    ("unable to open", "the database file cannot be opened"),
+    ("readonly", "the database file is read-only"),
+)
+
+
+def unavailable(error: BaseException) -> str | None:
+    """Why the database cannot be used just now (locked, disk full, unreachable), or None when
+    ``error`` is not that kind of failure (a bug, a constraint: retrying would not help).
+
+    The reason names the condition only, never the statement or its parameters."""
+    if isinstance(error, exc.TimeoutError):
+        return "no database connection became free in time"
+    if not isinstance(error, exc.OperationalError | exc.InterfaceError):
+        return None
+    orig = str(getattr(error, "orig", "") or "").lower()
+    if isinstance(error, exc.OperationalError) and "sqlite" in type(error.orig).__module__:
+        return next((reason for key, reason in _SQLITE_REASONS if key in orig), None)
+    if "no space" in orig or "disk full" in orig:
+        return "the disk holding the database is full"
+    return "the database server cannot be reached"
 
 
 def alembic_config(engine: Engine) -> Config:

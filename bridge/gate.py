@@ -11,11 +11,19 @@ garbage and decides by accident.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bridge.db import unavailable
+
+log = logging.getLogger(__name__)
+
 Answer = tuple[int, dict[str, Any]]
 ALLOW: Answer = (200, {})
+# While the database cannot be used, a message is let through (the bot screens it after delivery, when
+# the database is back); joins and invites wait (refused with the reason, the member tries again).
+FAIL_OPEN = frozenset({"check_event_for_spam"})
 
 # A check returns None to let the next check decide, or an Answer to decide now.
 Check = Callable[[dict[str, Any]], Awaitable[Answer | None]]
@@ -63,8 +71,26 @@ class Gate:
         self.checks.setdefault(callback, []).append(check)
 
     async def decide(self, callback: str, payload: dict[str, Any]) -> Answer:
-        for check in self.checks.get(callback, []):
-            answer = await check(payload)
-            if answer is not None:
-                return answer
+        try:
+            for check in self.checks.get(callback, []):
+                answer = await check(payload)
+                if answer is not None:
+                    return answer
+        except Exception as e:
+            reason = unavailable(e)
+            if reason is None:
+                raise
+            log.warning(
+                "gate %s without the database (%s): %s",
+                callback,
+                reason,
+                "allowed, screened after delivery" if callback in FAIL_OPEN else "refused for now",
+            )
+            if callback in FAIL_OPEN:
+                return ALLOW
+            return 503, {
+                "errcode": "M_UNKNOWN",
+                "error": f"Hearth can't check this just now ({reason}). Please try again in a minute.",
+                "org.hearth.reason": "database_unavailable",
+            }
         return ALLOW

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -43,6 +44,22 @@ class Scheduler:
             coalesce=True,
         )
         self.aps.start()
+
+    def every(
+        self, func: Callable[[], Any], job_id: str, *, at_start: bool = False, **interval: float
+    ) -> None:
+        """Run ``func`` every ``interval`` (``seconds=``, ``hours=``, ...), never two at once, missed runs
+        coalesced; ``at_start``: also at once."""
+        self.aps.add_job(
+            func,
+            "interval",
+            id=job_id,
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+            **({"next_run_time": self.now_wall()} if at_start else {}),
+            **interval,
+        )
 
     def to_wall(self, when: datetime) -> datetime:
         """A deadline in Hearth's clock as APScheduler's wall-clock time (they differ by the offset of

@@ -29,6 +29,7 @@ from sqlmodel import Session, select
 
 from bridge.batcher import BatcherClosed, MicroBatcher
 from bridge.clock import Clock
+from bridge.db import unavailable
 from bridge.gate import Answer, Check, reject
 from bridge.gateway import TimelineEvent
 from bridge.metrics import Metrics
@@ -484,7 +485,16 @@ class Screening:
             self.metrics.gate_fallbacks.labels(reason="error").inc()
             log.error("gate screening failed for %s: %s", message.event_id, type(e).__name__)
             return None
-        await self._save(message, verdict, "gate")
+        try:
+            await self._save(message, verdict, "gate")
+        except Exception as e:
+            reason = unavailable(e)
+            if reason is None:
+                raise
+            # Nothing stored: a delivered message is screened again by the bot once the database is
+            # back (its sync loop waits for it); a refused one is still refused.
+            self.metrics.gate_fallbacks.labels(reason="database").inc()
+            log.warning("gate could not store the decision for %s: %s", message.event_id, reason)
         self._observe(verdict, "gate")
         if fast is None or _rank(verdict) > _rank(fast):
             self._raise(message, verdict)

@@ -23,6 +23,7 @@ from bridge import db
 from bridge.actions import Actions
 from bridge.capacity import CapacityCheck
 from bridge.clock import SystemClock
+from bridge.data_folder import DataFolder
 from bridge.escalation.desk import EscalationDesk
 from bridge.gate import Gate
 from bridge.gateway import GatewayError, NioGateway, TimelineEvent
@@ -62,7 +63,10 @@ class HearthService:
         self.clock = SystemClock(settings.clock_offset_file)
         self.metrics = Metrics()
         self.tasks = TaskGroup()
-        self.engine: Engine = db.make_engine(settings.effective_database_url)
+        self.engine: Engine = db.make_engine(settings.effective_database_url, settings.database_busy_seconds)
+        self.data_folder = DataFolder(
+            settings.data_dir, settings.effective_database_url, settings.data_min_free_mb
+        )
         self.gateway = NioGateway(settings.matrix.homeserver_url, settings.matrix.bot_user_id)
         self.scheduler = Scheduler(self.clock)
         self.gate = Gate()
@@ -166,6 +170,7 @@ class HearthService:
         self.gate.add_check("check_event_for_spam", invite_event)
         self.gate.add_check("check_event_for_spam", self.screening.gate_check)
         self.gate.add_check("user_may_invite", may_invite)
+        self._bot_task: asyncio.Task[None] | None = None
         self.bot = Bot(
             self.gateway,
             self.engine,
@@ -210,6 +215,7 @@ class HearthService:
             parts["database"] = {"ok": True, "dialect": self.engine.dialect.name}
         except Exception as e:  # any failure to reach the database is "down", with the reason
             parts["database"] = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+        parts["data_folder"] = await asyncio.to_thread(self.data_folder.check)
         hs_ok = await self.gateway.reachable()
         parts["homeserver"] = {"ok": hs_ok, "url": self.settings.matrix.homeserver_url}
         st = self.bot.status
@@ -262,26 +268,11 @@ class HearthService:
         self.moderators.start()
         self.sessions.start()
         self.tasks.create(self.screening.start(), name="screening-start")
-        self.scheduler.aps.add_job(
-            self.actions.unmute_due,
-            "interval",
-            seconds=30,
-            id="unmute",
-            replace_existing=True,
-            coalesce=True,
-            max_instances=1,
-        )
-        self.scheduler.aps.add_job(
-            self._purge,
-            "interval",
-            hours=1,
-            id="retention",
-            next_run_time=self.scheduler.now_wall(),
-            replace_existing=True,
-            coalesce=True,
-            max_instances=1,
-        )
-        self.tasks.create(self.bot.run(), name="bot-sync")
+        self.scheduler.every(self.actions.unmute_due, "unmute", seconds=30)
+        self.scheduler.every(self._purge, "retention", at_start=True, hours=1)
+        # The log says when the data folder runs out of space, without anyone asking /healthz.
+        self.scheduler.every(self.data_folder.check, "data-folder", at_start=True, seconds=10)
+        self._bot_task = self.tasks.create(self.bot.run(), name="bot-sync")
         try:
             await server.serve()
         finally:
@@ -322,6 +313,11 @@ class HearthService:
             )
 
     async def stop(self) -> None:
+        # The bot first: a batch it is handling must not meet a closed pipeline and then be recorded
+        # as handled (its messages would never be screened); cancelled, it is handled after restart.
+        if self._bot_task is not None:
+            self._bot_task.cancel()
+            await asyncio.wait([self._bot_task], timeout=10)
         await self.screening.close()
         await self.tasks.close()
         self.scheduler.shutdown()  # before the desk closes its database lane: no sweep may start after

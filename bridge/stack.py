@@ -458,7 +458,7 @@ def _wait_http(url: str, pid: int, log: Path, timeout: float, want_status: int |
     raise StackError(f"{url} not ready after {timeout:.0f}s ({last}); see {log}")
 
 
-def start_synapse(layout: StackLayout, timeout: float = 90) -> int:
+def start_synapse(layout: StackLayout, timeout: float = 180) -> int:
     """Start Synapse unless it already runs; wait until its client API answers."""
     pid = _pid_from(layout.synapse_pid, "synapse.app.homeserver")
     if pid is None:
@@ -472,8 +472,10 @@ def start_synapse(layout: StackLayout, timeout: float = 90) -> int:
     return pid
 
 
-def start_hearth(layout: StackLayout, timeout: float = 120, env: dict[str, str] | None = None) -> int:
-    """Start the Hearth service unless it already runs; wait until /healthz answers 200."""
+def start_hearth(
+    layout: StackLayout, timeout: float = 300, env: dict[str, str] | None = None, wait: bool = True
+) -> int:
+    """Start the Hearth service unless it already runs; wait until /healthz answers 200 (``wait``)."""
     pid = _pid_from(layout.hearth_pid, "bridge")
     if pid is None:
         pid = _spawn(
@@ -483,7 +485,8 @@ def start_hearth(layout: StackLayout, timeout: float = 120, env: dict[str, str] 
             Path.cwd(),
             env,
         )
-    _wait_http(f"{layout.hearth_url}/healthz", pid, layout.hearth_log, timeout, want_status=200)
+    if wait:
+        _wait_http(f"{layout.hearth_url}/healthz", pid, layout.hearth_log, timeout, want_status=200)
     return pid
 
 

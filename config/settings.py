@@ -203,6 +203,8 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = "production"
     data_dir: Path = Path(".data")
     database_url: str = ""
+    database_busy_seconds: float = Field(10.0, gt=0, le=300)
+    data_min_free_mb: int = Field(20, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     matrix: MatrixSettings = MatrixSettings()
     http: HttpSettings = HttpSettings()

@@ -43,6 +43,8 @@ class ReportReader:
 
     async def read(self) -> int:
         """Scheduler job: record every report newer than the last one recorded; returns how many."""
+        if not self.gateway.logged_in:
+            return 0  # the bot is still logging in (at start-up, or the homeserver was down)
         recorded = 0
         try:
             recorded += await self._read("event_reports", "synapse", self.record_event_report)

@@ -9,7 +9,9 @@ from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import SQLAlchemyError
 
+from bridge.db import unavailable
 from bridge.web.openapi_errors import document_shared_refusals
 from bridge.web.routes import (
     auth,
@@ -50,6 +52,21 @@ def create_app(service: HearthService) -> FastAPI:
             exc.detail if isinstance(exc.detail, dict) else {"errcode": "M_UNKNOWN", "error": str(exc.detail)}
         )
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _database_unavailable(_request, exc: SQLAlchemyError) -> JSONResponse:
+        # Locked, full or unreachable: say so (never the statement: it may hold members' words).
+        reason = unavailable(exc)
+        if reason is None:
+            raise exc
+        return JSONResponse(
+            {
+                "errcode": "HEARTH_DATABASE_UNAVAILABLE",
+                "error": f"Hearth's database can't be used just now: {reason}.",
+            },
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
 
     app.include_router(health.router)
     app.include_router(gate.router)

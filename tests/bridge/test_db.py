@@ -45,3 +45,36 @@ def test_the_sqlite_file_is_private_from_birth_and_narrowed_if_it_was_not(tmp_pa
         assert stat.S_IMODE(loose.stat().st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+def test_a_database_locked_by_another_process_is_named_as_such_without_the_statement(tmp_path):
+    """A write that waits out ``busy_timeout`` behind another process's lock fails as "locked", and
+    neither the error nor its reason carries the statement's parameters (they may be members' words)."""
+    import sqlite3
+
+    import pytest
+    from sqlalchemy.exc import OperationalError
+
+    from bridge.db import unavailable
+
+    path = tmp_path / "hearth.db"
+    eng = make_engine(f"sqlite:///{path}", busy_timeout=0.2)
+    migrate(eng)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with Session(eng) as s:
+            s.add(
+                SyncState(
+                    user_id="@hearth:localhost", next_batch="a member's words", updated_at=datetime.now(UTC)
+                )
+            )
+            with pytest.raises(OperationalError) as err:
+                s.commit()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert unavailable(err.value) == "the database is locked by another process"
+    assert "a member's words" not in str(err.value)
+    assert unavailable(ValueError("not a database failure")) is None
+    eng.dispose()

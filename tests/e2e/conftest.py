@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -93,30 +94,30 @@ def moderation_config_copy(root: Path) -> Path:
 def running_stack(
     layout: stack.StackLayout,
     database_url: str,
-    settings: dict[str, dict[str, object]] | None = None,
+    settings: dict[str, Any] | None = None,
     patience: float = 1.0,
 ) -> Iterator[Stack]:
-    """Hearth's homeserver and Hearth on ``layout`` with the test settings (``settings``: more, by
-    section); both stopped afterwards."""
+    """Hearth's homeserver and Hearth on ``layout`` with the test staff file and fast timers;
+    ``settings`` are merged into Hearth's (one level of tables deep). Both stopped afterwards."""
     root = layout.root
     webhook_port = stack.free_port()
-    stack.prepare(
-        layout,
-        {
-            "database_url": database_url,
-            "matrix": {"sync_timeout_ms": 5000},
-            "escalation": escalation_overrides(root, webhook_port, layout.server_name),
-            # A copy of the moderation policy and rules, which tests/e2e/test_hostile_reload.py breaks and mends.
-            "moderation": {
-                "report_poll_seconds": 1,
-                "config_dir": str(moderation_config_copy(root)),
-                **MODEL_CACHE,
-            },
-            # Tests walk expiries forward by writing seconds here (tests/e2e/test_moderators.py).
-            "clock_offset_file": str(root / "clock_offset"),
-            **(settings or {}),
+    merged: dict[str, Any] = {
+        "database_url": database_url,
+        "matrix": {"sync_timeout_ms": 5000},
+        "escalation": escalation_overrides(root, webhook_port, layout.server_name),
+        # A copy of the moderation policy and rules, which tests/e2e/test_hostile_reload.py breaks and mends.
+        "moderation": {
+            "report_poll_seconds": 1,
+            "config_dir": str(moderation_config_copy(root)),
+            **MODEL_CACHE,
         },
-    )
+        # Tests walk expiries forward by writing seconds here (tests/e2e/test_moderators.py).
+        "clock_offset_file": str(root / "clock_offset"),
+    }
+    for key, value in (settings or {}).items():
+        current = merged.get(key)
+        merged[key] = {**current, **value} if isinstance(current, dict) and isinstance(value, dict) else value
+    stack.prepare(layout, merged)
     try:
         stack.up(layout, say=lambda _msg: None, patience=patience)
         engine = make_engine(database_url)
@@ -128,9 +129,17 @@ def running_stack(
         stack.down(layout, say=lambda _msg: None)
 
 
+@contextlib.contextmanager
+def throwaway_stack(root: Path, database_url: str, overrides: dict[str, Any] | None = None) -> Iterator[Stack]:
+    """:func:`running_stack` in ``root`` on free ports."""
+    layout = stack.StackLayout(root=root, hs_port=stack.free_port(), hearth_port=stack.free_port())
+    with running_stack(layout, database_url, overrides, patience=2.0) as hs:  # shared cores: slow loads
+        yield hs
+
+
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def hearth_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root = tmp_path_factory.mktemp(f"stack-{request.param}")
+    root = Path(tmp_path_factory.mktemp(f"stack-{request.param}"))
     pg_name = None
     if request.param == "sqlite":
         url = f"sqlite:///{root / 'hearth.db'}"
