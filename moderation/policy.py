@@ -10,8 +10,8 @@ Disposition by target: a message the crisis detector reads as a person at risk (
 self-harm or wish to die, or abuse they suffer) is never blocked, redacted, warned or muted, not for
 toxicity and not for flood: those become flags for a person to look at, and the crisis escalates and
 offers resources. Only the rules whose hit endangers a reader's life (incitement, method
-instructions) still block then, and, when the crisis is harm to others, the hate and abuse rules and a
-model's block of a message aimed at the reader or a group. Without a crisis, the labels a profile lists in ``needs_target`` block only
+instructions) still block then, the abuse, slur and hate rules when the message is aimed at the
+reader or a group, and, when the crisis is harm to others, a model's block of such a message. Without a crisis, the labels a profile lists in ``needs_target`` block only
 when the harm detector's ``target.*`` signal says the message is aimed at people here (the reader or
 a group), not at the writer's own life or someone outside the room they are venting about.
 """
@@ -49,11 +49,12 @@ _ORDER = {
     k: i for i, k in enumerate(("block", "redact", "mute", "warn", "escalate", "send_resources", "flag"))
 }
 # Blocks that protect OTHER people and still apply when the sender is in crisis. A person in crisis
-# is never silenced for what they say about themselves: only rules whose hit endangers a reader's
-# life (telling someone to kill themselves, instructions for a method) keep blocking. A slur, a named
-# insult or hateful words in a message the crisis detector reads as the writer's own crisis are most
-# often the abuse that hurt them, quoted ("since that account posted my photo with '<slur>' under it
-# I've been cutting again"): those become flags for a moderator, and the crisis escalates. A toxicity
+# is never silenced for what they say about themselves: rules whose hit endangers a reader's life
+# (telling someone to kill themselves, instructions for a method) keep blocking, and so do the abuse,
+# slur and hate rules when the message is aimed at the reader or a group (the harm detector's
+# target). In a message about the writer's own pain those words are most often the abuse that hurt
+# them, quoted ("since that account posted my photo with '<slur>' under it I've been cutting
+# again"): a flag for a moderator, and the crisis escalates. A toxicity
 # model's threat/insult/... score on such a message ("I'm on the roof and I'm going to jump") is the
 # same self-directed distress misread as aggression: a flag too. When the crisis is harm to others,
 # the hate and abuse rules and the model's blocks of what is aimed at people here stand.
@@ -183,7 +184,12 @@ def _withheld(
     if crisis:
         if sig.label.startswith(_RULES_PROTECTING_LIVES):
             return None
-        if other_directed and sig.label.startswith(_RULES_PROTECTING_OTHERS):
+        if sig.label.startswith(_RULES_PROTECTING_OTHERS) and (
+            other_directed or (target is not None and target.score >= 0.5)
+        ):
+            # an explicit insult or slur aimed at the reader or a group is refused even from someone
+            # at risk (their earlier messages may be what reads as crisis); one in a message about
+            # their own pain is most often the abuse they suffered, quoted
             return None
         if other_directed and sig.label.startswith(_MODEL_PROTECTING_OTHERS):
             # a threat or attack on the reader or a group is refused; one about someone outside the

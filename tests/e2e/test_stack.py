@@ -44,6 +44,7 @@ def test_healthz_reports_every_part(hearth_stack):
         "moderators",
         "escalation",
         "sessions",
+        "data_folder",
     }
     assert body["parts"]["bot"]["user_id"] == hearth_stack.layout.bot_user_id
     assert body["parts"]["database"]["dialect"] == hearth_stack.engine.dialect.name

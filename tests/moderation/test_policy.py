@@ -78,8 +78,12 @@ def test_quoted_abuse_in_a_persons_own_crisis_is_flagged_not_refused(policy, rul
     assert "block" not in kinds(ds)
     assert kinds(ds)[:2] == ["escalate", "send_resources"]
     assert any(d.kind == "flag" and d.reason.startswith(f"rules.{rule}") and "crisis" in d.reason for d in ds)
-    # the same words with no crisis, or from someone threatening others, are refused
+    # the same words with no crisis, aimed at people here, or from someone threatening others, are refused
     assert kinds(policy.decide(message("x"), [sig]))[0] == "block"
+    # "you are a worthless idiot" from a member whose earlier messages read as crisis (context)
+    ds = policy.decide(message("x"), [sig, crisis("imminent", "plan_or_means"), target("reader", 0.96)])
+    assert kinds(ds)[0] == "block"
+    assert "escalate" in kinds(ds)
     ds = policy.decide(message("x"), [sig, crisis("imminent", "harm_to_others"), target("group", 0.9)])
     assert kinds(ds)[0] == "block"
 
