@@ -185,11 +185,12 @@ def _withheld(
         if sig.label.startswith(_RULES_PROTECTING_LIVES):
             return None
         if sig.label.startswith(_RULES_PROTECTING_OTHERS) and (
-            other_directed or (target is not None and target.score >= 0.5)
+            other_directed or target is None or target.score >= 0.5
         ):
             # an explicit insult or slur aimed at the reader or a group is refused even from someone
             # at risk (their earlier messages may be what reads as crisis); one in a message about
-            # their own pain is most often the abuse they suffered, quoted
+            # their own pain is most often the abuse they suffered, quoted (without the learned
+            # model there is no target reading: the rule's block stands, as it always did)
             return None
         if other_directed and sig.label.startswith(_MODEL_PROTECTING_OTHERS):
             # a threat or attack on the reader or a group is refused; one about someone outside the
