@@ -8,7 +8,7 @@ makes false alerts the model cannot undo. The same goes for the blocking lists o
 config/moderation/rules.toml. This prints, per rule, how often it fires on corpus records labelled
 with no risk (tier none) or no harm, next to how often it fires on the records it is for. Rules are
 written and pruned against this development data only, never against the frozen evaluation sets
-(bench/data/frozen_eval, frozen_eval_2) or HateCheck. ``--show`` prints the false hits (invented texts).
+(bench/data/frozen_eval, frozen_eval_2, frozen_eval_3) or HateCheck. ``--show`` prints the false hits (invented texts).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ per harm type, and the issue's targets.
 
     .venv/bin/python bench/support_eval.py                      # the first frozen evaluation set
     .venv/bin/python bench/support_eval.py --data bench/data/frozen_eval_2   # the second
+    .venv/bin/python bench/support_eval.py --data bench/data/frozen_eval_3   # the third
     .venv/bin/python bench/support_eval.py --data DIR           # another folder of *.jsonl in the scheme
     .venv/bin/python bench/support_eval.py --toxicity none      # without the toxicity model
 
@@ -19,7 +20,7 @@ member; a conversation's messages come from one member, 20 seconds apart. What c
 - abuse blocked: harm other than none, blocked before delivery; benign blocked: tier none and harm
   none, blocked.
 
-The frozen sets (bench/data/frozen_eval, bench/data/frozen_eval_2) are never trained or tuned on; each
+The frozen sets (bench/data/frozen_eval, frozen_eval_2, frozen_eval_3) are never trained or tuned on; each
 run of this script on one is a measurement, and the README says how many were made.
 """
 
@@ -111,16 +112,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=FROZEN)
     ap.add_argument("--profile", default="support")
-    ap.add_argument("--toxicity", choices=("offline", "none"), default="offline",
-                    help="offline: the shipped offline toxicity scorer (as `make up` runs it); none: without it")
+    ap.add_argument(
+        "--toxicity",
+        choices=("offline", "none"),
+        default="offline",
+        help="offline: the shipped offline toxicity scorer (as `make up` runs it); none: without it",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
     files = data_files(args.data)
     records = load_labelled(files)
-    print(f"{args.data.relative_to(ROOT) if args.data.is_relative_to(ROOT) else args.data}: "
-          f"{len(records)} records ({sum(r.is_conversation for r in records)} conversations), "
-          f"digest {digest(files)[:16]}")
+    print(
+        f"{args.data.relative_to(ROOT) if args.data.is_relative_to(ROOT) else args.data}: "
+        f"{len(records)} records ({sum(r.is_conversation for r in records)} conversations), "
+        f"digest {digest(files)[:16]}"
+    )
     extra = []
     if args.toxicity == "offline":
         from moderation.detectors.toxicity import load_toxicity_detector
@@ -173,21 +180,43 @@ def main() -> None:
     abuse = [(r, vs) for r, vs in zip(records, verdicts, strict=True) if r.harm != "none"]
     crisis_n = sum(1 for r in records if r.tier != "none")
     print("\ntargets")
-    print(f"  imminent alerted as imminent     {pct(imminent['imminent'], sum(imminent.values()))}   (>= 95%)")
-    print(f"  high alerted at high or above    {pct(high['high'] + high['imminent'], sum(high.values()))}   (>= 90%)")
-    print(f"  false alerts on tier none        {pct(sum(none_tier.values()) - none_tier['none'], sum(none_tier.values()))}   (<= 3%)")
-    single = [(r, vs) for r, vs in zip(records, verdicts, strict=True) if r.tier == "none" and not r.is_conversation]
-    talks = [(r, vs) for r, vs in zip(records, verdicts, strict=True) if r.tier == "none" and r.is_conversation]
+    print(
+        f"  imminent alerted as imminent     {pct(imminent['imminent'], sum(imminent.values()))}   (>= 95%)"
+    )
+    print(
+        f"  high alerted at high or above    {pct(high['high'] + high['imminent'], sum(high.values()))}   (>= 90%)"
+    )
+    print(
+        f"  false alerts on tier none        {pct(sum(none_tier.values()) - none_tier['none'], sum(none_tier.values()))}   (<= 3%)"
+    )
+    single = [
+        (r, vs) for r, vs in zip(records, verdicts, strict=True) if r.tier == "none" and not r.is_conversation
+    ]
+    talks = [
+        (r, vs) for r, vs in zip(records, verdicts, strict=True) if r.tier == "none" and r.is_conversation
+    ]
     benign_alerts = sum(1 for _, vs in benign_records if alerted_tier(vs) != "none")
-    print(f"    of which single messages       {pct(sum(1 for _, vs in single if alerted_tier(vs) != 'none'), len(single))}")
-    print(f"    of which conversations         {pct(sum(1 for _, vs in talks if alerted_tier(vs) != 'none'), len(talks))}"
-          "   (alerted on a message before the one that resolves it)")
-    print(f"  false alerts on benign           {pct(benign_alerts, len(benign_records))}   (tier none, harm none)")
+    print(
+        f"    of which single messages       {pct(sum(1 for _, vs in single if alerted_tier(vs) != 'none'), len(single))}"
+    )
+    print(
+        f"    of which conversations         {pct(sum(1 for _, vs in talks if alerted_tier(vs) != 'none'), len(talks))}"
+        "   (alerted on a message before the one that resolves it)"
+    )
+    print(
+        f"  false alerts on benign           {pct(benign_alerts, len(benign_records))}   (tier none, harm none)"
+    )
     print(f"  crisis messages silenced         {len(silenced_crisis)} of {crisis_n}   (0)")
-    print(f"  abuse blocked before delivery    {pct(sum(1 for _, vs in abuse if blocker(vs)), len(abuse))}   (>= 90%)")
-    print(f"  benign blocked                   {pct(sum(1 for _, vs in benign_records if blocker(vs)), len(benign_records))}   (<= 2%)")
-    print(f"\n{n_messages} messages screened one at a time: CPU {1000 * cpu / n_messages:.1f} ms per message "
-          f"for the whole pipeline (wall {1000 * wall / n_messages:.1f} ms)")
+    print(
+        f"  abuse blocked before delivery    {pct(sum(1 for _, vs in abuse if blocker(vs)), len(abuse))}   (>= 90%)"
+    )
+    print(
+        f"  benign blocked                   {pct(sum(1 for _, vs in benign_records if blocker(vs)), len(benign_records))}   (<= 2%)"
+    )
+    print(
+        f"\n{n_messages} messages screened one at a time: CPU {1000 * cpu / n_messages:.1f} ms per message "
+        f"for the whole pipeline (wall {1000 * wall / n_messages:.1f} ms)"
+    )
     if silenced_crisis:
         print(f"  silenced crisis records: {', '.join(silenced_crisis)}")
 

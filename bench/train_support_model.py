@@ -6,8 +6,8 @@ int8-quantised.
     .venv/bin/python bench/train_support_model.py --epochs 1 --out /tmp/x   # a quick try elsewhere
 
 Data: the project corpus, ``bench/data/corpus/*.jsonl`` (written for Hearth; its README says how).
-The frozen evaluation sets, ``bench/data/frozen_eval/`` and ``bench/data/frozen_eval_2/`` (each
-``--frozen``), are read for two things only: training messages whose MiniLM embedding is within
+The frozen evaluation sets, ``bench/data/frozen_eval/``, ``frozen_eval_2/`` and ``frozen_eval_3/``
+(each ``--frozen``), are read for two things only: training messages whose MiniLM embedding is within
 ``--dedupe-cutoff`` cosine similarity of an evaluation message are dropped before anything is
 trained, and at the very end the shipped artefact's scores on each are recorded in the model card
 (a test reproduces them). Nothing is tuned on them. HateCheck and ``../shared`` are never read.
@@ -76,7 +76,9 @@ from moderation.labels import (  # noqa: E402
 from moderation.normalize import normalize  # noqa: E402
 
 CORPUS = ROOT / "bench" / "data" / "corpus"
-FROZEN_SETS = (ROOT / "bench" / "data" / "frozen_eval", ROOT / "bench" / "data" / "frozen_eval_2")
+FROZEN_SETS = tuple(
+    ROOT / "bench" / "data" / name for name in ("frozen_eval", "frozen_eval_2", "frozen_eval_3")
+)
 SEED = 20261202
 
 
@@ -356,11 +358,18 @@ def export(net: Any, out: Path, tok: Any, probe: list[str]) -> tuple[Path, dict[
     for per_channel in (True, False):
         cand = out.with_suffix(f".{'channel' if per_channel else 'tensor'}.onnx")
         quantize_dynamic(
-            fp32, cand, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gather"], per_channel=per_channel
+            fp32,
+            cand,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul", "Gather"],
+            per_channel=per_channel,
         )
         diff = np.abs(tier_probs(cand) - ref)
         name = "per_channel" if per_channel else "per_tensor"
-        compared[name] = {"mean_abs_diff": round(float(diff.mean()), 5), "max_abs_diff": round(float(diff.max()), 5)}
+        compared[name] = {
+            "mean_abs_diff": round(float(diff.mean()), 5),
+            "max_abs_diff": round(float(diff.max()), 5),
+        }
         print(f"int8 {name}: tier probabilities vs fp32 on {len(probe)} validation texts {compared[name]}")
         if best is None or float(diff.mean()) < best[0]:
             best = (float(diff.mean()), cand)
@@ -368,7 +377,9 @@ def export(net: Any, out: Path, tok: Any, probe: list[str]) -> tuple[Path, dict[
     best[1].replace(out)
     for leftover in out.parent.glob(out.stem + ".*.onnx"):
         leftover.unlink()
-    compared["kept"] = "per_channel" if compared["per_channel"]["mean_abs_diff"] == round(best[0], 5) else "per_tensor"
+    compared["kept"] = (
+        "per_channel" if compared["per_channel"]["mean_abs_diff"] == round(best[0], 5) else "per_tensor"
+    )
     return out, compared
 
 
@@ -402,7 +413,9 @@ def choose_thresholds(val: list[Labelled], scores: list[Any], args: argparse.Nam
     imminent = highest_keeping(p_imm[(tier == 3) & alerted], args.recall)
     harm_none = np.array([r.harm == "none" for r in val])
     harm = lowest_within(p_harm[harm_none], args.harm_fp)
-    return Thresholds(alert=round(alert, 4), high=round(high, 4), imminent=round(imminent, 4), harm=round(harm, 4))
+    return Thresholds(
+        alert=round(alert, 4), high=round(high, 4), imminent=round(imminent, 4), harm=round(harm, 4)
+    )
 
 
 def frozen_sets(folders: list[Path]) -> list[tuple[str, str, list[Labelled]]]:
@@ -411,7 +424,11 @@ def frozen_sets(folders: list[Path]) -> list[tuple[str, str, list[Labelled]]]:
     for folder in folders:
         files = data_files(folder)
         if files:
-            name = str(folder.resolve().relative_to(ROOT)) if folder.resolve().is_relative_to(ROOT) else str(folder)
+            name = (
+                str(folder.resolve().relative_to(ROOT))
+                if folder.resolve().is_relative_to(ROOT)
+                else str(folder)
+            )
             out.append((name, digest(files), load_labelled(files)))
     return out
 
@@ -421,7 +438,9 @@ def record_frozen(model: SupportModel, sets: list[tuple[str, str, list[Labelled]
     return {
         name: {
             "digest": dg,
-            "figures": model_figures(records, model.predict([model_text(r) for r in records]), model.thresholds),
+            "figures": model_figures(
+                records, model.predict([model_text(r) for r in records]), model.thresholds
+            ),
         }
         for name, dg, records in sets
     }
@@ -463,7 +482,7 @@ def main() -> None:
         "--frozen",
         type=Path,
         action="append",
-        help="a frozen evaluation set (repeatable; default: bench/data/frozen_eval and frozen_eval_2)",
+        help="a frozen evaluation set (repeatable; default: bench/data/frozen_eval, frozen_eval_2 and frozen_eval_3)",
     )
     ap.add_argument("--out", type=Path, default=DEFAULT_MODEL.parent, help="folder for the .onnx and .json")
     ap.add_argument("--epochs", type=int, default=6)
@@ -522,7 +541,9 @@ def main() -> None:
     )
     tr, val = split(kept, args.val_share, rng)
     data = rows(tr) + context_pairs(tr, args.context_pairs, rng)
-    print(f"training on {len(data)} ({len(tr)} records + {args.context_pairs} context pairs), validating on {len(val)}")
+    print(
+        f"training on {len(data)} ({len(tr)} records + {args.context_pairs} context pairs), validating on {len(val)}"
+    )
     print("tiers:", dict(Counter(r.tier for r in tr)), "harms:", dict(Counter(r.harm for r in tr)))
 
     tok = bert_tokenizer()
@@ -530,7 +551,9 @@ def main() -> None:
     train(net, tok, data, args, rng)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    onnx_file, quantisation = export(net, args.out / DEFAULT_MODEL.name, tok, [model_text(r) for r in val[:128]])
+    onnx_file, quantisation = export(
+        net, args.out / DEFAULT_MODEL.name, tok, [model_text(r) for r in val[:128]]
+    )
     card_file = args.out / DEFAULT_CARD.name
     card: dict[str, Any] = {
         "name": "hearth-support-minilm",

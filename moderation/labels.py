@@ -3,7 +3,7 @@
 Every message (or short conversation by one member, read together) carries five labels: the crisis
 ``tier`` and ``category`` of a person at risk, the ``harm`` it does to other people, the ``target`` its
 risk, pain or harm is about, and a free-text ``kind``. The training corpus (``bench/data/corpus``) and
-the frozen evaluation sets (``bench/data/frozen_eval``, ``frozen_eval_2``) are JSON Lines files in this scheme; their
+the frozen evaluation sets (``bench/data/frozen_eval``, ``frozen_eval_2``, ``frozen_eval_3``) are JSON Lines files in this scheme; their
 README says how they were written. The scheme itself is the one the learned model's heads predict
 (:mod:`moderation.detectors.support_model`).
 """

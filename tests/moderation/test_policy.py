@@ -132,6 +132,19 @@ def test_toxicity_blocks_only_what_is_aimed_at_people_here(policy, label):
     assert kinds(ds)[0] == "block"
 
 
+@pytest.mark.parametrize("profile", ["support", "peer-strict", "quiet"])
+def test_a_member_running_themselves_down_is_not_refused_as_harassment(policy, profile):
+    # "what a pathetic useless idiot I am": the model's insult label with its target head on the writer
+    sig = Signal(detector="harm", label="harm.insult_harassment", score=0.9, rule="insult_harassment")
+    ds = policy.decide(message("x", profile=profile), [sig, target("self", 0.1)])
+    assert "block" not in kinds(ds)
+    assert any(d.kind == "flag" and "aimed at self" in d.reason for d in ds)
+    # the same words aimed at the reader are harassment, refused with its own kind message
+    ds = policy.decide(message("x", profile=profile), [sig, target("reader", 0.9)])
+    assert kinds(ds)[0] == "block"
+    assert ds[0].message
+
+
 @pytest.mark.parametrize(
     "harm", ["incitement_self_harm", "method_tip", "pro_eating_disorder", "wish_harm", "spam"]
 )
@@ -258,14 +271,18 @@ def test_bad_fail_policy_and_threshold_refused(tmp_path):
 def test_a_models_hate_block_waits_for_a_moderator_when_the_message_reports_what_was_said(policy):
     # "Immigrants are parasites, says the flyer that came through our door": the model reads the words
     hate = Signal(detector="harm", label="harm.hate", score=0.9, rule="hate")
-    note = Signal(detector="rules", label="rules.reported_hate", score=1.0, rule="reported_hate[0]", action="note")
+    note = Signal(
+        detector="rules", label="rules.reported_hate", score=1.0, rule="reported_hate[0]", action="note"
+    )
     ds = policy.decide(message("x"), [hate, note, target("group", 0.9)])
     assert "block" not in kinds(ds)
     assert any(d.kind == "flag" and d.reason.startswith("harm.hate") and "reports" in d.reason for d in ds)
     assert kinds(policy.decide(message("x"), [note])) == ["allow"]  # the note alone does nothing
     assert kinds(policy.decide(message("x"), [hate, target("group", 0.9)]))[0] == "block"
     # a rule's own block is never excused by the note: its allow-list has already decided
-    rule = Signal(detector="rules", label="rules.identity_hate", score=1.0, rule="identity_hate[0]", action="block")
+    rule = Signal(
+        detector="rules", label="rules.identity_hate", score=1.0, rule="identity_hate[0]", action="block"
+    )
     assert kinds(policy.decide(message("x"), [rule, note]))[0] == "block"
 
 
