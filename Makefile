@@ -40,7 +40,7 @@ lint: install
 	$(BIN)/lint-imports
 
 test: lint
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra --durations=15
 
 bench: install
 	$(BIN)/python bench/provision.py

@@ -24,7 +24,7 @@ from moderation.escalation import Escalation
 from spaces.models import ProvisionedRoom
 from tests.conftest import PG_ADMIN_URL, _drop_pg_database, _fresh_pg_database, _pg_available
 from tests.e2e.escalation_staff import MODERATOR, escalation_overrides, matrix_account, room_by_alias
-from tests.e2e.matrix import MatrixError, User, new_user, wait_for
+from tests.e2e.matrix import SENT, MatrixError, User, new_user, wait_for
 
 
 @dataclass
@@ -118,6 +118,7 @@ def running_stack(
         current = merged.get(key)
         merged[key] = {**current, **value} if isinstance(current, dict) and isinstance(value, dict) else value
     stack.prepare(layout, merged)
+    first_sent = len(SENT)
     try:
         stack.up(layout, say=lambda _msg: None, patience=patience)
         engine = make_engine(database_url)
@@ -127,10 +128,33 @@ def running_stack(
         engine.dispose()
     finally:
         stack.down(layout, say=lambda _msg: None)
+    # Reached only when every test on this stack has finished: no word any member sent while it ran
+    # (ordinary, crisis, abusive, refused or not, local or over federation) is in any of its logs.
+    leaks = words_in_logs(layout, SENT[first_sent:])
+    assert not leaks, f"message text found in the stack's logs: {leaks[:5]}"
+
+
+# Shorter bodies ("hi", "!ack 3") could be in a log by coincidence; what a test sends is longer.
+LOGGED_TEXT_MIN_CHARS = 16
+
+
+def stack_logs(layout: stack.StackLayout) -> dict[str, str]:
+    """Every log file of a stack: Hearth's, Synapse's log and its standard output."""
+    root = layout.root
+    files = {p for p in root.rglob("*.log*") if p.is_file()} | {layout.hearth_log, layout.synapse_stdout}
+    return {str(p.relative_to(root)): p.read_text(errors="replace") for p in files if p.exists()}
+
+
+def words_in_logs(layout: stack.StackLayout, bodies: list[str]) -> list[tuple[str, str]]:
+    """(log file, body) for every message body found in a log of the stack."""
+    wanted = {b.strip() for b in bodies if len(b.strip()) >= LOGGED_TEXT_MIN_CHARS}
+    return [(name, body[:40]) for name, text in stack_logs(layout).items() for body in wanted if body in text]
 
 
 @contextlib.contextmanager
-def throwaway_stack(root: Path, database_url: str, overrides: dict[str, Any] | None = None) -> Iterator[Stack]:
+def throwaway_stack(
+    root: Path, database_url: str, overrides: dict[str, Any] | None = None
+) -> Iterator[Stack]:
     """:func:`running_stack` in ``root`` on free ports."""
     layout = stack.StackLayout(root=root, hs_port=stack.free_port(), hearth_port=stack.free_port())
     with running_stack(layout, database_url, overrides, patience=2.0) as hs:  # shared cores: slow loads
@@ -167,9 +191,11 @@ def hearth_room(
     prefix: str = "e2e-",
     kind: str = "discussion",
     room_version: str | None = None,
+    capacity: int = 100,
 ) -> str:
     """A room the bot created, registered in Hearth's catalogue as one of ``space``'s support rooms
-    (its alias starts with ``#<prefix>``, so a module can remove its rows afterwards)."""
+    (its alias starts with ``#<prefix>``, so a module can remove its rows afterwards) with room for
+    ``capacity`` members."""
     version = {"room_version": room_version} if room_version else {}
     room = hs.bot().create_room(name=f"moderated {profile}", preset="public_chat", **version)
     with Session(hs.engine) as s:
@@ -180,7 +206,7 @@ def hearth_room(
                 space_slug=space,
                 room_slug=kind,
                 kind=kind,
-                capacity=100,
+                capacity=capacity,
                 profile=profile,
                 members_may_post=True,
                 updated_at=datetime.now(UTC),

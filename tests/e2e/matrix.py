@@ -24,6 +24,12 @@ class MatrixError(Exception):
         self.body = body
 
 
+SENT: list[str] = []
+"""Every message body any test user sent, on any homeserver: a stack searches its logs for those sent
+while it ran when it stops (``tests/e2e/conftest.py`` ``running_stack``), so no member's words reach a log anywhere in
+the end-to-end, fault and federation runs."""
+
+
 class User:
     def __init__(self, hs_url: str, user_id: str, token: str):
         self.hs = hs_url
@@ -54,6 +60,9 @@ class User:
 
     def send(self, room_id: str, content: dict[str, Any], event_type: str = "m.room.message") -> str:
         txn = secrets.token_hex(8)
+        for key in ("body", "formatted_body"):
+            if isinstance(content.get(key), str):
+                SENT.append(content[key])
         return str(
             self.call("PUT", f"/_matrix/client/v3/rooms/{q(room_id)}/send/{event_type}/{txn}", content)[
                 "event_id"

@@ -1,6 +1,8 @@
 """Security at the edges of a running stack: no member's words in any log (Hearth's or Synapse's; the
 antispam module's fail-open line is tested in tests/bridge/test_synapse_logging.py); files holding
-member text or secrets are the owner's only."""
+member text or secrets are the owner's only. Beyond the known words sent here, every stack the
+end-to-end, fault and federation tests start searches its logs, when it stops, for every message body
+sent while it ran (``running_stack`` in tests/e2e/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ import stat
 import pytest
 from sqlmodel import Session
 
+from bridge import stack
 from moderation.models import ModerationDecision
-from tests.e2e.conftest import hearth_room, resolve_open_escalations
+from tests.e2e.conftest import hearth_room, resolve_open_escalations, stack_logs, words_in_logs
 from tests.e2e.matrix import MatrixError, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -27,13 +30,7 @@ def _decided(hs, event_id: str) -> ModerationDecision | None:
 
 
 def _logs(hs) -> dict[str, str]:
-    """Every log file of the stack: Hearth's, Synapse's log and its standard output."""
-    root = hs.layout.root
-    files = {p for p in root.rglob("*.log*") if p.is_file()} | {
-        hs.layout.hearth_log,
-        hs.layout.synapse_stdout,
-    }
-    return {str(p.relative_to(root)): p.read_text(errors="replace") for p in files if p.exists()}
+    return stack_logs(hs.layout)
 
 
 def test_no_message_text_reaches_any_log(hearth_stack):
@@ -75,6 +72,18 @@ def test_no_message_text_reaches_any_log(hearth_stack):
     ]
     assert leaks == []
     resolve_open_escalations(hs)  # the crisis message's case, so it stops re-paging
+
+
+def test_the_whole_run_log_search_finds_a_message_body_in_any_log(tmp_path):
+    # the check every stack runs when it stops, on a log that does hold a member's words
+    layout = stack.StackLayout(root=tmp_path)
+    body = f"my words {secrets.token_hex(6)} stay private"
+    layout.hearth_log.parent.mkdir(parents=True, exist_ok=True)
+    layout.hearth_log.write_text(f"INFO screened: {body}\n")
+    (tmp_path / "synapse").mkdir(exist_ok=True)
+    (tmp_path / "synapse" / "homeserver.log.1").write_text("nothing private here\n")
+    leaks = words_in_logs(layout, [body, "hi", "a body that was never logged anywhere"])
+    assert leaks == [(str(layout.hearth_log.relative_to(tmp_path)), body[:40])]
 
 
 def test_files_with_member_text_or_secrets_are_the_owners_only(hearth_stack):

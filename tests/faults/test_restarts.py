@@ -72,7 +72,9 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(hs: Stack, staff
     open while it is down): afterwards every message was screened once and acted on, the bot's sync
     ledger has every one (no gap), and every crisis has exactly one escalation and one alert."""
     rng = random.Random(SEED)
-    traffic = Traffic.join(hs, hearth_room(hs), crises=CRISES, talkers=-(-ORDINARY // len(ORDINARY_TEXTS)))
+    talkers = -(-ORDINARY // len(ORDINARY_TEXTS))
+    room = hearth_room(hs, capacity=CRISES + talkers + 10)  # the full run's 100 crises need a big room
+    traffic = Traffic.join(hs, room, crises=CRISES, talkers=talkers)
     items = traffic.plan(ORDINARY, seed=SEED)
     allowed = threading.Semaphore(0)
     sender = threading.Thread(target=traffic.send_all, args=(items, RATE, allowed), daemon=True)

@@ -29,7 +29,7 @@ from tests.moderation.factories import DISTRESSED_BURST, T0, message
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "bench" / "data" / "corpus"
-FROZEN_SETS = ("bench/data/frozen_eval", "bench/data/frozen_eval_2")
+FROZEN_SETS = ("bench/data/frozen_eval", "bench/data/frozen_eval_2", "bench/data/frozen_eval_3")
 
 
 @pytest.fixture(scope="module")
