@@ -198,8 +198,9 @@ def _add_staff(settings: Settings, args: argparse.Namespace) -> int:
     else:
         print(f"{user} already had an account; display name set to {name!r}")
     print(
-        f"listed in {staff_file} as {role}. Restart Hearth (make down && make up): it reads the staff file "
-        "at start, and make up applies the spaces (invites to the staff rooms, power level 50)."
+        f"listed in {staff_file} as {role}. Reload Hearth (kill -HUP <hearth pid>) or restart it "
+        "(make down && make up): it reads the staff file again, and make up applies the spaces "
+        "(invites to the staff rooms, power level 50)."
     )
     return 0
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Set
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -52,13 +52,13 @@ class CapacityCheck:
         admin: AdminAPI,
         *,
         bot: str,
-        staff: Iterable[str],
+        staff: Set[str],
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
         self.admin = admin
         self.bot = bot
-        self.exempt = frozenset(staff) | {bot}
+        self.staff = staff  # kept, not copied: a staff file reload applies (a live view, see service)
         self.monotonic = monotonic
         self._capacity: dict[str, int] = {}
         self._capacity_read_at: float | None = None
@@ -93,7 +93,7 @@ class CapacityCheck:
     async def __call__(self, payload: dict[str, Any]) -> Answer | None:
         """Gate check: ``payload`` is ``{"user", "room", "is_invited"}``; None lets the join through."""
         user, room_id = str(payload.get("user", "")), str(payload.get("room", ""))
-        if not room_id or user in self.exempt:
+        if not room_id or user == self.bot or user in self.staff:
             return None
         capacity = await self._capacity_of(room_id)
         if capacity is None:

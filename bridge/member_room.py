@@ -80,7 +80,7 @@ class MemberRoom:
         gateway: NioGateway,
         clock: Clock,
         direct: DirectRooms,
-        resources: CrisisResources,
+        resources: Callable[[], CrisisResources],
         default_region: str | None,
         desk: CareDesk,
         appeals: AppealDesk | None = None,
@@ -92,13 +92,18 @@ class MemberRoom:
         self.gateway = gateway
         self.clock = clock
         self.direct = direct
-        self.resources = resources
+        self._resources = resources  # asked each time: a reloaded catalogue applies to the next reply
         self.default_region = default_region
         self.desk = desk
         self.appeals = appeals
         self.welcome = welcome
         self.forgetters = tuple(forgetters)  # in-memory caches to drop a forgotten member from
         self.sessions = sessions
+
+    @property
+    def resources(self) -> CrisisResources:
+        """The helpline catalogue as last loaded well."""
+        return self._resources()
 
     async def handle_event(self, ev: TimelineEvent) -> None:
         """Bot handler: the sender's messages in their private room with the bot."""
@@ -183,8 +188,11 @@ class MemberRoom:
         return render.region_lines_content(code, self.resources)
 
     def _status(self, chosen: str | None) -> str:
-        if chosen:
-            now = f"You chose the crisis lines for {self.resources.regions[chosen].name} ({chosen})."
+        chosen_set = self.resources.regions.get(chosen) if chosen else None
+        if chosen_set is not None:
+            now = f"You chose the crisis lines for {chosen_set.name} ({chosen})."
+        elif chosen:  # a region the catalogue no longer has (it was reloaded without it)
+            now = f"You chose {chosen}, which has no crisis lines of its own now, so I show the space's."
         else:
             now = "You haven't chosen a country, so I show the lines for the space you write in."
         return f"{now} {self._choices()} Send !region clear to undo a choice."

@@ -18,7 +18,7 @@ import json
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Set
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
@@ -249,7 +249,7 @@ def load_pipeline(settings: Settings) -> tuple[Pipeline, str]:
     return pipeline, description
 
 
-def invite_checks(settings: Settings, staff: frozenset[str]) -> tuple[Check, Check]:
+def invite_checks(settings: Settings, staff: Set[str]) -> tuple[Check, Check]:
     """Who may invite, for ``user_may_invite`` and for invites that arrive as events.
 
     The bot and staff may always invite; members of Hearth's own server only if the policy allows,
@@ -318,7 +318,7 @@ class Screening:
         explain: Callable[[str, str], Coroutine[Any, Any, None]] | None = None,
         welcome: WelcomeCheck | None = None,
         new_member_mentions: int | None = None,
-        staff: frozenset[str] = frozenset(),
+        staff: Set[str] = frozenset(),
         withdraw: Callable[[Message], Coroutine[Any, Any, None]] | None = None,
     ):
         self.engine = engine

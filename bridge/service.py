@@ -24,6 +24,7 @@ from bridge.actions import Actions
 from bridge.capacity import CapacityCheck
 from bridge.clock import SystemClock
 from bridge.data_folder import DataFolder
+from bridge.escalation.config import StaffIds
 from bridge.escalation.desk import EscalationDesk
 from bridge.gate import Gate
 from bridge.gateway import GatewayError, NioGateway, TimelineEvent
@@ -71,11 +72,14 @@ class HearthService:
         self.scheduler = Scheduler(self.clock)
         self.gate = Gate()
         # Crisis escalation: screening and actions call the desk through its port (`raise_for`).
-        # The desk loads the staff file; the gate's checks use the same staff list.
+        # The desk loads the staff file and the crisis resources, and reloads them on SIGHUP: every
+        # other part asks it for the current ones (`current_staff`, a live `StaffIds` view), never
+        # keeps a copy, so a reload applies everywhere at once.
         self.desk = EscalationDesk(
             settings, self.engine, self.gateway, self.scheduler, self.clock, self.tasks
         )
-        self.auth = StaffAuth(settings, self.desk.staff, self.engine, self.clock)
+        everyone = StaffIds(lambda: self.desk.everyone)  # moderators and clinicians
+        self.auth = StaffAuth(settings, self.desk.current_staff, self.engine, self.clock)
         self.join = JoinDesk(
             self.gateway,
             self.clock,
@@ -91,7 +95,7 @@ class HearthService:
             self.gateway,
             self.scheduler,
             self.clock,
-            staff=self.desk.staff,
+            staff=self.desk.current_staff,
             dm_room=self.desk.dm_room,
         )
         # Group sessions: timers from the database, rooms opened and closed, reminders, attendance.
@@ -101,7 +105,7 @@ class HearthService:
             self.gateway,
             self.scheduler,
             self.clock,
-            staff=self.desk.staff,
+            staff=self.desk.current_staff,
             dm_room=self.desk.dm_room,
             moderators_room=self.moderators.room,
             logged_in=self.desk.logged_in,
@@ -110,7 +114,7 @@ class HearthService:
             self.engine,
             self.gateway,
             self.clock,
-            staff=self.desk.staff.protected_ids,
+            staff=StaffIds(lambda: self.desk.cfg.protected),
             dm_room=self.desk.dm_room,
             resources_for=self.desk.resources_for,
             hold=settings.join.hold_until_agreed,
@@ -120,7 +124,7 @@ class HearthService:
             self.gateway,
             self.clock,
             self.desk.direct_rooms,
-            self.desk.resources,
+            lambda: self.desk.resources,
             self.desk.default_region,
             self.desk,
             appeals=self.moderators,
@@ -130,9 +134,7 @@ class HearthService:
         )
         self.gate.add_check(
             "user_may_join_room",
-            CapacityCheck(
-                self.engine, self.gateway, bot=settings.matrix.bot_user_id, staff=self.desk.everyone
-            ),
+            CapacityCheck(self.engine, self.gateway, bot=settings.matrix.bot_user_id, staff=everyone),
         )
         self.gate.add_check("user_may_join_room", self.welcome.join_check)  # never refuses
         self.actions = Actions(
@@ -162,11 +164,11 @@ class HearthService:
             explain=self.actions.explain_refusal,
             welcome=self.welcome,
             new_member_mentions=settings.moderation.new_member_mention_limit,
-            staff=self.desk.everyone,
+            staff=everyone,
             withdraw=self.actions.withdraw_federated,
         )
         self.screening.after_delivery = self.actions.carry_out
-        may_invite, invite_event = invite_checks(settings, self.desk.everyone)
+        may_invite, invite_event = invite_checks(settings, everyone)
         self.gate.add_check("check_event_for_spam", invite_event)
         self.gate.add_check("check_event_for_spam", self.screening.gate_check)
         self.gate.add_check("user_may_invite", may_invite)
@@ -240,9 +242,15 @@ class HearthService:
         return parts
 
     def _reload(self) -> None:
-        """SIGHUP: read the moderation policy and rules again (a broken file keeps the running ones)."""
-        log.info("SIGHUP: reloading the moderation policy and rules")
+        """SIGHUP: read the moderation policy and rules, the staff file and the crisis resources again
+        (a broken file keeps the running one; see ``Screening.reload`` and ``EscalationDesk.reload``)."""
+        log.info("SIGHUP: reloading the moderation policy and rules, the staff file and the crisis resources")
         self.tasks.create(self.screening.reload(self.settings.moderation.config_dir), name="reload")
+        self.tasks.create(self._reload_staff_and_resources(), name="reload-staff")
+
+    async def _reload_staff_and_resources(self) -> None:
+        await self.desk.reload(self.settings)
+        await self.moderators.staff_reloaded()  # newly listed moderators to their room, if any
 
     async def run(self) -> None:
         await asyncio.to_thread(db.migrate, self.engine)

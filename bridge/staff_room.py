@@ -79,6 +79,12 @@ class StaffRoom:
             self.room_id = room
             return room
 
+    async def invite_missing_staff(self) -> None:
+        """Invite whoever ``members`` lists and is not in the room yet (after a staff file reload);
+        nothing before the room is resolved (``ensure`` invites them then)."""
+        if self.room_id is not None:
+            await self._invite_missing_staff(self.room_id)
+
     async def _invite_missing_staff(self, room: RoomID) -> None:
         for user in self.members:
             try:

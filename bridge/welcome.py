@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Set
 from typing import Any
 
 from sqlalchemy import Engine
@@ -82,7 +82,7 @@ class Welcome:
         gateway: NioGateway,
         clock: Clock,
         *,
-        staff: Iterable[str],
+        staff: Set[str],
         dm_room: DmRoom,
         resources_for: Resources,
         hold: bool,
@@ -91,13 +91,17 @@ class Welcome:
         self.db = DbLane(engine, "welcome-db", workers=1)
         self.gateway = gateway
         self.clock = clock
-        self.exempt = frozenset(staff) | {gateway.user_id}
+        self.staff = staff  # kept, not copied: a staff file reload applies (a live view, see service)
         self.dm_room = dm_room
         self.resources_for = resources_for
         self._pending: set[tuple[str, str]] = set()  # (user, space) welcomed and not yet agreed
         self._space_of: dict[str, str] = {}
         self._loaded_at = -1e9
         self._locks: dict[str, asyncio.Lock] = {}
+
+    def _exempt(self, user: str) -> bool:
+        """Staff and the bot never wait for a space's guidelines."""
+        return user == self.gateway.user_id or user in self.staff
 
     async def load(self) -> None:
         """Before the gate answers: who is still to agree (from the database)."""
@@ -140,7 +144,7 @@ class Welcome:
     async def join_check(self, payload: dict[str, Any]) -> Answer | None:
         """``user_may_join_room``: note a first join to a space (never refuses a join)."""
         user, room = str(payload.get("user", "")), str(payload.get("room", ""))
-        if not user or user in self.exempt:
+        if not user or self._exempt(user):
             return None
         space = await self._space(room)
         if space is None or (user, space) in self._pending:
@@ -168,7 +172,7 @@ class Welcome:
 
     async def handle_event(self, ev: TimelineEvent) -> None:
         """Joins (send the welcome) and reactions on a welcome (agree)."""
-        if ev.sender in self.exempt:
+        if self._exempt(ev.sender):
             return
         content = ev.event.get("content") or {}
         if ev.type == "m.room.member" and content.get("membership") == "join":

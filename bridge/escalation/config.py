@@ -1,11 +1,16 @@
-"""What the escalation subsystem is configured with, read and checked once at start-up: the staff
-file, the helpline catalogue and default region, ``config/escalation.toml`` with the settings' SLA
-overrides, and the webhook. Every error is a :class:`SettingsError` naming the setting and problem."""
+"""What the escalation subsystem is configured with, read and checked at start-up: the staff file,
+the helpline catalogue and default region, ``config/escalation.toml`` with the settings' SLA
+overrides, and the webhook. Every error is a :class:`SettingsError` naming the setting and problem.
+
+The staff file and the helpline catalogue are read again on SIGHUP (:func:`reread`); a file that
+fails to load changes nothing. Every part reads them through the one :class:`DeskConfig` (or a
+:class:`StaffIds` view of it), so a good reload takes effect everywhere at once."""
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Set
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -57,9 +62,55 @@ def load_resources(settings: Settings) -> tuple[CrisisResources, str | None]:
     return resources, region
 
 
+def load_staff_file(settings: Settings) -> Staff:
+    """The staff file; :class:`SettingsError` names the setting, the file, the key and the reason."""
+    try:
+        return load_staff(settings.escalation.staff_file or DEFAULT_STAFF_FILE)
+    except StaffError as e:
+        raise SettingsError(f"`escalation.staff_file`: {e}") from None
+
+
 @dataclass(frozen=True)
+class Reread:
+    """What a reload read: each file's new contents, or None with its refusal in ``errors``."""
+
+    staff: Staff | None
+    resources: CrisisResources | None
+    errors: tuple[str, ...]
+
+
+def reread(settings: Settings) -> Reread:
+    """Read the staff file and the crisis resources again, each on its own: a broken one is refused
+    (its error names the file, the key and the reason) without holding back the other."""
+    cfg = settings.escalation
+    errors: list[str] = []
+    staff: Staff | None = None
+    resources: CrisisResources | None = None
+    try:
+        staff = load_staff_file(settings)
+    except SettingsError as e:
+        errors.append(str(e))
+    except Exception as e:  # anything else (e.g. not UTF-8) is a refusal too, never a failed reload
+        errors.append(
+            f"`escalation.staff_file`: {cfg.staff_file or DEFAULT_STAFF_FILE}: {type(e).__name__}: {e}"
+        )
+    try:
+        resources, _ = load_resources(settings)
+    except SettingsError as e:
+        errors.append(str(e))
+    except Exception as e:
+        errors.append(f"`escalation.resources_file`: {cfg.resources_file}: {type(e).__name__}: {e}")
+    return Reread(staff, resources, tuple(errors))
+
+
+def _ack_reactions(tuning: EscalationSettings, staff: Staff) -> tuple[str, ...]:
+    return tuple(dict.fromkeys([*tuning.ack_reactions, *staff.acknowledge.reactions]))
+
+
+@dataclass
 class DeskConfig:
-    """Everything the desk's parts read from configuration."""
+    """Everything the desk's parts read from configuration, shared by reference: a reload replaces
+    ``staff`` and ``resources`` (:meth:`use_staff`, :meth:`use_resources`); the rest is fixed."""
 
     server_name: str
     staff_room_alias: str  # "#hearth-staff:server"
@@ -73,14 +124,28 @@ class DeskConfig:
     sweep_seconds: float
     poll_seconds: float
     care_room_pool: int
+    # Derived from ``staff`` (kept with it by use_staff): read on every message and sign-in.
+    clinicians: frozenset[str] = field(init=False)
+    everyone: frozenset[str] = field(init=False)  # moderators and clinicians
+    protected: frozenset[str] = field(init=False)  # every listed staff member, admins too
 
-    @property
-    def clinicians(self) -> frozenset[str]:
-        return frozenset(self.staff.clinician_ids)
+    def __post_init__(self) -> None:
+        self._derive()
 
-    @property
-    def everyone(self) -> frozenset[str]:
-        return frozenset(self.staff.all_ids)
+    def _derive(self) -> None:
+        self.clinicians = frozenset(self.staff.clinician_ids)
+        self.everyone = frozenset(self.staff.all_ids)
+        self.protected = self.staff.protected_ids
+
+    def use_staff(self, staff: Staff) -> None:
+        """A reloaded staff file: who is staff, their roles, the rota and the acknowledge reactions."""
+        self.staff = staff
+        self.ack_reactions = _ack_reactions(self.tuning, staff)
+        self._derive()
+
+    def use_resources(self, resources: CrisisResources) -> None:
+        """A reloaded helpline catalogue (already checked against ``default_region``)."""
+        self.resources = resources
 
     @property
     def webhook_enabled(self) -> bool:
@@ -89,10 +154,7 @@ class DeskConfig:
     @classmethod
     def load(cls, settings: Settings) -> DeskConfig:
         cfg = settings.escalation
-        try:
-            staff = load_staff(cfg.staff_file or DEFAULT_STAFF_FILE)
-        except StaffError as e:
-            raise SettingsError(f"`escalation.staff_file`: {e}") from None
+        staff = load_staff_file(settings)
         resources, region = load_resources(settings)
         tuning = load_tuning(cfg.tuning_file, settings)
         server = settings.matrix.server_name
@@ -103,10 +165,27 @@ class DeskConfig:
             resources=resources,
             default_region=region,
             tuning=tuning,
-            ack_reactions=tuple(dict.fromkeys([*tuning.ack_reactions, *staff.acknowledge.reactions])),
+            ack_reactions=_ack_reactions(tuning, staff),
             webhook_url=cfg.webhook_url,
             webhook_secret=cfg.webhook_secret.get_secret_value().encode() if cfg.webhook_secret else b"",
             sweep_seconds=cfg.sweep_seconds,
             poll_seconds=cfg.poll_seconds,
             care_room_pool=cfg.care_room_pool,
         )
+
+
+class StaffIds(Set[str]):
+    """A live view of a set of staff user IDs (``read`` is asked on each use): what the gate's checks,
+    screening and the welcome hold instead of a copy, so a reloaded staff file applies to them too."""
+
+    def __init__(self, read: Callable[[], frozenset[str]]) -> None:
+        self._read = read
+
+    def __contains__(self, user: object) -> bool:
+        return user in self._read()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._read())
+
+    def __len__(self) -> int:
+        return len(self._read())

@@ -37,10 +37,10 @@ from bridge.db import DbLane
 from bridge.direct_rooms import DirectRooms
 from bridge.escalation import render
 from bridge.escalation.commands import StaffCommands
-from bridge.escalation.config import DeskConfig
+from bridge.escalation.config import DeskConfig, Reread, reread
 from bridge.escalation.notifier import Notifier, Work
 from bridge.escalation.timers import SlaTimers
-from bridge.gateway import NioGateway, TimelineEvent
+from bridge.gateway import GatewayError, NioGateway, TimelineEvent
 from bridge.regions import region_for
 from bridge.scheduler import Scheduler
 from bridge.staff_room import Names, StaffRoom
@@ -111,6 +111,9 @@ class EscalationDesk:
         self.timers = SlaTimers(cfg, self.db, scheduler, clock, self.notifier.wake)
         self.commands = StaffCommands(cfg, self, self.db, gateway, clock, self.staff_room, self.names)
         self._raised: OrderedDict[str, tuple[int, asyncio.Future[Escalation]]] = OrderedDict()
+        self.reload_error: str | None = None  # the last reload's refusals, until one succeeds
+        self.reloads = 0  # reloads finished since start (whether they took or not)
+        self._reloading = asyncio.Lock()  # two quick SIGHUPs: the later file wins, in order
 
     # --- configuration others read ---------------------------------------------------------
 
@@ -125,6 +128,10 @@ class EscalationDesk:
     @property
     def default_region(self) -> str | None:
         return self.cfg.default_region
+
+    def current_staff(self) -> Staff:
+        """The staff file as last loaded well (what the other desks and sign-in ask each time)."""
+        return self.cfg.staff
 
     @property
     def clinicians(self) -> frozenset[str]:
@@ -153,6 +160,39 @@ class EscalationDesk:
     async def _after_login(self, work: Any) -> None:
         await self.logged_in.wait()
         await work
+
+    async def reload(self, settings: Settings) -> str | None:
+        """SIGHUP: read the staff file and the crisis resources again. A good file takes effect at
+        once, for every part (they all read ``self.cfg``); a broken one changes nothing, and its
+        refusal (file, key, reason) is logged and kept for /healthz until a reload succeeds.
+
+        What is in flight stays as it was: alerts already committed to the outbox go to the clinicians
+        who were on call when the escalation was raised (the outbox rows name them); re-pages, new
+        escalations and every permission check from now on use the new file. Newly listed clinicians
+        are invited to the staff room; nobody is removed from it (``hearth spaces apply`` reports who is
+        no longer listed)."""
+        async with self._reloading:
+            got = await asyncio.to_thread(reread, settings)
+            self._apply(got)
+        if got.staff is not None:
+            try:
+                await self.staff_room.invite_missing_staff()
+            except (GatewayError, TimeoutError, OSError) as e:  # provisioning reconciles later
+                log.warning("after the reload, could not invite new clinicians to the staff room: %s", e)
+        return self.reload_error
+
+    def _apply(self, got: Reread) -> None:
+        if got.staff is not None:
+            self.cfg.use_staff(got.staff)
+            self.staff_room.members = tuple(got.staff.clinician_ids)
+            log.info("staff file reloaded: %d staff listed", len(got.staff.protected_ids))
+        if got.resources is not None:
+            self.cfg.use_resources(got.resources)
+            log.info("crisis resources reloaded: %d regions", len(got.resources.regions))
+        for error in got.errors:
+            log.error("reload refused, the running configuration stays: %s", error)
+        self.reload_error = "; ".join(got.errors) or None
+        self.reloads += 1
 
     async def close(self) -> None:
         await self.notifier.close()
@@ -428,4 +468,6 @@ class EscalationDesk:
             "pending": pending,
             "oldest_pending_age_seconds": round(age, 1) if age is not None else None,
             "staff_room": self.staff_room.room_id,
+            "reload_error": self.reload_error,
+            "reloads": self.reloads,
         }

@@ -20,7 +20,7 @@ import html
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import Engine, Text, cast
@@ -72,7 +72,7 @@ class ModerationDesk:
         scheduler: Scheduler,
         clock: Clock,
         *,
-        staff: Staff,
+        staff: Callable[[], Staff],
         dm_room: DmRoom,
     ):
         cfg = settings.moderation
@@ -81,10 +81,9 @@ class ModerationDesk:
         self.gateway = gateway
         self.scheduler = scheduler
         self.clock = clock
-        self.staff = staff
+        self._staff = staff  # asked each time: a reloaded staff file applies at once
         self.dm_room = dm_room
         self.db = DbLane(engine, "moderation-db")
-        self.tz = (staff.moderator_rota or staff.rota).zone
         self.text_retention = timedelta(days=cfg.flag_retention_days)
         self.appeal_retention = timedelta(days=cfg.appeal_retention_days)
         self.appeal_wait = timedelta(hours=cfg.appeal_reminder_hours)
@@ -96,7 +95,7 @@ class ModerationDesk:
             alias=f"#{cfg.moderators_room_alias}:{self.server_name}",
             name="Hearth moderators",
             topic="Flagged and reported messages, appeals and moderation commands (!mod help).",
-            members=staff.moderation_ids,
+            members=staff().moderation_ids,
         )
         self.names = Names(gateway)
         self.sanctions = Sanctions(
@@ -107,7 +106,6 @@ class ModerationDesk:
             cfg.sanction_defaults,
             bot_user=settings.matrix.bot_user_id,
             notify_member=self.tell_member,
-            tz=self.tz,
         )
         self.reports = ReportReader(
             gateway,
@@ -116,6 +114,26 @@ class ModerationDesk:
             last_recorded=lambda prefix: self.db(lambda s: cw.last_synapse_report(s, prefix)),
         )
         self.commands = ModCommands(self)
+
+    @property
+    def staff(self) -> Staff:
+        """The staff file as last loaded well."""
+        return self._staff()
+
+    @property
+    def tz(self) -> tzinfo:
+        """The moderator rota's time zone (the clinicians' when there is none): how times are shown."""
+        staff = self.staff
+        return (staff.moderator_rota or staff.rota).zone
+
+    async def staff_reloaded(self) -> None:
+        """After a staff file reload: invite newly listed moderators and admins to the moderators'
+        room (nobody is removed: ``hearth spaces apply`` reports who is no longer listed)."""
+        self.room.members = tuple(self.staff.moderation_ids)
+        try:
+            await self.room.invite_missing_staff()
+        except (GatewayError, TimeoutError, OSError) as e:  # provisioning reconciles later
+            log.warning("after the reload, could not invite new moderators to their room: %s", e)
 
     # --- life cycle ---------------------------------------------------------------------------
 

@@ -51,24 +51,33 @@ class Sanctions:
         db: DbLane,
         gateway: NioGateway,
         clock: Clock,
-        staff: Staff,
+        staff: Callable[[], Staff],
         defaults: cw.SanctionDefaults,
         *,
         bot_user: str,
         notify_member: Notify,
-        tz: tzinfo,
     ):
         self.db = db
         self.gateway = gateway
         self.clock = clock
-        self.staff = staff
+        self._staff = staff  # asked each time: a reloaded staff file applies at once
         self.defaults = defaults
         self.bot_user = bot_user
         self.notify_member = notify_member
-        self.tz = tz
         self._mutes: dict[str, list[ActiveMute]] = {}
         self._space_names: dict[str, str] = {}
         self._lock = asyncio.Lock()
+
+    @property
+    def staff(self) -> Staff:
+        """The staff file as last loaded well."""
+        return self._staff()
+
+    @property
+    def tz(self) -> tzinfo:
+        """How a sanction's end is shown: the moderator rota's time zone (the clinicians' when none)."""
+        staff = self.staff
+        return (staff.moderator_rota or staff.rota).zone
 
     # --- the gate's question ----------------------------------------------------------------
 

@@ -63,7 +63,7 @@ class SessionDesk:
         scheduler: Scheduler,
         clock: Clock,
         *,
-        staff: Staff,
+        staff: Callable[[], Staff],
         dm_room: DmRoom,
         moderators_room: StaffRoom,
         logged_in: asyncio.Event,
@@ -73,8 +73,7 @@ class SessionDesk:
         self.gateway = gateway
         self.scheduler = scheduler
         self.clock = clock
-        self.staff = staff
-        self.hosts = frozenset(staff.moderation_ids)
+        self._staff = staff  # asked each time: a reloaded staff file applies at once
         self.dm_room = dm_room
         self.moderators_room = moderators_room
         self.logged_in = logged_in
@@ -86,6 +85,16 @@ class SessionDesk:
         self._locks: dict[str, asyncio.Lock] = {}
         self._checked: set[str] = set()  # session rooms whose posting level this process has checked
         self.reminders_sent = 0
+
+    @property
+    def staff(self) -> Staff:
+        """The staff file as last loaded well."""
+        return self._staff()
+
+    @property
+    def hosts(self) -> frozenset[str]:
+        """Who may host any session: the moderators and admins the staff file lists now."""
+        return frozenset(self.staff.moderation_ids)
 
     # --- lifecycle -----------------------------------------------------------------------------
 

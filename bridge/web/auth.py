@@ -7,8 +7,8 @@ No new password: the staff page (or any client) asks the homeserver for an OpenI
 (clinician, moderator or admin) and answers with a session token: a random session id, stored in
 ``staff_session`` and signed with ``staff_api.session_secret`` (itsdangerous). The token is also set
 as an HttpOnly, SameSite=Strict, expiring cookie for the pages. Every request looks the role up again in
-the staff file as Hearth loaded it, so removing someone there and restarting Hearth ends their access,
-sessions included; signing out revokes the session.
+the staff file as Hearth last loaded it, so removing someone there and reloading Hearth (SIGHUP) or
+restarting it ends their access, sessions included; signing out revokes the session.
 
 Only accounts of Hearth's own homeserver sign in (its ``server_name``): a token for another server
 would have to be checked with a server Hearth does not know. Failed sign-ins are limited per client
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -65,9 +66,9 @@ def _error(status: int, errcode: str, error: str, headers: dict[str, str] | None
 class StaffAuth:
     """Signs staff in with Matrix OpenID and tells each request who it is from."""
 
-    def __init__(self, settings: Settings, staff: Staff, engine: Engine, clock: Clock) -> None:
+    def __init__(self, settings: Settings, staff: Callable[[], Staff], engine: Engine, clock: Clock) -> None:
         cfg = settings.staff_api
-        self.staff = staff
+        self._staff = staff  # asked on every request: a reloaded staff file applies at once
         self.engine = engine
         self.clock = clock
         self.server_name = settings.matrix.server_name
@@ -77,6 +78,11 @@ class StaffAuth:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._limit = parse(cfg.failed_sign_in_limit)
         self._http = httpx.AsyncClient(timeout=10)
+
+    @property
+    def staff(self) -> Staff:
+        """The staff file as last loaded well."""
+        return self._staff()
 
     async def close(self) -> None:
         await self._http.aclose()

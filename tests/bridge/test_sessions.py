@@ -93,13 +93,14 @@ async def desk(engine):
             )
         )
         s.commit()
+    staff = load_staff()
     desk = SessionDesk(
         SessionsSettings(),
         engine,
         matrix,  # type: ignore[arg-type]
         scheduler,
         clock,
-        staff=load_staff(),
+        staff=lambda: staff,
         dm_room=dm_room,
         moderators_room=None,  # type: ignore[arg-type]
         logged_in=logged_in,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 from pathlib import Path
 
 import httpx
@@ -48,18 +49,23 @@ clinicians = ["{CLINICIAN}"]
 reactions = ["✅", "👍", "👀"]
 """
 
+SHIPPED_RESOURCES = Path(__file__).resolve().parents[2] / "config" / "crisis_resources.toml"
 WEBHOOK_SECRET = "e2e-webhook-secret"
 IMMINENT_SLA_SECONDS = 3
 
 
 def escalation_overrides(root: Path, webhook_port: int, server_name: str = "localhost") -> dict[str, object]:
     """The ``[escalation]`` settings of a test stack: the staff file above (its accounts on
-    ``server_name``), a 3 s imminent SLA, fast sweeps and polls, and a webhook on a local port the
+    ``server_name``), a copy of the shipped crisis lines, a 3 s imminent SLA, fast sweeps and polls, and a webhook on a local port the
     webhook test listens on."""
     staff_file = root / "staff.toml"
     staff_file.write_text(STAFF_TOML.replace(':localhost"', f':{server_name}"'))
+    # A copy of the shipped crisis lines, which tests/e2e/test_hostile_reload.py edits and mends.
+    resources_file = root / "crisis_resources.toml"
+    shutil.copy(SHIPPED_RESOURCES, resources_file)
     return {
         "staff_file": str(staff_file),
+        "resources_file": str(resources_file),
         "sla_imminent_seconds": IMMINENT_SLA_SECONDS,
         "sweep_seconds": 1,
         "poll_seconds": 1,
