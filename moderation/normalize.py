@@ -355,8 +355,11 @@ def _join_spaced_letters(chars: list[str], offsets: list[int]) -> tuple[list[str
 L_STAND_INS: frozenset[str] = frozenset("I1|\uff5c") | frozenset(
     ch for ch, latin in LATIN_LOOKALIKES.items() if latin in ("i", "l", "1") and not ch.islower()
 )
-# Cheap test that a message may hold one inside a word (not first: "I", "III", "1100" start theirs).
-_L_STAND_IN_IN_WORD = re.compile("\\S[" + re.escape("".join(sorted(L_STAND_INS))) + "]")
+# Cheap test that a message may hold one after a letter of the same word ("1100", "2011" do not): one
+# try per word, from its start, so a long word costs its length once.
+_L_STAND_IN_IN_WORD = re.compile(
+    r"(?<!\S)(?:(?![^\W\d_])\S)*+[^\W\d_]\S*?[" + re.escape("".join(sorted(L_STAND_INS))) + "]"
+)
 # A letter written three times or more in a row: stretched ("kiiill", "diiie", "soooo").
 _STRETCHED = re.compile(r"([^\W\d_])\1{2,}")
 _SPACE_RUN = re.compile(r"\s+")
