@@ -7,6 +7,10 @@ Unicode's confusables data where a word passes for Latin (``_fold_lookalikes``),
 folded, whitespace collapsed, letters repeated three or more times squeezed to two, words
 spelled out letter by letter ("r e t a r d s", "k.i.l.l") joined.
 
+A message whose letters are stretched ("kiiiilll", "diiie") or that writes a capital I, a 1 or a pipe
+for an "l" inside a lower-case word ("kiII", "ki11", "ki||") also gets other readings, ``variants``
+(see ``_variants``): the rules match them too, the models read only the main folded text.
+
 The folded text is only ever used for matching; the original is kept for display and evidence.
 """
 
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from html import unescape
 from html.parser import HTMLParser
 
@@ -281,7 +285,9 @@ def _fold_leet(chars: list[str]) -> None:
                         chars[k] = LEET[c]
 
 
-def _fold(source: str, start: int) -> tuple[list[str], list[int]]:
+def _fold_letters(source: str, start: int) -> tuple[list[str], list[int]]:
+    """Every character of ``source[start:]`` folded (compatibility forms, marks, case, lookalikes,
+    leetspeak), each with the index it came from; white space and repeats still as written."""
     chars: list[str] = []
     offsets: list[int] = []
     latin: list[str | None] = []
@@ -292,6 +298,14 @@ def _fold(source: str, start: int) -> tuple[list[str], list[int]]:
             latin.append(reading)
     _fold_lookalikes(chars, latin)
     _fold_leet(chars)
+    return chars, offsets
+
+
+def _fold(source: str, start: int) -> tuple[list[str], list[int]]:
+    return _squeeze_to_two(*_fold_letters(source, start))
+
+
+def _squeeze_to_two(chars: list[str], offsets: list[int]) -> tuple[list[str], list[int]]:
     # collapse whitespace runs to one space, squeeze letters repeated 3+ times to 2
     out: list[str] = []
     outo: list[int] = []
@@ -336,6 +350,136 @@ def _join_spaced_letters(chars: list[str], offsets: list[int]) -> tuple[list[str
     return out + chars[last:], outo + offsets[last:]
 
 
+# A capital I, a digit 1 or a pipe written for a lower-case "l" ("kiII", "ki11", "ki||"): in many fonts
+# they look alike. With their lookalikes (full-width, mathematical, Cyrillic and Greek capitals, UTS #39).
+L_STAND_INS: frozenset[str] = frozenset("I1|\uff5c") | frozenset(
+    ch for ch, latin in LATIN_LOOKALIKES.items() if latin in ("i", "l", "1") and not ch.islower()
+)
+# Cheap test that a message may hold one after a letter of the same word ("1100", "2011" do not): one
+# try per word, from its start, so a long word costs its length once.
+_L_STAND_IN_IN_WORD = re.compile(
+    r"(?<!\S)(?:(?![^\W\d_])\S)*+[^\W\d_]\S*?[" + re.escape("".join(sorted(L_STAND_INS))) + "]"
+)
+# A letter written three times or more in a row: stretched ("kiiill", "diiie", "soooo").
+_STRETCHED = re.compile(r"([^\W\d_])\1{2,}")
+_SPACE_RUN = re.compile(r"\s+")
+_VOWELS = frozenset("aeiouy")
+
+
+def _read_l_stand_ins(source: str, chars: list[str], offsets: list[int]) -> bool:
+    """In place: capital I, 1 or pipe (``L_STAND_INS``) that follow a letter of the same word that is
+    not a capital become "l" (``"kiII"`` -> ``"kill"``, ``"ki11"`` -> ``"kill"``, ``"yourseIf"`` ->
+    ``"yourself"``), unless that would put three l in a row (``"kIll"`` is "kill" already). At the start
+    of a word or after a capital they keep their reading: "I", "I'll", "Illinois", "III", "1100",
+    "BILL". True when anything changed."""
+    changed = False
+    after_letter = False
+    n = len(chars)
+    k = 0
+    while k < n:
+        written = source[offsets[k]]
+        if written not in L_STAND_INS:
+            after_letter = chars[k].isalpha() and not written.isupper()
+            k += 1
+            continue
+        j = k
+        while j < n and source[offsets[j]] in L_STAND_INS:
+            j += 1
+        if after_letter:
+            ls = j - k
+            at = k - 1
+            while at >= 0 and chars[at] == "l" and ls <= 2:
+                ls, at = ls + 1, at - 1
+            at = j
+            while at < n and chars[at] == "l" and ls <= 2:
+                ls, at = ls + 1, at + 1
+            if ls <= 2 and any(c != "l" for c in chars[k:j]):
+                chars[k:j] = ["l"] * (j - k)
+                changed = True
+        k = j
+    return changed
+
+
+def _collapse_space(chars: list[str], offsets: list[int]) -> tuple[list[str], list[int]]:
+    """White space runs to one space, none at either end (as ``_squeeze_to_two`` does)."""
+    out: list[str] = []
+    outo: list[int] = []
+    last = 0
+    for m in _SPACE_RUN.finditer("".join(chars)):
+        out += chars[last : m.start()]
+        outo += offsets[last : m.start()]
+        if out:
+            out.append(" ")
+            outo.append(offsets[m.start()])
+        last = m.end()
+    out += chars[last:]
+    outo += offsets[last:]
+    if out and out[-1] == " ":
+        out.pop()
+        outo.pop()
+    return out, outo
+
+
+# Letters of Roman numerals: a word made only of them is left as the main text reads it ("III", "XXX").
+_ROMAN = frozenset("ivxlcdm")
+
+
+def _squeeze(chars: list[str], offsets: list[int], keep: Callable[[str], int]) -> tuple[list[str], list[int]]:
+    """Every letter written three times or more in a row kept ``keep(letter)`` times; two in a word
+    made only of Roman numeral letters ("III", "xxx", "mmm"). A run that ends a word keeps the offsets
+    of its last letters, others of their first, so an evidence span that ends or starts with the word
+    covers the whole of it in the original."""
+    text = "".join(chars)
+    out: list[str] = []
+    outo: list[int] = []
+    last = 0
+    for m in _STRETCHED.finditer(text):
+        a, b = m.span()
+        start, end = a, b
+        while start and text[start - 1].isalpha():
+            start -= 1
+        while end < len(text) and text[end].isalpha():
+            end += 1
+        n = 2 if _ROMAN.issuperset(text[start:end]) else keep(text[a])
+        out += chars[last:a] + chars[a : a + n]
+        outo += offsets[last:a] + (offsets[b - n : b] if end == b else offsets[a : a + n])
+        last = b
+    return out + chars[last:], outo + offsets[last:]
+
+
+def _variants(
+    source: str, letters: list[str], offsets: list[int], text: str
+) -> list[tuple[list[str], list[int]]]:
+    """Other readings of a message, for matching beside its folded ``text``, when it stretches letters
+    or writes a capital I, 1 or pipe for an "l" inside a word (``_read_l_stand_ins``); none otherwise.
+
+    The main text keeps two of a stretched letter ("kiiiilll" -> "kiill"): right for doubled letters
+    ("killll", "stilll"), wrong for single ones. Which a stretched letter stands for is not known, so
+    two readings are added: every stretched letter once ("diiie" -> "die", "selllf" -> "self";
+    "kiiill" -> "kill", a double stays), and stretched vowels once, consonants twice ("kiiiilll" ->
+    "kill"). Both start again from ``letters`` (folded, not yet squeezed); readings equal to ``text``
+    or to each other are left out. Ordinary words keep their meaning: a word written with single or
+    double letters has no stretch to read ("will", "still", "I'll", "Illinois", "III").
+    """
+    chars = letters
+    l_read = False
+    if _L_STAND_IN_IN_WORD.search(source):
+        chars = list(letters)
+        l_read = _read_l_stand_ins(source, chars, offsets)
+    if not (l_read or _STRETCHED.search(text) or _STRETCHED.search("".join(letters))):
+        return []
+    base, base_offsets = _join_spaced_letters(*_collapse_space(chars, offsets))
+    readings: list[tuple[list[str], list[int]]] = []
+    seen = {text}
+    for keep in (lambda _: 1, lambda c: 1 if c in _VOWELS else 2):
+        v_chars, v_offsets = _squeeze(base, base_offsets, keep)
+        v_text = "".join(v_chars)
+        if v_text not in seen:
+            seen.add(v_text)
+            readings.append((v_chars, v_offsets))
+    return readings
+
+
 def normalize(body: str, formatted_body: str | None = None) -> NormalizedText:
     """Fold a message for matching; ``offsets`` map every folded character back to ``original``.
 
@@ -355,8 +499,15 @@ def normalize(body: str, formatted_body: str | None = None) -> NormalizedText:
         body_chars, _ = _fold(plain, 0)
         if _ALNUM.sub("", "".join(body_chars)) != _ALNUM.sub("", "".join(html_chars)):
             original = f"{original}\n\n{plain}"
-        chars, offsets = _fold(original, 0)
+        source, start = original, 0
     else:
         original = body
-        chars, offsets = _fold(body, _strip_reply_fallback(body))
-    return NormalizedText(original=original, text="".join(chars), offsets=tuple(offsets))
+        source, start = body, _strip_reply_fallback(body)
+    letters, letter_offsets = _fold_letters(source, start)
+    chars, offsets = _squeeze_to_two(letters, letter_offsets)
+    text = "".join(chars)
+    variants = tuple(
+        NormalizedText(original=original, text="".join(v_chars), offsets=tuple(v_offsets))
+        for v_chars, v_offsets in _variants(source, letters, letter_offsets, text)
+    )
+    return NormalizedText(original=original, text=text, offsets=tuple(offsets), variants=variants)

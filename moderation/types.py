@@ -47,12 +47,20 @@ class NormalizedText:
     """A folded form of the message for matching, with a map back to the original.
 
     ``offsets[i]`` is the index in ``original`` of the character ``text[i]`` came from, so an
-    evidence span found in ``text`` maps back with :meth:`to_original`.
+    evidence span found in ``text`` maps back with :meth:`to_original`. ``variants`` are other
+    readings of the same ``original`` (letters stretched, "I" written for "l"), each with its own
+    ``offsets``: the rules match them too; the models read ``text`` only.
     """
 
     original: str
     text: str
     offsets: tuple[int, ...]
+    variants: tuple[NormalizedText, ...] = ()
+
+    @property
+    def readings(self) -> tuple[NormalizedText, ...]:
+        """``self`` and its ``variants``: every folded form the rules match against."""
+        return (self, *self.variants)
 
     def to_original(self, start: int, end: int) -> Span:
         if not self.offsets:

@@ -1,6 +1,9 @@
 """Rules detector: per-profile regex word lists with allow-lists, loaded from ``rules.toml``.
 
-Patterns run on the normalised text; evidence spans are mapped back to the original text. A list
+Patterns run on the normalised text and on its variants (other readings of stretched letters or of an
+"I" written for "l", see :mod:`moderation.normalize`); evidence spans are mapped back to the original
+text. A hit in one reading is dropped when an allow match in any reading covers the same original
+characters ("dont kiiiilll urself over it" is excused where it reads "kill urself over"). A list
 reports at most one signal per message (``rules.<name>``) carrying every hit as evidence, the first
 rule that fired and the list's configured action hint (block / flag / escalate). The policy decides.
 
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moderation.errors import ConfigError, line_of
-from moderation.types import ScreenItem, Signal, Span
+from moderation.types import NormalizedText, ScreenItem, Signal, Span
 
 ACTIONS = ("block", "flag", "escalate", "note")
 """A list's hint to the policy; ``note`` is evidence for the policy only, with no disposition of its own."""
@@ -79,6 +82,27 @@ class RuleList:
             allowed = [m.span() for a in self.allow for m in a.finditer(text)]
             found = [(s, e, i) for s, e, i in found if not any(a_s < e and s < a_e for a_s, a_e in allowed)]
         return sorted(found)
+
+    def hits_in(self, norm: NormalizedText) -> list[tuple[int, int, int]]:
+        """:meth:`hits` in every reading of ``norm`` (its text and variants), as ``(start, end, pattern
+        index)`` in ``norm.original``; a hit in one reading is also dropped when an allow match in
+        another covers an original character of it."""
+        if not norm.variants:
+            return sorted((*_span(norm.to_original(s, e)), i) for s, e, i in self.hits(norm.text))
+        found = {(*_span(r.to_original(s, e)), i) for r in norm.readings for s, e, i in self.hits(r.text)}
+        if found and self.allow:
+            allowed = [
+                _span(r.to_original(*m.span()))
+                for r in norm.readings
+                for a in self.allow
+                for m in a.finditer(r.text)
+            ]
+            found = {(s, e, i) for s, e, i in found if not any(a_s < e and s < a_e for a_s, a_e in allowed)}
+        return sorted(found)
+
+
+def _span(span: Span) -> tuple[int, int]:
+    return span.start, span.end
 
 
 def _expand(pattern: str, terms: dict[str, str]) -> str:
@@ -268,7 +292,7 @@ class RulesDetector:
         for rl in self.lists:
             if not rl.applies(msg.profile, msg.space):
                 continue
-            hits = rl.hits(norm.text)
+            hits = rl.hits_in(norm)
             if not hits:
                 continue
             merged: list[list[int]] = []
@@ -277,7 +301,7 @@ class RulesDetector:
                     merged[-1][1] = max(merged[-1][1], e)
                 else:
                     merged.append([s, e])
-            spans: list[Span] = [norm.to_original(s, e) for s, e in merged]
+            spans: list[Span] = [Span(s, e) for s, e in merged]
             signals.append(
                 Signal(
                     detector="rules",

@@ -1,7 +1,10 @@
 """An evasion corpus of the shipped rules: each message the rules block, disguised by spacing, lookalike
 letters drawn from Unicode's confusables data, leetspeak, zero-width and bidi characters, combining
-marks, full-width and mathematical letters, and mixes of these, is still caught by the same rule.
-Disguises are generated (seeded), so the corpus is the same on every run."""
+marks, full-width and mathematical letters, and mixes of these, is still caught by the same rule; so is
+each with a letter stretched ("kiiiill") or an "l" written as a capital I, a 1 or a pipe ("kiII"),
+while look-alikes derived from the same rules (doubled letters, "I'll", "III", quoted or rejected
+incitement stretched) are not flagged. Disguises are generated (seeded), so the corpus is the same on
+every run."""
 
 from __future__ import annotations
 
@@ -109,3 +112,156 @@ def test_every_disguise_is_caught_by_the_same_rule(rules, name, text, rule):
 def test_a_word_of_another_language_is_left_as_written(word):
     folded = item(word).norm.text
     assert not any(c.isascii() and c.isalpha() for c in folded), folded
+
+
+# Letters stretched ("kiiill", "diiie") and a capital I, a 1 or a pipe written for "l" inside a word
+# ("kiII", "ki11", "ki||"): the normaliser adds readings of them that the rules match too.
+STRETCHED_AND_L = [
+    ("kiiill yourself", "incitement", "kiiill yourself"),
+    ("kiiiilll urself", "incitement", "kiiiilll urself"),
+    ("lol kiiiilll yourself", "incitement", "kiiiilll yourself"),
+    ("kiiiilll yourselllf", "incitement", "kiiiilll yourselllf"),
+    ("k i i i l l yourself", "incitement", "k i i i l l yourself"),
+    ("go diiie", "incitement", "go diiie"),
+    ("you should diiiieeee", "incitement", "you should diiiieeee"),
+    ("kyyyyys", "incitement", "kyyyyys"),
+    ("kiII yourself", "incitement", "kiII yourself"),
+    ("ki11 yourself", "incitement", "ki11 yourself"),
+    ("ki|| yourself", "incitement", "ki|| yourself"),
+    ("KiII yourself", "incitement", "KiII yourself"),
+    ("kil1 yourself", "incitement", "kil1 yourself"),
+    ("kill yourseIf", "incitement", "kill yourseIf"),
+    ("ki\u200bI\u200bI yourself", "incitement", "ki\u200bI\u200bI yourself"),
+    ("ki\uff29\uff29 yourself", "incitement", "ki\uff29\uff29 yourself"),  # full-width capital I
+    ("go kiii11 yourseIf", "incitement", "go kiii11 yourseIf"),
+    ("fuuuuck youuu", "abuse", "fuuuuck youuu"),
+    ("you're such an idiooooot", "abuse", "you're such an idiooooot"),
+    ("you are a worthlesss piece of shiiit", "abuse", "you are a worthlesss piece of shiiit"),
+    ("nooobody wouId miss you", "cruelty", "nooobody wouId miss you"),
+]
+
+
+def _stretched(text: str) -> list[tuple[str, str]]:
+    """``text`` with each letter in turn written four times (one name, one text per letter)."""
+    return [
+        (f"{text[k]!r} at {k} x4", text[:k] + text[k] * 4 + text[k + 1 :])
+        for k, c in enumerate(text)
+        if c.isalpha()
+    ]
+
+
+def _l_written_as(text: str, stand_in: str) -> str:
+    """Every "l" that follows a lower-case letter written as ``stand_in``."""
+    return "".join(stand_in if c == "l" and k and text[k - 1].isalpha() else c for k, c in enumerate(text))
+
+
+STRETCH_CORPUS = (
+    [
+        (f"{rule}: {text!r} with {name}", disguised, rule)
+        for text, rule, _ in CAUGHT
+        for name, disguised in _stretched(text)
+    ]
+    + [
+        (f"{rule}: {text!r} with l written {stand_in!r}", _l_written_as(text, stand_in), rule)
+        for text, rule, _ in [
+            *CAUGHT,
+            ("kill yourself", "incitement", None),
+            ("you are a loser", "abuse", None),
+        ]
+        for stand_in in ("I", "1", "|", "\u0406")  # the last: Cyrillic capital I
+        if "l" in text[1:]
+    ]
+)
+
+# Look-alikes that must keep their meaning: ordinary words with doubled letters, stretched words of
+# everyday chat, a capital I or 1 where it means I or one, and the allowed phrasings of the rules above
+# (counter-speech, quoting, figures of speech) stretched or written with "I" for "l".
+BENIGN = [
+    "kill",
+    "will",
+    "still",
+    "skill",
+    "all",
+    "bill",
+    "I'll",
+    "Illinois",
+    "III",
+    "II",
+    "I  I  I",
+    "1100 people",
+    "BILL",
+    "feeling ill",
+    "feeling iII today",
+    "goooood morning",
+    "soooo tired",
+    "sooo many skiIls to learn",
+    "I wiII see you aII tomorrow",
+    "stiII here, stiII fighting",
+    "Chapter III of the workbook",
+    "Henry VIII was awful lol",
+    "xxx",
+    "Win11 update broke my laptop",
+    "found a job on LinkedIn",
+    "McIlroy won the golf",
+    "every1 here is lovely",
+    "you'll kiiiill it tomorrow",
+    "kiII it at the exam x",
+    "dont kiiiilll urself over exams",
+    "don't kiII yourself over it",
+    "he told me to kiII myself",
+    "they kept telling me to kiiiill myself",
+    "'kiiill yourself' is never ok",
+    "people who tell others to kyyyys are the worst",
+    "fuuuuck youuu anxiety",
+    "I could diiie of embarrassment",
+    "nooo one missed the bus",
+    "the kill count in my game lol",
+    "yesss we did it",
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "rule", "evidence"), STRETCHED_AND_L, ids=[t for t, _, _ in STRETCHED_AND_L]
+)
+def test_stretched_letters_and_i_for_l_are_caught_with_evidence_in_the_original(rules, text, rule, evidence):
+    signals = {s.label: s for s in rules.detect([item(text)])[0]}
+    assert f"rules.{rule}" in signals, (text, item(text).norm)
+    spans = signals[f"rules.{rule}"].evidence
+    assert [text[s.start : s.end] for s in spans] == [evidence]
+
+
+@pytest.mark.parametrize(("name", "text", "rule"), STRETCH_CORPUS, ids=[n for n, _, _ in STRETCH_CORPUS])
+def test_every_letter_stretched_and_every_l_written_as_i_is_caught(rules, name, text, rule):
+    labels = [s.label for s in rules.detect([item(text)])[0]]
+    assert f"rules.{rule}" in labels, (text, labels)
+
+
+@pytest.mark.parametrize("text", BENIGN)
+def test_look_alikes_are_not_flagged(rules, text):
+    assert rules.detect([item(text)])[0] == [], text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "kill",
+        "will",
+        "still",
+        "skill",
+        "all",
+        "bill",
+        "I'll",
+        "Illinois",
+        "III",
+        "II",
+        "I  I  I",
+        "1100 people",
+        "BILL",
+        "VIII",
+        "feeling ill",
+        "xxx",
+        "Bill and I will",
+    ],
+)
+def test_ordinary_words_get_no_other_reading(text):
+    assert item(text).norm.variants == ()
