@@ -143,22 +143,31 @@ def test_a_distressed_member_sending_eight_messages_in_twenty_seconds_is_heard_n
     assert "not mute: crisis" in flood[0].reason
 
 
-@pytest.mark.parametrize(
-    "said",
-    [
-        ["I've made up my mind.", "Tonight.", "Goodbye all, thank you for everything"],
-    ],
-)
-def test_messages_read_together_reach_imminent(pipeline, said):
+def _said_in_turn(pipeline: Pipeline, said: list[str]) -> list:
     pipe = fresh(pipeline)
+    return [
+        pipe.screen([message(t, sender="@ctx:localhost", sent_at=T0 + timedelta(seconds=20 * i))])[0]
+        for i, t in enumerate(said)
+    ]
+
+
+def test_the_issues_goodbye_sequence_escalates_as_imminent(pipeline):
+    # The issue's example. Since the sixth model, a bare farewell to the group with thanks and no
+    # reason is read as imminent on its own too (its corpus has unexplained goodbyes as final acts,
+    # beside benign twins that give a reason); the pair below shows context raising the tier.
+    said = ["I've made up my mind.", "Tonight.", "Goodbye all, thank you for everything"]
+    verdicts = _said_in_turn(pipeline, said)
+    assert [d.tier for d in verdicts[-1].of_kind("escalate")] == ["imminent"]
+    assert not any(v.blocked for v in verdicts)
+
+
+@pytest.mark.parametrize("said", [["I've made up my mind.", "Tonight."]])
+def test_messages_read_together_reach_imminent(pipeline, said):
     alone = [fresh(pipeline).screen([message(t)])[0] for t in said]
     assert all(d.tier != "imminent" for v in alone for d in v.of_kind("escalate")), (
         "no single one is imminent"
     )
-    verdicts = [
-        pipe.screen([message(t, sender="@ctx:localhost", sent_at=T0 + timedelta(seconds=20 * i))])[0]
-        for i, t in enumerate(said)
-    ]
+    verdicts = _said_in_turn(pipeline, said)
     assert [d.tier for d in verdicts[-1].of_kind("escalate")] == ["imminent"]
 
 
