@@ -5,6 +5,9 @@ catalogue (``provisioned_room``: room ID -> capacity, written by provisioning) a
 count read through Synapse's admin API, both cached briefly so the gate stays fast. Rooms Hearth did
 not provision are not its business (allowed), staff and the bot are never refused, and when the
 count cannot be read in time the join is allowed: capacity is about comfort, not safety.
+
+Synapse asks only about its own users' joins: another server's member joins without the gate, and
+the bot removes them afterwards if the room was full (``bridge.remote_joins``, with the same words).
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ CATALOGUE_TTL_SECONDS = 2.0
 MEMBERS_TTL_SECONDS = 2.0
 # Budget for reading a member count; past it the join is allowed.
 COUNT_TIMEOUT_SECONDS = 1.0
+
+FULL_ROOM_TEXT = (
+    "This room is full right now. Please try again a little later, or join another room of the space."
+)
 
 
 class AdminAPI(Protocol):
@@ -65,7 +72,8 @@ class CapacityCheck:
         self._counts: dict[str, _Count] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def _capacity_of(self, room_id: str) -> int | None:
+    async def capacity_of(self, room_id: str) -> int | None:
+        """The room's capacity from the catalogue, or None for a room Hearth did not provision."""
         now = self.monotonic()
         stale = self._capacity_read_at is None or now - self._capacity_read_at > CATALOGUE_TTL_SECONDS
         if stale or room_id not in self._capacity:
@@ -95,7 +103,7 @@ class CapacityCheck:
         user, room_id = str(payload.get("user", "")), str(payload.get("room", ""))
         if not room_id or user == self.bot or user in self.staff:
             return None
-        capacity = await self._capacity_of(room_id)
+        capacity = await self.capacity_of(room_id)
         if capacity is None:
             return None
         # One decision per room at a time, so a burst of joins cannot overshoot.
@@ -109,12 +117,18 @@ class CapacityCheck:
                 return None
             participants = len(members - {self.bot})
             if participants >= capacity:
-                status, body = reject(
-                    "This room is full right now. Please try again a little later, or join another room "
-                    "of the space.",
-                    "capacity",
-                )
+                status, body = reject(FULL_ROOM_TEXT, "capacity")
                 return status, {**body, "org.hearth.capacity": capacity}
             # Count the join we allow until the next read, so quick successive joins see it.
             members.add(user)
             return None
+
+    def saw(self, room_id: str, user: str, *, joined: bool) -> None:
+        """A join the gate was not asked about (another server's member), or its removal: the cached
+        count follows at once, so local joins right after it are counted against it."""
+        cached = self._counts.get(room_id)
+        if cached is not None:
+            if joined:
+                cached.members.add(user)
+            else:
+                cached.members.discard(user)

@@ -368,6 +368,32 @@ class NioGateway:
                 return None
             raise
 
+    async def member_event(self, room_id: str, user_id: str) -> dict[str, Any] | None:
+        """``user_id``'s current ``m.room.member`` event in the room, whole (``event_id`` included),
+        or None if there is none."""
+        path = (
+            f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/state/m.room.member/"
+            f"{quote(user_id, safe='')}?format=event"
+        )
+        return await self._client_api("GET", path, f"membership of {user_id} in {room_id}")
+
+    async def members_at(self, room_id: str, event_id: str) -> set[UserID]:
+        """Who was joined to the room just after ``event_id`` (the room's state at that event, as
+        ``/context`` gives it), whatever happened since."""
+        only_members = json.dumps({"types": ["m.room.member"]}, separators=(",", ":"))
+        path = (
+            f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/context/{quote(event_id, safe='')}"
+            f"?limit=0&filter={quote(only_members, safe='')}"
+        )
+        body = await self._client_api("GET", path, f"members at {event_id}")
+        if body is None:
+            raise GatewayError(f"members at {event_id}", "event not found", 404, "M_NOT_FOUND")
+        return {
+            UserID(str(ev.get("state_key")))
+            for ev in body.get("state", [])
+            if ev.get("type") == "m.room.member" and (ev.get("content") or {}).get("membership") == "join"
+        }
+
     async def get_account_data(self, event_type: str) -> dict[str, Any] | None:
         """The bot's global account data of ``event_type`` (e.g. ``m.direct``), or None."""
         path = f"/_matrix/client/v3/user/{quote(self.user_id, safe='')}/account_data/{quote(event_type, safe='')}"

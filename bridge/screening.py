@@ -35,7 +35,7 @@ from bridge.gateway import TimelineEvent
 from bridge.metrics import Metrics
 from bridge.models import RoomMember
 from bridge.tasks import TaskGroup
-from config.ids import EventID, RoomID, UserID
+from config.ids import EventID, RoomID, UserID, server_of
 from config.settings import Settings
 from moderation import store
 from moderation.casework import ActiveMute
@@ -517,7 +517,12 @@ class Screening:
             and not verdict.of_kind("escalate")
             and self.welcome.pending(message.sender, message.space)
         ):
-            return reject(self.welcome.pending_notice(message.space or ""), "welcome")
+            notice = self.welcome.pending_notice(message.space or "")
+            if server_of(message.sender) != self.server_name:
+                # Another server's member never sees the refusal (their server took the message): it
+                # is withdrawn there and they are told privately, as for any refusal.
+                return self._refuse(message, notice, "welcome")
+            return reject(notice, "welcome")
         if fast is None and not verdict.of_kind("escalate"):
             refusal = self._trust_refusal(message)
             if refusal is not None:
@@ -621,11 +626,6 @@ class Screening:
 
         await asyncio.to_thread(write)
         self.joins.forget(event["room_id"], user)
-
-
-def server_of(user_id: str) -> str:
-    """The homeserver part of a Matrix user ID (``@ana:127.0.0.1:8448`` -> ``127.0.0.1:8448``)."""
-    return user_id.split(":", 1)[1] if ":" in user_id else ""
 
 
 def _rank(verdict: Verdict) -> int:

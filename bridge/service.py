@@ -34,6 +34,7 @@ from bridge.member_room import MemberRoom
 from bridge.metrics import Metrics
 from bridge.models import StaffSession
 from bridge.moderators.desk import ModerationDesk
+from bridge.remote_joins import RemoteJoins
 from bridge.scheduler import Scheduler
 from bridge.screening import Screening, invite_checks, load_pipeline
 from bridge.sessions.desk import SessionDesk
@@ -132,11 +133,13 @@ class HearthService:
             forgetters=[self.welcome.forget],
             sessions=self.sessions.commands,
         )
-        self.gate.add_check(
-            "user_may_join_room",
-            CapacityCheck(self.engine, self.gateway, bot=settings.matrix.bot_user_id, staff=everyone),
+        self.capacity = CapacityCheck(
+            self.engine, self.gateway, bot=settings.matrix.bot_user_id, staff=everyone
         )
+        self.gate.add_check("user_may_join_room", self.capacity)
         self.gate.add_check("user_may_join_room", self.welcome.join_check)  # never refuses
+        # Other servers' members join without ``user_may_join_room``: the bot checks after the join.
+        self.remote_joins = RemoteJoins(self.gateway, self.capacity, self.welcome, staff=everyone)
         self.actions = Actions(
             self.engine,
             self.gateway,
@@ -171,6 +174,8 @@ class HearthService:
         may_invite, invite_event = invite_checks(settings, everyone)
         self.gate.add_check("check_event_for_spam", invite_event)
         self.gate.add_check("check_event_for_spam", self.screening.gate_check)
+        # A remote member's join, as it arrives over federation (never refuses).
+        self.gate.add_check("check_event_for_spam", self.welcome.federated_join_check)
         self.gate.add_check("user_may_invite", may_invite)
         self._bot_task: asyncio.Task[None] | None = None
         self.bot = Bot(
@@ -182,6 +187,7 @@ class HearthService:
                 self._count_event,
                 self.desk.handle_event,
                 self.moderators.handle_event,
+                self.remote_joins.handle_event,
                 self.welcome.handle_event,
                 self.member_room.handle_event,
                 self.sessions.handle_event,

@@ -8,6 +8,13 @@ delivered and escalated as always.
 The agreement row is written at the gate's ``user_may_join_room`` (before the join happens, so a
 first message can never outrun it); the welcome itself is sent when the bot sees the join. Members
 who were already in the space before welcomes existed are recorded as agreed, never held.
+
+Another server's member ("remote member") gets the same welcome and is held the same way. Synapse
+asks ``user_may_join_room`` only for its own users, but it asks ``check_event_for_spam`` about every
+event arriving over federation, their join included, before storing it: the row is written there
+(``federated_join_check``), again before any message of theirs can follow. The welcome is sent when
+the bot sees the join and has not removed them from a full room (``bridge.remote_joins``), and the
+bot writes the row itself if the gate could not (the database was unavailable just then).
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from bridge.db import DbLane
 from bridge.gate import Answer
 from bridge.gateway import GatewayError, NioGateway, TimelineEvent
 from bridge.models import MemberAgreement, RoomMember
+from bridge.remote_joins import is_remote_join
 from bridge.themes import shipped_themes
+from config.ids import server_of
 from spaces.models import ProvisionedRoom, ProvisionedSpace
 from spaces.plan import guidelines_html, guidelines_markdown
 from spaces.themes import Theme
@@ -92,6 +101,7 @@ class Welcome:
         self.gateway = gateway
         self.clock = clock
         self.staff = staff  # kept, not copied: a staff file reload applies (a live view, see service)
+        self.server_name = server_of(gateway.user_id)
         self.dm_room = dm_room
         self.resources_for = resources_for
         self._pending: set[tuple[str, str]] = set()  # (user, space) welcomed and not yet agreed
@@ -144,17 +154,32 @@ class Welcome:
     async def join_check(self, payload: dict[str, Any]) -> Answer | None:
         """``user_may_join_room``: note a first join to a space (never refuses a join)."""
         user, room = str(payload.get("user", "")), str(payload.get("room", ""))
-        if not user or self._exempt(user):
-            return None
+        if user and not self._exempt(user):
+            await self._note_join(user, room)
+        return None
+
+    async def federated_join_check(self, payload: dict[str, Any]) -> Answer | None:
+        """``check_event_for_spam``: a remote member's join arriving over federation is noted as a
+        local member's is at ``user_may_join_room`` (never refuses anything)."""
+        event = payload.get("event")
+        if isinstance(event, dict) and is_remote_join(event, self.server_name):
+            user = str(event["sender"])
+            if not self._exempt(user):
+                await self._note_join(user, str(event.get("room_id", "")))
+        return None
+
+    async def _note_join(self, user: str, room: str, *, seen_in: str | None = None) -> None:
+        """Write the member's agreement row for the space of ``room`` unless there is one. ``seen_in``:
+        a room whose join is already recorded by the bot (it is not a sign of an earlier membership)."""
         space = await self._space(room)
         if space is None or (user, space) in self._pending:
-            return None
+            return
         now = self.clock.now()
 
         def record(s: Session) -> bool:
             if s.get(MemberAgreement, (user, space)) is not None:
                 return False
-            rooms = [r for r, sp in self._space_of.items() if sp == space]
+            rooms = [r for r, sp in self._space_of.items() if sp == space and r != seen_in]
             already = s.exec(
                 select(RoomMember).where(RoomMember.user_id == user, col(RoomMember.room_id).in_(rooms))
             ).first()
@@ -166,7 +191,6 @@ class Welcome:
 
         if await self.db(record):
             self._pending.add((user, space))
-        return None
 
     # --- the bot ----------------------------------------------------------------------------
 
@@ -176,13 +200,26 @@ class Welcome:
             return
         content = ev.event.get("content") or {}
         if ev.type == "m.room.member" and content.get("membership") == "join":
-            space = await self._space(ev.room_id)
-            if space is not None and (ev.sender, space) in self._pending:
-                await self._send_welcome(ev.sender, space)
+            if server_of(ev.sender) != self.server_name:
+                return  # ``bridge.remote_joins`` first sees whether the room had space for them
+            await self._welcome_if_pending(ev.sender, ev.room_id)
         elif ev.type == "m.reaction":
             target = (content.get("m.relates_to") or {}).get("event_id")
             if isinstance(target, str):
                 await self._agree_by_reaction(ev, target)
+
+    async def remote_join(self, user: str, room: str) -> None:
+        """A remote member's join the bot saw and let stand (``bridge.remote_joins``): noted if the
+        gate could not note it, then welcomed as anyone."""
+        if self._exempt(user):
+            return
+        await self._note_join(user, room, seen_in=room)
+        await self._welcome_if_pending(user, room)
+
+    async def _welcome_if_pending(self, user: str, room: str) -> None:
+        space = await self._space(room)
+        if space is not None and (user, space) in self._pending:
+            await self._send_welcome(user, space)
 
     async def _send_welcome(self, user: str, space: str) -> None:
         async with self._locks.setdefault(user, asyncio.Lock()):

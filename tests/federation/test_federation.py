@@ -18,13 +18,24 @@ import pytest
 from sqlmodel import Session, select
 
 from bridge import stack
+from bridge.capacity import CATALOGUE_TTL_SECONDS
+from bridge.models import MemberAgreement, SeenEvent
+from moderation.casework.tables import Sanction
 from moderation.escalation import Escalation
 from moderation.models import ModerationDecision
-from tests.e2e.conftest import resolve_open_escalations, wait_escalated
+from tests.e2e.conftest import bot_says, resolve_open_escalations, wait_escalated
 from tests.e2e.escalation_staff import join_private_room_with_the_bot, staff_room
 from tests.e2e.matrix import MatrixError, User, q, wait_for
 from tests.e2e.test_moderators import hs_healthy, moderator, until_done
-from tests.federation.conftest import PATIENCE, Federation, membership, own_membership
+from tests.e2e.test_provisioning import apply, copy_themes, edit_theme
+from tests.federation.conftest import (
+    PATIENCE,
+    THEME,
+    Federation,
+    _joined,
+    membership,
+    own_membership,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -140,11 +151,13 @@ def test_a_remote_members_crisis_raises_the_same_alert_as_a_local_members(federa
     assert visitor.user_id in remote_alert["body"]
     # The person is offered help privately, across servers: the bot's private room reaches their server.
     dm = join_private_room_with_the_bot(visitor)
-    resources = wait_for(
-        lambda: [e for e in visitor.messages(dm) if e["type"] == "m.room.message"],
-        timeout=20,
-        what="the crisis resources on the remote server",
-    )
+
+    def crisis_resources() -> list[dict] | None:
+        # The welcome brings the crisis lines too (one resources message): the crisis brings a second.
+        found = [e for e in visitor.messages(dm) if "org.hearth.resources" in (e.get("content") or {})]
+        return found if len(found) >= 2 else None
+
+    resources = wait_for(crisis_resources, timeout=20, what="the crisis resources on the remote server")
     assert resources[0]["sender"] == hs.layout.bot_user_id
     assert "org.hearth.resources" in resources[0]["content"]
     resolve_open_escalations(hs)
@@ -335,3 +348,169 @@ def test_media_from_a_remote_member_is_refused_even_after_the_trust_period(feder
 def _redacted(user: User, room: str, event_id: str) -> bool:
     ev = timeline(user, room).get(event_id)
     return ev is not None and "url" not in ev["content"] and "redacted_because" in ev.get("unsigned", {})
+
+
+# --- remote joins: capacity and the welcome (README "Federation") ---------------------------------
+
+
+def participants(fed: Federation, room: str) -> set[str]:
+    """Who is joined to ``room`` on Hearth's server, but the bot."""
+    members = fed.hearth.admin.call("GET", f"/_synapse/admin/v1/rooms/{q(room)}/members")["members"]
+    return set(members) - {fed.hearth.layout.bot_user_id}
+
+
+def member_event(fed: Federation, room: str, user_id: str) -> dict:
+    """``user_id``'s current membership event in ``room`` on Hearth's server, whole."""
+    path = f"/_matrix/client/v3/rooms/{q(room)}/state/m.room.member/{q(user_id)}?format=event"
+    return fed.hearth.bot().call("GET", path)
+
+
+def handled_by_the_bot(fed: Federation, room: str, user_id: str) -> None:
+    """Wait until the bot has handled ``user_id``'s current membership event in ``room``."""
+    event_id = member_event(fed, room, user_id)["event_id"]
+
+    def seen() -> bool:
+        with Session(fed.hearth.engine) as s:
+            return s.get(SeenEvent, event_id) is not None
+
+    wait_for(seen, timeout=30, what=f"the bot handling {user_id}'s membership {event_id}")
+
+
+def test_a_remote_member_joining_a_full_room_is_removed_kindly_and_may_come_back(federation, tmp_path):
+    fed = federation
+    hs = fed.hearth
+    room = fed.rooms["resources"]  # no other test joins it
+    capacity = max(2, len(participants(fed, room)) + 2)
+    themes = copy_themes(tmp_path)
+    edit_theme(themes, THEME, r"capacity = \d+", f"capacity = {capacity}", after='slug = "resources"')
+    edit_theme(themes, THEME, r"seats = \d+", "seats = 2", after='slug = "resources"')  # seats <= capacity
+    try:
+        apply(hs, themes, only=THEME)
+        time.sleep(CATALOGUE_TTL_SECONDS + 0.3)  # Hearth re-reads the catalogue
+        locals_ = [local_member(fed, "resources")]  # at least one: the capacity leaves room for it
+        while len(participants(fed, room)) < capacity - 1:
+            locals_.append(local_member(fed, "resources"))
+        # The last place goes to a remote member: their join stands.
+        last_place = fed.visitor("resources", prefix="lastplace")
+        handled_by_the_bot(fed, room, last_place.user_id)
+        assert membership(hs.bot(), room, last_place.user_id) == "join"
+        assert len(participants(fed, room)) == capacity
+        # One more: Hearth's gate is not asked about another server's join, so their server lets
+        # them in; the bot removes them right after, with the gate's kind words.
+        latecomer = fed.visitor(prefix="latecomer")
+        wait_for(
+            lambda: _joined(latecomer, fed.room_alias("resources")), timeout=20, what="the latecomer's join"
+        )
+        wait_for(
+            lambda: membership(hs.bot(), room, latecomer.user_id) == "leave",
+            timeout=30,
+            what="the latecomer removed from the full room",
+        )
+        removal = member_event(fed, room, latecomer.user_id)
+        assert removal["sender"] == hs.layout.bot_user_id
+        reason = removal["content"]["reason"]
+        assert "This room is full right now" in reason
+        assert "another room of the space" in reason
+        assert len(participants(fed, room)) <= capacity
+        assert membership(hs.bot(), room, last_place.user_id) == "join"
+        # As their own server sees it: removed (the kick federates), and no sanction against them.
+        wait_for(
+            lambda: own_membership(latecomer, room) == "leave", timeout=30, what="the removal on the remote"
+        )
+        with Session(hs.engine) as s:
+            assert not s.exec(select(Sanction).where(Sanction.user_id == latecomer.user_id)).all()
+        # When a place frees up they may join again, and stay.
+        locals_[0].call("POST", f"/_matrix/client/v3/rooms/{q(room)}/leave", {})
+        wait_for(
+            lambda: len(participants(fed, room)) < capacity,
+            timeout=30,
+            what="a place freed on Hearth's server",
+        )
+        wait_for(lambda: _joined(latecomer, fed.room_alias("resources")), timeout=20, what="joining again")
+        wait_for(
+            lambda: membership(hs.bot(), room, latecomer.user_id) == "join", timeout=30, what="the join again"
+        )
+        handled_by_the_bot(fed, room, latecomer.user_id)
+        assert membership(hs.bot(), room, latecomer.user_id) == "join"
+        assert len(participants(fed, room)) <= capacity
+    finally:
+        apply(hs, only=THEME)
+
+
+def test_a_remote_member_gets_the_welcome_and_agrees_as_a_local_member_does(federation):
+    fed = federation
+    hs = fed.hearth
+    visitor = fed.visitor("discussion", prefix="newcomer")  # the space and one of its rooms
+    private = join_private_room_with_the_bot(visitor)
+    welcome = bot_says(
+        hs, visitor, private, lambda ev: "org.hearth.welcome" in ev["content"], "the welcome on the remote"
+    )
+    content = welcome["content"]
+    assert content["org.hearth.welcome"] == {"space": THEME}
+    assert "isn't therapy or a crisis service" in content["body"]
+    assert "!agree" in content["body"]
+    assert "<p>" in content["formatted_body"]
+    bodies = [str((ev.get("content") or {}).get("body", "")) for ev in visitor.messages(private, limit=30)]
+    assert any("mergency" in b for b in bodies), bodies  # the crisis lines follow the welcome
+    welcomes = [
+        e for e in visitor.messages(private, limit=50) if "org.hearth.welcome" in (e.get("content") or {})
+    ]
+    assert len(welcomes) == 1  # the space and a room of it: one welcome
+    with Session(hs.engine) as s:
+        row = s.get(MemberAgreement, (visitor.user_id, THEME))
+        assert row is not None
+        assert row.welcome_event_id == welcome["event_id"]
+        assert row.agreed_at is None
+    visitor.say(private, "!agree")
+    bot_says(
+        hs, visitor, private, lambda ev: "You can post" in str(ev["content"].get("body", "")), "the thanks"
+    )
+    with Session(hs.engine) as s:
+        row = s.get(MemberAgreement, (visitor.user_id, THEME))
+        assert row is not None
+        assert row.agreed_at is not None
+
+
+def _withdrawn(user: User, room: str, event_id: str) -> bool:
+    ev = timeline(user, room).get(event_id)
+    return ev is not None and "body" not in ev["content"] and "redacted_because" in ev.get("unsigned", {})
+
+
+def test_with_holding_a_remote_members_first_message_waits_for_agree_but_a_crisis_never_does(federation):
+    fed = federation
+    hs = fed.hearth
+    stack.stop_hearth(hs.layout)
+    stack.start_hearth(hs.layout, env={"HEARTH_JOIN__HOLD_UNTIL_AGREED": "true"}, timeout=300 * PATIENCE)
+    try:
+        room = fed.rooms["check-in"]
+        reader = local_member(fed, "check-in")
+        visitor = fed.visitor("check-in", prefix="held")
+        private = join_private_room_with_the_bot(visitor)
+        bot_says(hs, visitor, private, lambda ev: "org.hearth.welcome" in ev["content"], "the welcome")
+        # Their server takes the message; Hearth's gate holds it: never delivered on Hearth's server,
+        # withdrawn on theirs, and they are told privately why (they never see the gate's refusal).
+        first = visitor.say(room, "Hi everyone, I'm new here and a bit nervous")
+        wait_for(lambda: _withdrawn(visitor, room, first), timeout=30, what="the held message withdrawn")
+        notice = bot_says(
+            hs,
+            visitor,
+            private,
+            lambda ev: "wasn't delivered" in str(ev["content"].get("body", "")),
+            "the private notice",
+        )
+        assert "!agree" in notice["content"]["body"]
+        crisis = visitor.say(room, CRISIS)  # never held back
+        wait_escalated(hs, crisis, "the held remote member's crisis escalated")
+        assert first not in timeline(reader, room)
+        visitor.say(private, "!agree")
+        bot_says(
+            hs, visitor, private, lambda ev: "You can post" in str(ev["content"].get("body", "")), "thanks"
+        )
+        again = visitor.say(room, "Hi everyone, I'm new here and a bit nervous")
+        wait_for(
+            lambda: again in timeline(reader, room), timeout=30, what="the message after !agree on Hearth"
+        )
+    finally:
+        stack.stop_hearth(hs.layout)
+        stack.start_hearth(hs.layout, timeout=300 * PATIENCE)
+        resolve_open_escalations(hs)
