@@ -36,3 +36,17 @@ def test_escalation_routes_document_their_refusals():
     assert {"errcode", "error"} <= set(err["required"])
     trail = doc["components"]["schemas"]["TrailOut"]
     assert {"evidence", "audit", "notifications", "conversation"} <= set(trail["properties"])
+
+
+def test_every_integer_query_parameter_is_bounded():
+    # an unbounded one reached the database as 2**64 (SQLite: "Python int too large"), a 500
+    doc = _schema()
+    checked = 0
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for param in op.get("parameters", []):
+                schema = param.get("schema", {})
+                if param["in"] == "query" and schema.get("type") == "integer":
+                    assert "maximum" in schema, f"{method.upper()} {path} ?{param['name']} has no maximum"
+                    checked += 1
+    assert checked >= 3

@@ -73,6 +73,9 @@ def test_a_clinician_signs_in_with_matrix_and_gets_a_private_cookie(hearth_stack
     assert me.json() == {"user_id": CLINICIAN, "role": "clinician", "display_name": "Test clinician on call"}
     by_cookie = _hearth(hs, "GET", "/api/escalations", cookies={"hearth_session": body["token"]})
     assert by_cookie.status_code == 200
+    # an offset past what a database integer holds is the caller's mistake, not a 500
+    huge = _hearth(hs, "GET", f"/api/escalations?offset={2**64}", cookies={"hearth_session": body["token"]})
+    assert 400 <= huge.status_code < 500, huge.text
     # the same OpenID token cannot be replayed once it has expired or, here, by someone who changed it
     forged = dict(_openid_body(CLINICIAN, hs), access_token="forged")
     assert _hearth(hs, "POST", "/api/auth/openid", json=forged).status_code == 401

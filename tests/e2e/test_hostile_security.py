@@ -20,8 +20,9 @@ from tests.e2e.matrix import MatrixError, wait_for
 pytestmark = pytest.mark.e2e
 
 # Written by the test fixtures themselves, not by Hearth or Synapse (no secret, no member text), and
-# process IDs (public in /proc anyway); config/ is the tests' copy of the shipped policy and rules.
-NOT_PRIVATE = {"staff.toml", "clock_offset", "hearth.pid", "synapse.pid"}
+# process IDs (public in /proc anyway); config/ and crisis_resources.toml are the tests' copies of
+# the shipped policy, rules and crisis lines.
+NOT_PRIVATE = {"staff.toml", "crisis_resources.toml", "clock_offset", "hearth.pid", "synapse.pid"}
 
 
 def _decided(hs, event_id: str) -> ModerationDecision | None:
