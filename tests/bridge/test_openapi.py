@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from bridge.web.app import create_app
 
 
@@ -50,3 +52,18 @@ def test_every_integer_query_parameter_is_bounded():
                     assert "maximum" in schema, f"{method.upper()} {path} ?{param['name']} has no maximum"
                     checked += 1
     assert checked >= 3
+
+
+def test_a_user_id_with_control_characters_is_refused_before_the_database():
+    # PostgreSQL refuses a NUL in text: such an ID reached it as a 500 (schemathesis found it)
+    from pydantic import ValidationError
+
+    from bridge.web.routes.moderation_api import LiftBody
+
+    assert LiftBody(user_id="@alice_1=x:hearth.example:8448", kind="mute").user_id.startswith("@alice")
+    for bad in ("@\x00a:localhost", "@a:local\nhost", "@a b:localhost", "@:localhost", "alice:localhost"):
+        with pytest.raises(ValidationError):
+            LiftBody(user_id=bad, kind="mute")
+    doc = _schema()
+    member = doc["paths"]["/api/mod/members/{user_id}"]["get"]["parameters"]
+    assert any(p["name"] == "user_id" and "pattern" in p["schema"] for p in member)

@@ -15,7 +15,7 @@ import io
 from datetime import timedelta
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -57,6 +57,11 @@ def _translate(e: Exception) -> HTTPException:
 # --- bodies -----------------------------------------------------------------------------------
 
 
+# A Matrix user ID: "@", a localpart of printable ASCII without ":" (the spec's historical set), ":",
+# a server name. No control characters: PostgreSQL refuses a NUL in text (a 500 schemathesis found).
+MATRIX_USER_ID = r"^@[\x21-\x39\x3B-\x7E]+:[\x21-\x7E]+$"
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -70,7 +75,7 @@ class DismissBody(Strict):
 
 
 class SanctionBody(Strict):
-    user_id: str = Field(pattern=r"^@[^:]+:.+$", max_length=255)
+    user_id: str = Field(pattern=MATRIX_USER_ID, max_length=255)
     kind: KindName
     reason: str = Field("", max_length=512)
     duration: str | None = Field(None, description="10m, 2h, 7d, 2w or permanent (bans); empty: the default")
@@ -81,7 +86,7 @@ class SanctionBody(Strict):
 
 
 class LiftBody(Strict):
-    user_id: str = Field(pattern=r"^@[^:]+:.+$", max_length=255)
+    user_id: str = Field(pattern=MATRIX_USER_ID, max_length=255)
     kind: Literal["mute", "ban"]
 
 
@@ -305,7 +310,9 @@ async def lift(
 
 @router.get("/members/{user_id}", response_model=MemberFileOut, responses={403: ERRORS[403]})
 async def member_file(
-    user_id: str, who: Principal = Depends(moderator), desk: ModerationDesk = Depends(_desk)
+    user_id: str = Path(pattern=MATRIX_USER_ID, max_length=255),
+    who: Principal = Depends(moderator),
+    desk: ModerationDesk = Depends(_desk),
 ) -> dict[str, Any]:
     """A member's file across spaces: screening decisions, cases, reports, sanctions, appeals, notes."""
     f = await desk.member_file(user_id)
@@ -322,7 +329,10 @@ async def member_file(
 
 @router.post("/members/{user_id}/notes", response_model=ModNoteOut, responses=ERRORS)
 async def add_note(
-    user_id: str, body: NoteBody, who: Principal = Depends(moderator), desk: ModerationDesk = Depends(_desk)
+    body: NoteBody,
+    user_id: str = Path(pattern=MATRIX_USER_ID, max_length=255),
+    who: Principal = Depends(moderator),
+    desk: ModerationDesk = Depends(_desk),
 ) -> dict[str, Any]:
     """A moderator's note on a member (``#labels`` in the text)."""
     try:
