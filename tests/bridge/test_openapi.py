@@ -67,3 +67,19 @@ def test_a_user_id_with_control_characters_is_refused_before_the_database():
     doc = _schema()
     member = doc["paths"]["/api/mod/members/{user_id}"]["get"]["parameters"]
     assert any(p["name"] == "user_id" and "pattern" in p["schema"] for p in member)
+
+
+def test_a_nul_character_anywhere_in_a_staff_api_request_is_refused_with_a_reason():
+    # PostgreSQL refuses NUL in text; refused before any route or database (no service needed here)
+    from fastapi.testclient import TestClient
+
+    client = TestClient(create_app(None))  # type: ignore[arg-type]
+    for method, url, body in (
+        ("POST", "/api/mod/members/%40a%3Alocalhost/notes", {"text": "a note\u0000"}),
+        ("GET", "/api/mod/members/%40a%00b%3Alocalhost", None),
+        ("GET", "/api/escalations?room_id=%21r%00%3Alocalhost", None),
+    ):
+        r = client.request(method, url, json=body)
+        assert r.status_code == 400, (url, r.text)
+        assert r.json()["errcode"] == "M_BAD_JSON"
+        assert "NUL" in r.json()["error"]
