@@ -148,6 +148,12 @@ class Staff(_Strict):
         return [UserID(m.user_id) for m in [*self.moderators, *self.admins]]
 
     @property
+    def moderation_zone(self) -> ZoneInfo:
+        """The moderator rota's time zone (the clinicians' when there is none): how moderation times
+        (a sanction's end, a case's) are shown."""
+        return (self.moderator_rota or self.rota).zone
+
+    @property
     def protected_ids(self) -> frozenset[str]:
         """Everyone the bot never sanctions: every listed staff member, whatever their role."""
         return frozenset(m.user_id for m in [*self.moderators, *self.clinicians, *self.admins])

@@ -123,8 +123,7 @@ class ModerationDesk:
     @property
     def tz(self) -> tzinfo:
         """The moderator rota's time zone (the clinicians' when there is none): how times are shown."""
-        staff = self.staff
-        return (staff.moderator_rota or staff.rota).zone
+        return self.staff.moderation_zone
 
     async def staff_reloaded(self) -> None:
         """After a staff file reload: invite newly listed moderators and admins to the moderators'

@@ -76,8 +76,7 @@ class Sanctions:
     @property
     def tz(self) -> tzinfo:
         """How a sanction's end is shown: the moderator rota's time zone (the clinicians' when none)."""
-        staff = self.staff
-        return (staff.moderator_rota or staff.rota).zone
+        return self.staff.moderation_zone
 
     # --- the gate's question ----------------------------------------------------------------
 

@@ -30,10 +30,6 @@ def _decided(hs, event_id: str) -> ModerationDecision | None:
         return s.get(ModerationDecision, event_id)
 
 
-def _logs(hs) -> dict[str, str]:
-    return stack_logs(hs.layout)
-
-
 def test_no_message_text_reaches_any_log(hearth_stack):
     hs = hearth_stack
     room = hearth_room(hs, prefix="e2e-hostile-")
@@ -66,7 +62,7 @@ def test_no_message_text_reaches_any_log(hearth_stack):
     assert errcode == "M_FORBIDDEN"
     for event_id in sent:
         wait_for(lambda: _decided(hs, event_id), what="each message screened")  # noqa: B023
-    logs = _logs(hs)
+    logs = stack_logs(hs.layout)
     assert len(logs) >= 3  # Hearth's log, Synapse's log and Synapse's standard output
     leaks = [
         (name, word, file) for name, word in words.items() for file, text in logs.items() if word in text
