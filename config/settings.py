@@ -92,7 +92,8 @@ class ModerationSettings(_Section):
 
     config_dir: Path = CONFIG_DIR  # policy.toml and moderation/{rules,crisis}.toml
     toxicity_checkpoint: str = ""  # a Detoxify checkpoint (.ckpt); empty: the offline MiniLM scorer
-    quantize: bool = True  # int8 dynamic quantisation of the Detoxify model
+    # int8 dynamic quantisation of the Detoxify model; "auto": int8 where the CPU has VNNI-like instructions
+    quantize: Literal[True, False, "auto"] = "auto"
     toxicity_runtime: Literal["onnx", "torch"] = "onnx"  # runs Detoxify/MiniLM (onnx falls back to torch)
     model_cache_dir: Path | None = None  # exported/quantised models; None: <data_dir>/model-cache
     crisis_learned: bool = True  # the learned support model (crisis, harm, target) beside the rules

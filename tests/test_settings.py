@@ -78,6 +78,13 @@ def test_toxicity_runtime_and_model_cache_dir(tmp_path):
     settings = load_settings(path)
     assert settings.moderation.toxicity_runtime == "torch"
     assert settings.effective_model_cache_dir == tmp_path / "m"
+    assert settings.moderation.quantize == "auto"
+    assert (
+        load_settings(_write(tmp_path, GOOD + "\n[moderation]\nquantize = false\n")).moderation.quantize
+        is False
+    )
+    with pytest.raises(SettingsError, match=r"moderation\.quantize.*operator\.toml"):
+        load_settings(_write(tmp_path, GOOD + '\n[moderation]\nquantize = "sometimes"\n'))
     with pytest.raises(SettingsError, match=r"moderation\.toxicity_runtime.*operator\.toml"):
         load_settings(_write(tmp_path, GOOD + '\n[moderation]\ntoxicity_runtime = "tensorrt"\n'))
 

@@ -45,12 +45,12 @@ import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from moderation.detectors.minilm import RUNTIMES, TOP_LAYER_PARAMS, MiniLM
-from moderation.detectors.onnx_runtime import OnnxBuild, onnx_feeds, onnx_or_torch
+from moderation.detectors.onnx_runtime import OnnxBuild, int8_pays_off, onnx_feeds, onnx_or_torch
 from moderation.types import ScreenItem, Signal
 
 LABELS: tuple[str, ...] = (
@@ -565,16 +565,21 @@ def load_toxicity_detector(
     checkpoint_path: str | None,
     log: logging.Logger,
     *,
-    quantize: bool = True,
+    quantize: bool | Literal["auto"] = "auto",
     runtime: str = "torch",
     cache_dir: str | Path | None = None,
 ) -> tuple[ToxicityDetector, str]:
     """Detoxify when ``checkpoint_path`` is configured and loads (weights verified), else the
     offline MiniLM scorer. Logs which one is active; returns it with a description for /healthz.
-    ``runtime`` and ``cache_dir`` go to :class:`DetoxifyScorer` (which falls back to torch, and says
-    so, when the ONNX Runtime path fails)."""
+    ``quantize`` "auto" runs Detoxify int8 where the CPU makes int8 pay off
+    (:func:`~moderation.detectors.onnx_runtime.int8_pays_off`), else fp32. ``runtime`` and
+    ``cache_dir`` go to :class:`DetoxifyScorer` (which falls back to torch, and says so, when the ONNX
+    Runtime path fails)."""
     scorer: ToxicityScorer
     if checkpoint_path:
+        why = "set in the configuration"
+        if quantize == "auto":
+            quantize, why = int8_pays_off()
         try:
             scorer = DetoxifyScorer(checkpoint_path, quantize=quantize, runtime=runtime, cache_dir=cache_dir)
         except Exception as exc:  # screening must go on: fall back, loudly
@@ -582,7 +587,7 @@ def load_toxicity_detector(
             scorer = OfflineEmbeddingScorer(runtime=runtime, cache_dir=cache_dir)
             description = f"{scorer.description}; Detoxify checkpoint {checkpoint_path} refused"
         else:
-            description = scorer.description
+            description = f"{scorer.description} (precision {why})"
     else:
         scorer = OfflineEmbeddingScorer(runtime=runtime, cache_dir=cache_dir)
         description = f"{scorer.description}; Detoxify weights not configured"

@@ -14,6 +14,7 @@ import torch
 import transformers
 
 from config.ids import EventID, RoomID, UserID
+from moderation.detectors.onnx_runtime import int8_pays_off
 from moderation.detectors.toxicity import (
     LABELS,
     OFFLINE_HEAD_META_PATH,
@@ -250,7 +251,7 @@ def test_loader_chooses_detoxify_when_configured_else_offline(tiny, offline, cap
     ckpt, _, _ = tiny
     log = logging.getLogger("test.toxicity")
     with caplog.at_level(logging.INFO, logger="test.toxicity"):
-        det, desc = load_toxicity_detector(str(ckpt), log)
+        det, desc = load_toxicity_detector(str(ckpt), log, quantize=True)
         assert isinstance(det.scorer, DetoxifyScorer)
         assert desc.startswith("detoxify tiny int8")
         det, desc = load_toxicity_detector(None, log)
@@ -475,12 +476,47 @@ def test_torch_runtime_still_works_and_says_so(tiny, tmp_path: Path) -> None:  #
 def test_loader_passes_the_runtime_through(tiny, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ckpt, _, _ = tiny
     det, desc = load_toxicity_detector(
-        str(ckpt), logging.getLogger("test.toxicity"), runtime="onnx", cache_dir=tmp_path
+        str(ckpt), logging.getLogger("test.toxicity"), quantize=True, runtime="onnx", cache_dir=tmp_path
     )
     assert isinstance(det.scorer, DetoxifyScorer)
     assert det.scorer.runtime == "onnx"
     assert desc.startswith("detoxify tiny int8 on onnxruntime")
     assert len(list(tmp_path.glob("detoxify-tiny-int8-*.onnx"))) == 1
+
+
+def test_int8_only_where_the_cpu_has_int8_dot_products() -> None:
+    """VNNI (x86) or the dot-product instructions (Arm) make int8 pay; without them fp32 is faster."""
+    assert int8_pays_off(frozenset({"avx2", "avx512f", "avx512_vnni"})) == (
+        True,
+        "int8: the CPU has avx512_vnni",
+    )
+    assert int8_pays_off(frozenset({"asimd", "asimddp"}))[0] is True
+    use_int8, why = int8_pays_off(frozenset({"avx2", "fma", "avx512f"}))
+    assert not use_int8
+    assert why.startswith("fp32: the CPU has no int8 dot-product instructions")
+    use_int8, why = int8_pays_off()  # this machine, read by archspec: a decision and a reason either way
+    assert why.startswith("int8: " if use_int8 else "fp32: ")
+
+
+@pytest.mark.parametrize("cpu_int8", [True, False])
+def test_auto_precision_follows_the_cpu_and_says_why(
+    tiny, tmp_path: Path, monkeypatch, cpu_int8: bool
+) -> None:  # type: ignore[no-untyped-def]
+    import moderation.detectors.toxicity as toxicity
+
+    monkeypatch.setattr(
+        toxicity, "int8_pays_off", lambda: (cpu_int8, f"{'int8' if cpu_int8 else 'fp32'}: test CPU")
+    )
+    ckpt, _, _ = tiny
+    det, desc = load_toxicity_detector(
+        str(ckpt), logging.getLogger("test.toxicity"), quantize="auto", runtime="onnx", cache_dir=tmp_path
+    )
+    assert isinstance(det.scorer, DetoxifyScorer)
+    assert det.scorer.quantized is cpu_int8
+    precision = "int8" if cpu_int8 else "fp32"
+    assert desc.startswith(f"detoxify tiny {precision} on onnxruntime")
+    assert desc.endswith(f"(precision {precision}: test CPU)")
+    assert len(list(tmp_path.glob(f"detoxify-tiny-{precision}-*.onnx"))) == 1
 
 
 def test_loader_runs_the_offline_scorer_on_the_configured_runtime(tmp_path: Path) -> None:
