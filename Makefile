@@ -39,8 +39,10 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Two worker processes, each test file on one of them (its module fixtures stay together); each
+# worker starts its own throwaway Synapse and Hearth stacks. Most of the suite waits on them.
 test: lint
-	$(BIN)/pytest -q -ra --durations=15
+	$(BIN)/pytest -q -ra --durations=15 -n 2 --dist loadfile
 
 bench: install
 	$(BIN)/python bench/provision.py

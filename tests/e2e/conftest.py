@@ -164,11 +164,11 @@ def throwaway_stack(
         yield hs
 
 
-@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def hearth_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root = Path(tmp_path_factory.mktemp(f"stack-{request.param}"))
+@contextlib.contextmanager
+def _shared_stack(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = Path(tmp_path_factory.mktemp(f"stack-{database}"))
     pg_name = None
-    if request.param == "sqlite":
+    if database == "sqlite":
         url = f"sqlite:///{root / 'hearth.db'}"
     else:
         if not _pg_available():
@@ -181,6 +181,27 @@ def hearth_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     finally:
         if pg_name:
             _drop_pg_database(PG_ADMIN_URL, pg_name)
+
+
+# One stack per database for the whole session (per worker process under `make test`), both kept
+# running: a parametrised session fixture would be torn down and started again each time the next
+# test file's first test wants the other database.
+@pytest.fixture(scope="session")
+def sqlite_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with _shared_stack("sqlite", tmp_path_factory) as hs:
+        yield hs
+
+
+@pytest.fixture(scope="session")
+def postgresql_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with _shared_stack("postgresql", tmp_path_factory) as hs:
+        yield hs
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def hearth_stack(request: pytest.FixtureRequest) -> Stack:
+    """The session's running stack on SQLite, then on PostgreSQL: every test using it runs on both."""
+    return request.getfixturevalue(f"{request.param}_stack")
 
 
 E2E_SPACE = "e2e-moderation"
@@ -217,6 +238,22 @@ def hearth_room(
         )
         s.commit()
     return room
+
+
+def remove_e2e_rooms(hs: Stack) -> None:
+    """Drop the catalogue rows :func:`hearth_room` made in :data:`E2E_SPACE`: later test files share
+    the stack, and the provisioning tests count the catalogue."""
+    with Session(hs.engine) as s:
+        for row in s.exec(select(ProvisionedRoom).where(ProvisionedRoom.space_slug == E2E_SPACE)):
+            s.delete(row)
+        s.commit()
+
+
+@pytest.fixture(scope="module")
+def e2e_rooms_removed_afterwards(hearth_stack: Stack) -> Iterator[None]:
+    """For a test file that makes rooms with :func:`hearth_room`: removes their rows when it ends."""
+    yield
+    remove_e2e_rooms(hearth_stack)
 
 
 def bot_says(hs, reader: User, room: str, pred, what: str, timeout: float = 30) -> dict:

@@ -12,7 +12,8 @@ import pytest
 
 from tests.e2e.conftest import hearth_room
 
-pytestmark = pytest.mark.e2e
+# the rooms made here are removed from the catalogue afterwards: later files share the stack
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("e2e_rooms_removed_afterwards")]
 
 EVENT = {
     "event_id": "$x",

@@ -18,7 +18,8 @@ from tests.e2e.escalation_staff import MODERATOR, join_private_room_with_the_bot
 from tests.e2e.matrix import User, wait_for
 from tests.e2e.test_hostile_gate import check_message
 
-pytestmark = pytest.mark.e2e
+# the rooms made here are removed from the catalogue afterwards: later files share the stack
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("e2e_rooms_removed_afterwards")]
 
 
 def _reload_state(hs) -> dict:

@@ -30,6 +30,7 @@ def _decided(hs, event_id: str) -> ModerationDecision | None:
         return s.get(ModerationDecision, event_id)
 
 
+@pytest.mark.usefixtures("e2e_rooms_removed_afterwards")  # later files share the stack
 def test_no_message_text_reaches_any_log(hearth_stack):
     hs = hearth_stack
     room = hearth_room(hs, prefix="e2e-hostile-")

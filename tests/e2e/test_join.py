@@ -21,7 +21,8 @@ from tests.e2e.conftest import bot_says, hearth_room
 from tests.e2e.escalation_staff import join_private_room_with_the_bot
 from tests.e2e.matrix import MatrixError, User, q
 
-pytestmark = pytest.mark.e2e
+# the rooms made here are removed from the catalogue afterwards: later files share the stack
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("e2e_rooms_removed_afterwards")]
 
 
 def register_with_token(hs_url: str, token: str | None) -> httpx.Response:

@@ -17,7 +17,7 @@ from bridge.escalation.render import category_words
 from moderation.escalation import Escalation
 from moderation.models import FlaggedMessage, ModerationDecision
 from spaces.models import ProvisionedRoom, ProvisionedSpace
-from tests.e2e.conftest import E2E_SPACE, hearth_room, resolve_open_escalations
+from tests.e2e.conftest import hearth_room, remove_e2e_rooms, resolve_open_escalations
 from tests.e2e.escalation_staff import CLINICIAN, join_private_room_with_the_bot, staff_room, staff_user
 from tests.e2e.matrix import MatrixError, q, wait_for
 from tests.moderation.factories import DISTRESSED_BURST
@@ -30,10 +30,7 @@ def _leave_the_stack_as_found(hearth_stack):
     """Later modules share this stack: drop the catalogue rows made here and close the escalations."""
     yield
     resolve_open_escalations(hearth_stack)
-    with Session(hearth_stack.engine) as s:
-        for row in s.exec(select(ProvisionedRoom).where(ProvisionedRoom.space_slug == E2E_SPACE)):
-            s.delete(row)
-        s.commit()
+    remove_e2e_rooms(hearth_stack)
 
 
 def decision(hs, event_id: str) -> ModerationDecision | None:
