@@ -55,14 +55,31 @@ def test_the_artefact_is_small_and_says_what_it_was_trained_on(card):
     assert 0 < card["thresholds"]["alert"] < 1
 
 
+def moved(got: dict[str, dict[str, int]], want: dict[str, dict[str, int]]) -> int:
+    """How many records sit in another cell of a confusion table than recorded."""
+    cells = {(r, c) for table in (got, want) for r, row in table.items() for c in row}
+    return sum(abs(got.get(r, {}).get(c, 0) - want.get(r, {}).get(c, 0)) for r, c in cells) // 2
+
+
+def test_moved_counts_each_record_once():
+    want = {"none": {"none": 5, "high": 1}, "high": {"high": 4}}
+    assert moved(want, want) == 0
+    assert moved({"none": {"none": 4, "high": 2}, "high": {"high": 4}}, want) == 1
+    assert moved({"none": {"none": 6}, "high": {"high": 3, "imminent": 1}}, want) == 2
+
+
 @pytest.mark.parametrize("name", FROZEN_SETS)
 def test_the_artefact_reproduces_its_recorded_frozen_set_scores(model, card, name):
+    """Int8 arithmetic is exact on every x86 CPU (``session.x64quantprecision``); the float operations
+    around it may differ in the last bits between CPUs, which can move a record lying on a threshold:
+    at most one per head. (Saturating kernels moved 1 to 3 per head and set.)"""
     frozen = load_labelled(data_files(ROOT / name))
     assert len(frozen) >= 600
     got = model_figures(frozen, model.predict([model_text(r) for r in frozen]), model.thresholds)
     want = card["frozen"][name]["figures"]
-    for key in ("records", "tier", "harm", "target"):
-        assert got[key] == want[key], key
+    assert got["records"] == want["records"]
+    for key in ("tier", "harm", "target"):
+        assert moved(got[key], want[key]) <= 1, (key, got[key], want[key])
     assert got["p_alert_sum"] == pytest.approx(want["p_alert_sum"], abs=0.05)
     assert got["p_harm_sum"] == pytest.approx(want["p_harm_sum"], abs=0.05)
 
