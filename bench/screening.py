@@ -44,6 +44,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -188,32 +189,36 @@ async def run(args: argparse.Namespace) -> None:
             out.append([Signal("toxicity", f"toxicity.{k}", float(v)) for k, v in scores.items()])
         return out
 
+    def whole_gate(pipeline: Pipeline, *caches: Any) -> Callable[[list[ScreenItem]], list[list[Signal]]]:
+        """A batch through ``pipeline`` as bridge/screening.py runs it. The texts repeat across this
+        script's runs: ``caches`` (dicts) are emptied first, so every message costs the models a real
+        pass (the crisis and harm detectors still share one within the batch)."""
+
+        def screen(batch: list[ScreenItem]) -> list[list[Signal]]:
+            for cache in caches:
+                cache.clear()
+            verdicts = pipeline.screen([x.message for x in batch])
+            return [[Signal("policy", d.kind, 1.0) for d in v.dispositions] for v in verdicts]
+
+        return screen
+
     # The whole gate: normaliser, rules, crisis (rules + the support model, with context), harm,
-    # behaviour, the same ONNX Detoxify, and the policy, as bridge/screening.py runs it per batch.
+    # behaviour, the same ONNX Detoxify, and the policy.
     gate = Pipeline.from_config(extra=[onnx])
-    print(f"hearth-gate: the whole pipeline with {gate.detectors[1].model.description}")  # type: ignore[attr-defined]
-
     support = gate.detectors[1].model  # type: ignore[attr-defined]
-
-    def gate_fn(batch: list[ScreenItem]) -> list[list[Signal]]:
-        # the texts repeat across this script's runs: forget earlier batches so every message costs
-        # the model a real pass (the crisis and harm detectors still share one within the batch)
-        support._cache.clear()
-        verdicts = gate.screen([x.message for x in batch])
-        return [[Signal("policy", d.kind, 1.0) for d in v.dispositions] for v in verdicts]
+    print(f"hearth-gate: the whole pipeline with {support.description}")
+    gate_fn = whole_gate(gate, support._cache)
 
     # The gate as `make up` runs it: the same pipeline with the offline MiniLM toxicity scorer shipped
-    # with Hearth (no Detoxify checkpoint configured).
+    # with Hearth (no Detoxify checkpoint configured); its embeddings of earlier batches are forgotten too.
     offline, offline_description = load_toxicity_detector(None, logging.getLogger("bench"), runtime="onnx")
     shipped = Pipeline.from_config(extra=[offline])
     print(f"gate-shipped: the whole pipeline with {offline_description}")
-    shipped_support = shipped.detectors[1].model  # type: ignore[attr-defined]
-
-    def shipped_fn(batch: list[ScreenItem]) -> list[list[Signal]]:
-        shipped_support._cache.clear()  # as above; and the scorer's embeddings of earlier batches
-        offline.scorer.minilm._cache.clear()  # type: ignore[attr-defined]
-        verdicts = shipped.screen([x.message for x in batch])
-        return [[Signal("policy", d.kind, 1.0) for d in v.dispositions] for v in verdicts]
+    shipped_fn = whole_gate(
+        shipped,
+        shipped.detectors[1].model._cache,  # type: ignore[attr-defined]
+        offline.scorer.minilm._cache,  # type: ignore[attr-defined]
+    )
 
     paths: dict[str, tuple[Callable[[list[ScreenItem]], list[list[Signal]]], int]] = {
         "naive": (naive_fn, 1),  # Detoxify.predict once per message, fp32, one worker thread

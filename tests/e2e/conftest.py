@@ -240,11 +240,12 @@ def hearth_room(
     return room
 
 
-def remove_e2e_rooms(hs: Stack) -> None:
-    """Drop the catalogue rows :func:`hearth_room` made in :data:`E2E_SPACE`: later test files share
-    the stack, and the provisioning tests count the catalogue."""
+def remove_catalogue_rooms(hs: Stack, where: Any = ProvisionedRoom.space_slug == E2E_SPACE) -> None:
+    """Drop the catalogue rows (``where``: by default, those :func:`hearth_room` made in
+    :data:`E2E_SPACE`) that a test file made: later test files share the stack, and the provisioning
+    tests count the catalogue."""
     with Session(hs.engine) as s:
-        for row in s.exec(select(ProvisionedRoom).where(ProvisionedRoom.space_slug == E2E_SPACE)):
+        for row in s.exec(select(ProvisionedRoom).where(where)):
             s.delete(row)
         s.commit()
 
@@ -253,7 +254,7 @@ def remove_e2e_rooms(hs: Stack) -> None:
 def e2e_rooms_removed_afterwards(hearth_stack: Stack) -> Iterator[None]:
     """For a test file that makes rooms with :func:`hearth_room`: removes their rows when it ends."""
     yield
-    remove_e2e_rooms(hearth_stack)
+    remove_catalogue_rooms(hearth_stack)
 
 
 def bot_says(hs, reader: User, room: str, pred, what: str, timeout: float = 30) -> dict:

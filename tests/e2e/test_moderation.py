@@ -17,7 +17,7 @@ from bridge.escalation.render import category_words
 from moderation.escalation import Escalation
 from moderation.models import FlaggedMessage, ModerationDecision
 from spaces.models import ProvisionedRoom, ProvisionedSpace
-from tests.e2e.conftest import hearth_room, remove_e2e_rooms, resolve_open_escalations
+from tests.e2e.conftest import hearth_room, remove_catalogue_rooms, resolve_open_escalations
 from tests.e2e.escalation_staff import CLINICIAN, join_private_room_with_the_bot, staff_room, staff_user
 from tests.e2e.matrix import MatrixError, q, wait_for
 from tests.moderation.factories import DISTRESSED_BURST
@@ -30,7 +30,7 @@ def _leave_the_stack_as_found(hearth_stack):
     """Later modules share this stack: drop the catalogue rows made here and close the escalations."""
     yield
     resolve_open_escalations(hearth_stack)
-    remove_e2e_rooms(hearth_stack)
+    remove_catalogue_rooms(hearth_stack)
 
 
 def decision(hs, event_id: str) -> ModerationDecision | None:
@@ -346,9 +346,8 @@ def test_a_uk_space_gives_samaritans_first_and_the_member_can_choose_their_count
         assert "call 911" in resources[0]["content"]["body"]
         assert "Samaritans" not in resources[0]["content"]["body"]
     finally:
+        remove_catalogue_rooms(hs, ProvisionedRoom.space_slug == slug)
         with Session(hs.engine) as s:
-            for row in s.exec(select(ProvisionedRoom).where(ProvisionedRoom.space_slug == slug)):
-                s.delete(row)
             sp = s.get(ProvisionedSpace, slug)
             if sp is not None:
                 s.delete(sp)

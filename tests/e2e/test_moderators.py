@@ -22,6 +22,7 @@ from tests.e2e.conftest import (
     hearth_room,
     moderator,
     moderators_room,
+    remove_catalogue_rooms,
     resolve_open_escalations,
     sign_in_page,
     wait_escalated,
@@ -55,12 +56,7 @@ def _leave_the_stack_as_found(hearth_stack) -> Iterator[None]:
     yield
     (hearth_stack.layout.root / "clock_offset").write_text("0")
     resolve_open_escalations(hearth_stack)
-    with Session(hearth_stack.engine) as s:
-        for row in s.exec(
-            select(ProvisionedRoom).where(col(ProvisionedRoom.space_slug).startswith("e2e-mods-"))
-        ):
-            s.delete(row)
-        s.commit()
+    remove_catalogue_rooms(hearth_stack, col(ProvisionedRoom.space_slug).startswith("e2e-mods-"))
 
 
 def space_with_rooms(hs, n: int = 2) -> tuple[str, list[str]]:

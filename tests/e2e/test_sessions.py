@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from spaces.models import ProvisionedRoom
 from spaces.sessions.tables import SessionOccurrence, SessionSeries
-from tests.e2e.conftest import answered, bot_says, command, hearth_room, moderator
+from tests.e2e.conftest import answered, bot_says, command, hearth_room, moderator, remove_catalogue_rooms
 from tests.e2e.escalation_staff import join_private_room_with_the_bot
 from tests.e2e.matrix import MatrixError, User, q, wait_for
 
@@ -29,12 +29,7 @@ pytestmark = pytest.mark.e2e
 def _leave_the_stack_as_found(hearth_stack) -> Iterator[None]:
     yield
     (hearth_stack.layout.root / "clock_offset").write_text("0")
-    with Session(hearth_stack.engine) as s:
-        for row in s.exec(
-            select(ProvisionedRoom).where(col(ProvisionedRoom.alias).startswith("#e2e-sessions-"))
-        ):
-            s.delete(row)
-        s.commit()
+    remove_catalogue_rooms(hearth_stack, col(ProvisionedRoom.alias).startswith("#e2e-sessions-"))
 
 
 def set_clock(hs, hearth_now: datetime) -> None:

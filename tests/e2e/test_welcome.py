@@ -15,7 +15,13 @@ from bridge import stack
 from bridge.models import MemberAgreement
 from moderation.models import ModerationDecision
 from spaces.models import ProvisionedRoom
-from tests.e2e.conftest import bot_says, hearth_room, resolve_open_escalations, wait_escalated
+from tests.e2e.conftest import (
+    bot_says,
+    hearth_room,
+    remove_catalogue_rooms,
+    resolve_open_escalations,
+    wait_escalated,
+)
 from tests.e2e.escalation_staff import join_private_room_with_the_bot
 from tests.e2e.matrix import MatrixError, User, wait_for
 
@@ -29,12 +35,7 @@ CRISIS = "I have the pills counted out and I'm going to take them all tonight"
 def _leave_the_stack_as_found(hearth_stack) -> Iterator[None]:
     yield
     resolve_open_escalations(hearth_stack)
-    with Session(hearth_stack.engine) as s:
-        for row in s.exec(
-            select(ProvisionedRoom).where(col(ProvisionedRoom.alias).startswith("#e2e-welcome-"))
-        ):
-            s.delete(row)
-        s.commit()
+    remove_catalogue_rooms(hearth_stack, col(ProvisionedRoom.alias).startswith("#e2e-welcome-"))
 
 
 def theme_room(hs) -> str:
