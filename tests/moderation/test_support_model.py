@@ -71,17 +71,19 @@ def test_moved_counts_each_record_once():
 @pytest.mark.parametrize("name", FROZEN_SETS)
 def test_the_artefact_reproduces_its_recorded_frozen_set_scores(model, card, name):
     """Int8 arithmetic is exact on every x86 CPU (``session.x64quantprecision``); the float operations
-    around it may differ in the last bits between CPUs, which can move a record lying on a threshold:
-    at most one per head. (Saturating kernels moved 1 to 3 per head and set.)"""
+    around it (AVX-512 or AVX2 kernels, activation quantisation) differ in the last bits between CPUs,
+    which can move a record lying on a threshold. Seen: none on the two AVX-512 CPUs, 2 records of one
+    head and set on an AVX2 CPU, sums within 0.071; saturating kernels had moved 1 to 3 per head and
+    set. A wrong artefact, tokeniser or threshold moves dozens."""
     frozen = load_labelled(data_files(ROOT / name))
     assert len(frozen) >= 600
     got = model_figures(frozen, model.predict([model_text(r) for r in frozen]), model.thresholds)
     want = card["frozen"][name]["figures"]
     assert got["records"] == want["records"]
     for key in ("tier", "harm", "target"):
-        assert moved(got[key], want[key]) <= 1, (key, got[key], want[key])
-    assert got["p_alert_sum"] == pytest.approx(want["p_alert_sum"], abs=0.05)
-    assert got["p_harm_sum"] == pytest.approx(want["p_harm_sum"], abs=0.05)
+        assert moved(got[key], want[key]) <= 2, (key, got[key], want[key])
+    assert got["p_alert_sum"] == pytest.approx(want["p_alert_sum"], abs=0.15)
+    assert got["p_harm_sum"] == pytest.approx(want["p_harm_sum"], abs=0.15)
 
 
 def test_outputs_are_probabilities_and_cached_per_text(model):
