@@ -6,6 +6,11 @@ per harm type, and the issue's targets.
     .venv/bin/python bench/support_eval.py --data bench/data/frozen_eval_3   # the third
     .venv/bin/python bench/support_eval.py --data DIR           # another folder of *.jsonl in the scheme
     .venv/bin/python bench/support_eval.py --toxicity none      # without the toxicity model
+    .venv/bin/python bench/support_eval.py --validation         # development: the model's validation split
+
+``--validation`` reads the training corpus's validation split (about 1,300 records the shipped model
+was thresholded on and never trained on, rebuilt as training builds it): the place to try a policy
+or rule change, never a frozen set.
 
 Every message goes through ``Pipeline.from_config`` (normaliser -> rules, crisis with context, harm,
 behaviour, toxicity -> config/policy.toml) as a new member of a ``support`` room would send it (joined a
@@ -111,6 +116,12 @@ def table(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=FROZEN)
+    ap.add_argument(
+        "--validation", action="store_true", help="the corpus's validation split instead of --data"
+    )
+    ap.add_argument(
+        "--show", action="store_true", help="print each miss (development data only, never a frozen set)"
+    )
     ap.add_argument("--profile", default="support")
     ap.add_argument(
         "--toxicity",
@@ -119,13 +130,22 @@ def main() -> None:
         help="offline: the shipped offline toxicity scorer (as `make up` runs it); none: without it",
     )
     args = ap.parse_args()
+    if args.show and not args.validation:
+        ap.error("--show prints the text of each miss: only with --validation, never on a frozen set")
     logging.basicConfig(level=logging.WARNING)
 
-    files = data_files(args.data)
-    records = load_labelled(files)
+    if args.validation:
+        from bench.train_support_model import CORPUS, validation_records
+
+        records = validation_records()
+        where = f"{CORPUS.relative_to(ROOT)}, validation split"
+        files = data_files(CORPUS)
+    else:
+        files = data_files(args.data)
+        records = load_labelled(files)
+        where = str(args.data.relative_to(ROOT) if args.data.is_relative_to(ROOT) else args.data)
     print(
-        f"{args.data.relative_to(ROOT) if args.data.is_relative_to(ROOT) else args.data}: "
-        f"{len(records)} records ({sum(r.is_conversation for r in records)} conversations), "
+        f"{where}: {len(records)} records ({sum(r.is_conversation for r in records)} conversations), "
         f"digest {digest(files)[:16]}"
     )
     extra = []
@@ -219,6 +239,37 @@ def main() -> None:
     )
     if silenced_crisis:
         print(f"  silenced crisis records: {', '.join(silenced_crisis)}")
+    if args.show:
+        show_misses(records, verdicts)
+
+
+def why(vs: list[Verdict]) -> str:
+    """What each message's crisis signal rested on, and any block."""
+    parts = []
+    for k, v in enumerate(vs):
+        crisis = [f"{s.tier}:{s.rule}" for s in v.signals if s.detector == "crisis"]
+        blocks = [d.reason for d in v.of_kind("block")]
+        if crisis or blocks:
+            parts.append(f"#{k} " + " ".join(crisis + [f"block:{b}" for b in blocks]))
+    return "; ".join(parts) or "nothing"
+
+
+def show_misses(records: list[Labelled], verdicts: list[list[Verdict]]) -> None:
+    """Each record the targets count against, with its labels, text and what fired."""
+    print("\nmisses (labelled tier/harm/target -> alerted tier, what fired)")
+    for r, vs in zip(records, verdicts, strict=True):
+        got = alerted_tier(vs)
+        by = blocker(vs)
+        miss = (
+            (r.tier == "none" and got != "none")
+            or (r.tier in ("high", "imminent") and TIER_RANK[got] < TIER_RANK[r.tier])
+            or (r.tier != "none" and any(d.kind in SILENCING for v in vs for d in v.dispositions))
+            or (r.harm != "none" and not by)
+            or (r.tier == "none" and r.harm == "none" and by)
+        )
+        if miss:
+            text = " | ".join(r.messages)
+            print(f"- {r.source} {r.tier}/{r.harm}/{r.target} -> {got}: {why(vs)}\n    {text[:400]}")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ import json
 import math
 import os
 import random
+import re
 import sys
 import time
 from collections import Counter
@@ -139,6 +140,40 @@ def dedupe_against_frozen(
         "at_least_0.8": int((top >= 0.8).sum()),
     }
     return kept, repeats, int(near.sum()), closeness
+
+
+# The last writer folder (``tN-...``) of each earlier generation of the corpus. Each generation is split
+# on its own, so the records an earlier model was thresholded on stay validation records when writers
+# add folders, and an old and a new model compare on the same held-out records.
+GENERATIONS = (23,)
+
+
+def generation(path: Path) -> int:
+    """0 for the folders the sixth model was trained on (t1 to t23), 1 for the next ones, ..."""
+    m = re.match(r"t(\d+)-", path.parent.name)
+    return sum(int(m.group(1)) > last for last in GENERATIONS) if m else len(GENERATIONS)
+
+
+def load_corpus(corpus: Path) -> list[tuple[int, Labelled]]:
+    """``(generation, record)`` of every corpus record, the oldest generation first (so an exact
+    repeat in a newer folder is the copy dropped)."""
+    files = sorted(data_files(corpus), key=generation)
+    return [(generation(f), r) for f in files for r in load_labelled([f])]
+
+
+def split_generations(
+    tagged: list[tuple[int, Labelled]], kept: list[Labelled], share: float, rng: random.Random
+) -> tuple[list[Labelled], list[Labelled]]:
+    """:func:`split` each generation of ``kept`` apart: the first with ``rng``, the n-th with its own."""
+    gen = {id(r): g for g, r in tagged}
+    train, val = [], []
+    for g in sorted({gen[id(r)] for r in kept}):
+        tr, va = split(
+            [r for r in kept if gen[id(r)] == g], share, rng if g == 0 else random.Random(SEED + g)
+        )
+        train += tr
+        val += va
+    return train, val
 
 
 def split(records: list[Labelled], share: float, rng: random.Random) -> tuple[list[Labelled], list[Labelled]]:
@@ -446,20 +481,30 @@ def record_frozen(model: SupportModel, sets: list[tuple[str, str, list[Labelled]
     }
 
 
+def validation_records(
+    corpus: Path = CORPUS,
+    frozen: tuple[Path, ...] | list[Path] = FROZEN_SETS,
+    share: float = 0.10,
+    cutoff: float = 0.90,
+) -> list[Labelled]:
+    """The validation split the shipped model was thresholded on and never trained on: the corpus
+    deduplicated against the frozen sets, then split as training splits it."""
+    records = [r for _, _, rs in frozen_sets(list(frozen)) for r in rs]
+    tagged = load_corpus(corpus)
+    kept, _, _, _ = dedupe_against_frozen([r for _, r in tagged], records, cutoff)
+    return split_generations(tagged, kept, share, random.Random(SEED))[1]
+
+
 def rescore(args: argparse.Namespace) -> None:
     """The shipped artefact's figures again, on the same validation split, without retraining."""
     card_file = args.out / DEFAULT_CARD.name
     card = json.loads(card_file.read_text(encoding="utf-8"))
     card["window_tokens"] = args.window_tokens
     card_file.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    rng = random.Random(SEED)
-    files = data_files(args.corpus)
-    if digest(files) != card.get("corpus_digest"):
+    if digest(data_files(args.corpus)) != card.get("corpus_digest"):
         raise SystemExit(f"{args.corpus} is not the corpus {card_file} was trained on")
     sets = frozen_sets(args.frozen)
-    frozen = [r for _, _, records in sets for r in records]
-    kept, _, _, _ = dedupe_against_frozen(load_labelled(files), frozen, args.dedupe_cutoff)
-    _, val = split(kept, args.val_share, rng)
+    val = validation_records(args.corpus, args.frozen, args.val_share, args.dedupe_cutoff)
     model = SupportModel(args.out / DEFAULT_MODEL.name, card_file)
     val_scores = model.predict([model_text(r) for r in val])
     if args.rethreshold:
@@ -529,7 +574,8 @@ def main() -> None:
     rng = random.Random(SEED)
     t_start = time.time()
     files = data_files(args.corpus)
-    corpus = load_labelled(files)
+    tagged = load_corpus(args.corpus)
+    corpus = [r for _, r in tagged]
     sets = frozen_sets(args.frozen)
     frozen = [r for _, _, records in sets for r in records]
     print(f"frozen sets (deduplicated against, never trained on): {[(n, len(r)) for n, _, r in sets]}")
@@ -539,7 +585,7 @@ def main() -> None:
         f"dedupe: {repeats} exact repeats dropped; {near} records within cosine {args.dedupe_cutoff} of a "
         f"frozen evaluation message dropped; {len(kept)} kept; closest to the frozen set: {closeness}"
     )
-    tr, val = split(kept, args.val_share, rng)
+    tr, val = split_generations(tagged, kept, args.val_share, rng)
     data = rows(tr) + context_pairs(tr, args.context_pairs, rng)
     print(
         f"training on {len(data)} ({len(tr)} records + {args.context_pairs} context pairs), validating on {len(val)}"

@@ -235,3 +235,67 @@ def test_the_escalation_benchs_crisis_texts_all_escalate_and_its_ordinary_texts_
         [v] = fresh(pipeline).screen([message(text)])
         assert not v.of_kind("escalate"), text
         assert not v.blocked, text
+
+
+def _write_folder(folder: Path, n: int, tag: str) -> None:
+    folder.mkdir(parents=True)
+    rows = []
+    for i in range(n):
+        tier = ("none", "high")[i % 2]
+        rows.append(
+            {
+                "text": f"{tag} message number {i}",
+                "tier": tier,
+                "category": None if tier == "none" else "ideation",
+                "harm": "none",
+                "target": "self",
+                "kind": "test",
+                "voice": "plain",
+            }
+        )
+    (folder / "part-01.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+
+
+def test_each_corpus_generation_is_split_on_its_own(tmp_path):
+    """Folders written after a model was trained must not reshuffle its validation split: the old and
+    the new model are compared on the same held-out records."""
+    import random
+
+    from bench.train_support_model import SEED, generation, load_corpus, split_generations
+
+    assert [generation(Path(f"c/{name}/part-01.jsonl")) for name in ("t1-a", "t23-b", "t24-c", "t9-d")] == [
+        0,
+        0,
+        1,
+        0,
+    ]
+    _write_folder(tmp_path / "t2-old", 60, "old")
+
+    def validation(corpus: Path) -> list[str]:
+        tagged = load_corpus(corpus)
+        return [
+            r.text for r in split_generations(tagged, [r for _, r in tagged], 0.1, random.Random(SEED))[1]
+        ]
+
+    before = validation(tmp_path)
+    _write_folder(tmp_path / "t24-new", 60, "new")
+    after = validation(tmp_path)
+    assert len(before) == 6
+    assert [t for t in after if t.startswith("old")] == before
+    assert len([t for t in after if t.startswith("new")]) == 6
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a development record (bench/data/corpus_next) the model reads as wish_harm aimed at the writer
+        "I hope this chest pain is the big one",
+        "I hope the plane I'm on tomorrow goes down",
+    ],
+)
+def test_wishing_harm_on_oneself_is_not_refused_as_wishing_harm_on_others(pipeline, text):
+    """harm.wish_harm needs a target here (policy ``needs_target``): wishing one's own death is
+    passive ideation, never silenced; wishing it on a member is refused (the test above)."""
+    [v] = fresh(pipeline).screen([message(text)])
+    assert any(s.label == "harm.wish_harm" for s in v.signals)
+    assert not any(d.kind in ("block", "redact", "mute") for d in v.dispositions)
