@@ -158,6 +158,11 @@ def main() -> None:
     pipeline = Pipeline.from_config(extra=extra)
     model = next(d for d in pipeline.detectors if d.name == "crisis").model  # type: ignore[attr-defined]
     print(f"support model: {model.description if model else 'none'}")
+    if args.validation and model is not None and model.card.get("corpus_digest") != digest(files):
+        print(
+            "  note: the corpus is not the one this model was trained on, so this split is not exactly "
+            "its validation split (records it was trained on may be in it)"
+        )
 
     groups = messages_for(records, args.profile)
     verdicts: list[list[Verdict]] = []
