@@ -89,6 +89,11 @@ def alerted_tier(verdicts: list[Verdict]) -> str:
     return max(tiers, key=lambda t: TIER_RANK.get(t, 0), default="none")
 
 
+def silenced(verdicts: list[Verdict]) -> bool:
+    """Whether any of the messages was blocked, redacted or muted."""
+    return any(d.kind in SILENCING for v in verdicts for d in v.dispositions)
+
+
 def blocker(verdicts: list[Verdict]) -> str | None:
     for v in verdicts:
         for d in v.of_kind("block"):
@@ -183,7 +188,7 @@ def main() -> None:
         harm_conf[r.harm]["blocked" if by else "delivered"] += 1
         if by:
             harm_conf[r.harm][f"by {by.split('.')[0]}"] += 1
-        if r.tier != "none" and any(d.kind in SILENCING for v in vs for d in v.dispositions):
+        if r.tier != "none" and silenced(vs):
             silenced_crisis.append(r.source)
         if any(d.kind == "flag" for v in vs for d in v.dispositions) and not by:
             harm_conf[r.harm]["flagged"] += 1
@@ -268,7 +273,7 @@ def show_misses(records: list[Labelled], verdicts: list[list[Verdict]]) -> None:
         miss = (
             (r.tier == "none" and got != "none")
             or (r.tier in ("high", "imminent") and TIER_RANK[got] < TIER_RANK[r.tier])
-            or (r.tier != "none" and any(d.kind in SILENCING for v in vs for d in v.dispositions))
+            or (r.tier != "none" and silenced(vs))
             or (r.harm != "none" and not by)
             or (r.tier == "none" and r.harm == "none" and by)
         )
