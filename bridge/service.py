@@ -51,6 +51,14 @@ log = logging.getLogger(__name__)
 BOT_FRESH_SECONDS = 90
 
 
+# Synapse keeps an idle connection to the gate in its pool for 120 s (``cachedConnectionTimeout`` in
+# synapse/http/client.py) and does not retry a POST on a connection that was closed under it. Were Hearth to
+# close idle connections first (uvicorn's default is 5 s), a gate call could be sent on a connection closing
+# at that moment and fail: a join, fail-closed, refused "Failed to connect to antispam server". Outliving
+# Synapse's idle timeout leaves the closing to Synapse, so that race cannot happen.
+SYNAPSE_IDLE_CONNECTION_SECONDS = 120
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its own signal capture: the service installs handlers and stops in order."""
 
@@ -269,6 +277,7 @@ class HearthService:
                 log_config=None,
                 access_log=False,
                 lifespan="off",
+                timeout_keep_alive=SYNAPSE_IDLE_CONNECTION_SECONDS + 30,
             )
         )
         loop = asyncio.get_running_loop()
