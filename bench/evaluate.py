@@ -162,15 +162,13 @@ def fold_text(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
-def overlap_report(jaccard_limit: float = 0.8) -> None:
-    """How close the offline scorer's project-written training sentences come to HateCheck's cases.
+def overlap_report(texts: list[str], what: str, jaccard_limit: float = 0.8) -> None:
+    """How close project-written training texts come to HateCheck's cases.
 
-    Counts project sentences equal to a case after :func:`fold_text`, and those whose token sets have
-    Jaccard similarity >= ``jaccard_limit`` with some case. Only the project sentences are printed,
-    never HateCheck's cases; nothing here feeds back into training.
+    Counts texts equal to a case after :func:`fold_text`, and those whose token sets have Jaccard
+    similarity >= ``jaccard_limit`` with some case. Only the project's texts are printed, never
+    HateCheck's cases; nothing here feeds back into training.
     """
-    from bench.offline_scorer_project_set import GROUPS
-
     with HATECHECK_CSV.open(encoding="utf-8", newline="") as f:
         cases = [fold_text(r["test_case"]) for r in csv.DictReader(f)]
     case_set = set(cases)
@@ -179,9 +177,8 @@ def overlap_report(jaccard_limit: float = 0.8) -> None:
     for j, toks in enumerate(case_tokens):
         for tok in toks:
             index[tok].append(j)
-    project = [t for _, sentences, _ in GROUPS for t in sentences]
     exact, near, best = [], [], 0.0
-    for text in project:
+    for text in texts:
         folded = fold_text(text)
         if folded in case_set:
             exact.append(text)
@@ -191,12 +188,26 @@ def overlap_report(jaccard_limit: float = 0.8) -> None:
         best = max(best, top)
         if top >= jaccard_limit:
             near.append(text)
-    print(f"\nOverlap of the offline scorer's project-written set ({len(project)} sentences) with HateCheck:")
+    print(f"\nOverlap of {what} ({len(texts)} texts) with HateCheck:")
     print(f"  equal to a case (case, punctuation, whitespace folded): {len(exact)}")
     print(f"  token Jaccard >= {jaccard_limit} with some case:             {len(near)}")
     print(f"  highest token Jaccard with any case:                    {best:.2f}")
     for text in sorted(set(exact) | set(near)):
-        print(f"    project sentence: {text!r}")
+        print(f"    project text: {text!r}")
+
+
+def training_overlap() -> None:
+    """:func:`overlap_report` for each project-written training set: the offline scorer's sentences
+    and every message of the support model's corpus."""
+    from bench.offline_scorer_project_set import GROUPS
+    from bench.train_support_model import CORPUS
+    from moderation.labels import data_files, load_labelled
+
+    overlap_report(
+        [t for _, sentences, _ in GROUPS for t in sentences], "the offline scorer's project-written set"
+    )
+    corpus = [m for r in load_labelled(data_files(CORPUS)) for m in r.messages]
+    overlap_report(corpus, "every message of the support model's corpus")
 
 
 def davidson(block: Blocker) -> None:
@@ -240,7 +251,7 @@ def main() -> None:
         print(f"MODE: PIPELINE (profile {args.profile}; toxicity: {description})")
     hatecheck(block)
     davidson(block)
-    overlap_report()
+    training_overlap()
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ class Labelled:
     target: str
     kind: str
     voice: str
-    source: str  # "<file>:<line>"
+    source: str  # "<folder>/<file>:<line>"
 
     @property
     def text(self) -> str:
@@ -114,7 +114,7 @@ def parse_record(raw: object, where: Path, line: int) -> Labelled:
         target=_field(raw, "target", TARGETS, where, line),
         kind=str(raw.get("kind", "") or ""),
         voice=str(raw.get("voice", "") or ""),
-        source=f"{where.name}:{line}",
+        source=f"{where.parent.name}/{where.name}:{line}",
     )
 
 

@@ -44,6 +44,12 @@ HARM_LABELS = tuple(f"harm.{h}" for h in HARMS if h != "none")
 """The learned model's support-group harms: each must block in every member-facing profile."""
 NEEDS_TARGET = ("toxicity.insult", "toxicity.threat", "toxicity.severe_toxicity")
 """An insult, threat or severe-toxicity block needs the reader or a group as target (checked at load)."""
+NEEDS_TARGET_HERE = 0.6
+"""How sure the harm detector must be that a message is aimed at people here (``target.*`` score:
+P(reader) + P(group)) before a ``needs_target`` label blocks it. Not 0.5: a member's wish about their
+own body ("I hope this chest pain is the big one") was read as wish_harm at the reader with 0.54 and
+refused; on the eighth support model's validation split 0.6 let that crisis through and blocked every
+abusive message 0.5 did, and 0.7 let two abusive messages through (``bench/support_eval.py --validation``)."""
 PROFANITY = ("toxicity.obscene", "toxicity.toxicity")
 _ORDER = {
     k: i for i, k in enumerate(("block", "redact", "mute", "warn", "escalate", "send_resources", "flag"))
@@ -198,7 +204,7 @@ def _withheld(
             if target is None or target.score >= 0.5:
                 return None
         return "crisis"
-    if sig.label in needs_target and target is not None and target.score < 0.5:
+    if sig.label in needs_target and target is not None and target.score < NEEDS_TARGET_HERE:
         return f"aimed at {target.rule or 'no one'}, not at people here"
     return None
 
@@ -313,9 +319,7 @@ def load_policy(path: Path | str = DEFAULT_POLICY) -> Policy:
                 f"an insult, threat or severe-toxicity block needs the reader or a group as target: add {missing_t}",
                 key=f"{key}.needs_target",
             )
-        reported = raw.get(
-            "withheld_when_reported", sorted(base.withheld_when_reported) if base else []
-        )
+        reported = raw.get("withheld_when_reported", sorted(base.withheld_when_reported) if base else [])
         if not isinstance(reported, list) or not all(isinstance(x, str) for x in reported):
             raise ConfigError(file, "must be a list of labels", key=f"{key}.withheld_when_reported")
         ruled = [lbl for lbl in reported if lbl.startswith(("rules.", "crisis."))]

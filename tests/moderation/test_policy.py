@@ -132,6 +132,19 @@ def test_toxicity_blocks_only_what_is_aimed_at_people_here(policy, label):
     assert kinds(ds)[0] == "block"
 
 
+@pytest.mark.parametrize("label", ["harm.wish_harm", "harm.insult_harassment", "toxicity.insult"])
+def test_a_needs_target_label_blocks_only_when_the_harm_detector_is_fairly_sure_it_is_aimed_here(
+    policy, label
+):
+    # "I hope this chest pain is the big one": wish_harm with P(reader) + P(group) 0.54, the writer's
+    # own body; a crisis missed by the tier head must not be refused as wishing harm on a member
+    sig = Signal(detector="harm" if label.startswith("harm.") else "toxicity", label=label, score=0.95)
+    ds = policy.decide(message("x"), [sig, target("reader", 0.54)])
+    assert "block" not in kinds(ds)
+    assert any(d.kind == "flag" for d in ds)
+    assert kinds(policy.decide(message("x"), [sig, target("reader", 0.65)]))[0] == "block"
+
+
 @pytest.mark.parametrize("profile", ["support", "peer-strict", "quiet"])
 def test_a_member_running_themselves_down_is_not_refused_as_harassment(policy, profile):
     # "what a pathetic useless idiot I am": the model's insult label with its target head on the writer

@@ -288,7 +288,7 @@ def test_each_corpus_generation_is_split_on_its_own(tmp_path):
 @pytest.mark.parametrize(
     "text",
     [
-        # a development record (bench/data/corpus_next) the model reads as wish_harm aimed at the writer
+        # a validation record (corpus t24-short-words-that-sound-alike): wish_harm about one's own body
         "I hope this chest pain is the big one",
         "I hope the plane I'm on tomorrow goes down",
     ],
