@@ -218,7 +218,9 @@ def test_a_message_two_trusted_reporters_report_is_hidden_until_a_moderator_deci
         m.join(room)
     _trusted(hs, first.user_id)
     _trusted(hs, second.user_id)
-    text = "Join my other group instead, this one is too quiet, find me on my handle there"
+    # delivered by the gate (the eighth support model refuses the earlier text of this test, "Join my
+    # other group instead, this one is too quiet, find me on my handle there", as a threat)
+    text = "Skip the GP, my herbal tea cured my anxiety in a week, everyone should try it"
     event_id = author.say(room, text)
     for r in (first, second):
         r.call(
