@@ -8,7 +8,7 @@ per harm type, and the issue's targets.
     .venv/bin/python bench/support_eval.py --toxicity none      # without the toxicity model
     .venv/bin/python bench/support_eval.py --validation         # development: the model's validation split
 
-``--validation`` reads the training corpus's validation split (about 1,300 records the shipped model
+``--validation`` reads the training corpus's validation split (1,588 records the shipped model
 was thresholded on and never trained on, rebuilt as training builds it): the place to try a policy
 or rule change, never a frozen set.
 

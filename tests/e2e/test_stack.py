@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import re
 import signal
-import socket
 import stat
 import time
 
@@ -53,31 +53,29 @@ def test_healthz_reports_every_part(hearth_stack):
     assert body["parts"]["database"]["dialect"] == hearth_stack.engine.dialect.name
 
 
-def _http_get_on(sock: socket.socket, path: str) -> int:
-    """Send one keep-alive GET on ``sock`` and read its whole response; its status, or 0 if closed."""
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: hearth\r\n\r\n".encode())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            return 0
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
-    while len(body) < length:
-        body += sock.recv(4096)
-    return int(head.split()[1])
-
-
 def test_an_idle_connection_is_left_for_synapse_to_close(hearth_stack):
     """Synapse reuses an idle connection to the gate for up to 120 s and does not retry a POST on one
     closed under it: Hearth must not be the side that closes first (uvicorn's own default is 5 s)."""
     assert SYNAPSE_IDLE_CONNECTION_SECONDS >= 120
     url = httpx.URL(hearth_stack.layout.hearth_url)
-    with socket.create_connection((url.host, url.port), timeout=10) as sock:
-        assert _http_get_on(sock, "/healthz") == 200
+    conn = http.client.HTTPConnection(url.host, url.port, timeout=10)
+    try:
+        conn.request("GET", "/healthz")
+        first = conn.getresponse()
+        first.read()
+        assert first.status == 200
+        sock = conn.sock
         time.sleep(7)
-        assert _http_get_on(sock, "/healthz") == 200, "Hearth closed an idle connection Synapse may reuse"
+        conn.request("GET", "/healthz")  # on the same socket: http.client reconnects only when told to
+        try:
+            again = conn.getresponse()
+        except http.client.RemoteDisconnected:
+            pytest.fail("Hearth closed an idle connection Synapse may reuse")
+        again.read()
+        assert again.status == 200
+        assert conn.sock is sock
+    finally:
+        conn.close()
 
 
 def test_the_bot_asks_for_no_notifications_and_presence_is_off(hearth_stack):
