@@ -49,7 +49,10 @@ NEEDS_TARGET_HERE = 0.6
 P(reader) + P(group)) before a ``needs_target`` label blocks it. Not 0.5: a member's wish about their
 own body ("I hope this chest pain is the big one") was read as wish_harm at the reader with 0.54 and
 refused; on the eighth support model's validation split 0.6 let that crisis through and blocked every
-abusive message 0.5 did, and 0.7 let two abusive messages through (``bench/support_eval.py --validation``)."""
+abusive message 0.5 did, and 0.7 let two abusive messages through (``bench/support_eval.py --validation``).
+The same bar decides, for a member in crisis, whether an insult or threat is aimed at people here (then
+refused) or is their own pain (then flagged): one meaning of "aimed here" everywhere (the validation
+split's outcomes are identical with 0.5 there)."""
 PROFANITY = ("toxicity.obscene", "toxicity.toxicity")
 _ORDER = {
     k: i for i, k in enumerate(("block", "redact", "mute", "warn", "escalate", "send_resources", "flag"))
@@ -191,7 +194,7 @@ def _withheld(
         if sig.label.startswith(_RULES_PROTECTING_LIVES):
             return None
         if sig.label.startswith(_RULES_PROTECTING_OTHERS) and (
-            other_directed or target is None or target.score >= 0.5
+            other_directed or target is None or target.score >= NEEDS_TARGET_HERE
         ):
             # an explicit insult or slur aimed at the reader or a group is refused even from someone
             # at risk (their earlier messages may be what reads as crisis); one in a message about
@@ -201,7 +204,7 @@ def _withheld(
         if other_directed and sig.label.startswith(_MODEL_PROTECTING_OTHERS):
             # a threat or attack on the reader or a group is refused; one about someone outside the
             # room is the writer's crisis (escalated), not something to silence
-            if target is None or target.score >= 0.5:
+            if target is None or target.score >= NEEDS_TARGET_HERE:
                 return None
         return "crisis"
     if sig.label in needs_target and target is not None and target.score < NEEDS_TARGET_HERE:

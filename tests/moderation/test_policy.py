@@ -88,6 +88,29 @@ def test_quoted_abuse_in_a_persons_own_crisis_is_flagged_not_refused(policy, rul
     assert kinds(ds)[0] == "block"
 
 
+@pytest.mark.parametrize(
+    ("sig", "category"),
+    [
+        # a rule's insult from a member at risk (their earlier messages may be what reads as crisis)
+        (
+            Signal(detector="rules", label="rules.abuse", score=1.0, rule="abuse[0]", action="block"),
+            "ideation",
+        ),
+        # the model's threat from a member who may hurt someone
+        (Signal(detector="harm", label="harm.threat", score=0.95, rule="threat"), "harm_to_others"),
+    ],
+)
+def test_a_person_in_crisis_is_refused_only_as_surely_aimed_here_as_anyone_else(policy, sig, category):
+    # one bar for "aimed at people here" (NEEDS_TARGET_HERE): when the harm detector is unsure the
+    # words are aimed at the room (0.55), a member in crisis is flagged for a person, not refused
+    at_risk = crisis("high", category)
+    ds = policy.decide(message("x"), [sig, at_risk, target("reader", 0.55)])
+    assert "block" not in kinds(ds)
+    assert kinds(ds)[:2] == ["escalate", "send_resources"]
+    assert any(d.kind == "flag" and "crisis" in d.reason for d in ds)
+    assert kinds(policy.decide(message("x"), [sig, at_risk, target("reader", 0.65)]))[0] == "block"
+
+
 @pytest.mark.parametrize("label", ["insult", "threat", "identity_attack", "severe_toxicity"])
 @pytest.mark.parametrize("category", ["attempt_in_progress", "plan_or_means", "ideation", "self_harm"])
 def test_model_block_withheld_when_the_crisis_is_self_directed(policy, label, category):
