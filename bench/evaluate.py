@@ -197,8 +197,8 @@ def overlap_report(texts: list[str], what: str, jaccard_limit: float = 0.8) -> N
 
 
 def training_overlap() -> None:
-    """:func:`overlap_report` for each project-written training set: the offline scorer's sentences
-    and every message of the support model's corpus."""
+    """:func:`overlap_report` for each project-written training set: the offline scorer's sentences,
+    every message of the support model's corpus and of the slices waiting for its next training run."""
     from bench.offline_scorer_project_set import GROUPS
     from bench.train_support_model import CORPUS
     from moderation.labels import data_files, load_labelled
@@ -208,6 +208,10 @@ def training_overlap() -> None:
     )
     corpus = [m for r in load_labelled(data_files(CORPUS)) for m in r.messages]
     overlap_report(corpus, "every message of the support model's corpus")
+    waiting = CORPUS.parent / "corpus_next"
+    if waiting.is_dir():
+        texts = [m for r in load_labelled(data_files(waiting)) for m in r.messages]
+        overlap_report(texts, f"every message of {waiting.relative_to(ROOT)} (not trained on yet)")
 
 
 def davidson(block: Blocker) -> None:

@@ -7,6 +7,8 @@ per harm type, and the issue's targets.
     .venv/bin/python bench/support_eval.py --data DIR           # another folder of *.jsonl in the scheme
     .venv/bin/python bench/support_eval.py --toxicity none      # without the toxicity model
     .venv/bin/python bench/support_eval.py --validation         # development: the model's validation split
+    .venv/bin/python bench/support_eval.py --validation --upto-generation 2   # only generations 0-2 of it
+    .venv/bin/python bench/support_eval.py --data bench/data/corpus_next      # development: untrained slices
 
 ``--validation`` reads the training corpus's validation split (1,588 records the shipped model
 was thresholded on and never trained on, rebuilt as training builds it): the place to try a policy
@@ -125,6 +127,13 @@ def main() -> None:
         "--validation", action="store_true", help="the corpus's validation split instead of --data"
     )
     ap.add_argument(
+        "--upto-generation",
+        type=int,
+        metavar="G",
+        help="with --validation: only the split's records of corpus generations 0 to G (the folders an "
+        "older model's corpus had), so an old and a new model compare on the same held-out records",
+    )
+    ap.add_argument(
         "--show", action="store_true", help="print each miss (development data only, never a frozen set)"
     )
     ap.add_argument("--profile", default="support")
@@ -135,15 +144,22 @@ def main() -> None:
         help="offline: the shipped offline toxicity scorer (as `make up` runs it); none: without it",
     )
     args = ap.parse_args()
-    if args.show and not args.validation:
-        ap.error("--show prints the text of each miss: only with --validation, never on a frozen set")
+    if args.show and not args.validation and args.data.resolve().name.startswith("frozen"):
+        ap.error("--show prints the text of each miss: development data only, never a frozen set")
     logging.basicConfig(level=logging.WARNING)
 
+    if args.upto_generation is not None and not args.validation:
+        ap.error("--upto-generation chooses among the validation split's records: only with --validation")
     if args.validation:
-        from bench.train_support_model import CORPUS, validation_records
+        from bench.train_support_model import CORPUS, generation, validation_records
 
         records = validation_records()
         where = f"{CORPUS.relative_to(ROOT)}, validation split"
+        if args.upto_generation is not None:
+            records = [
+                r for r in records if generation(CORPUS / r.source.split(":")[0]) <= args.upto_generation
+            ]
+            where += f", generations 0 to {args.upto_generation}"
         files = data_files(CORPUS)
     else:
         files = data_files(args.data)

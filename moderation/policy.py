@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from moderation.detectors.behaviour import BehaviourLimits
+from moderation.detectors.crisis import POSSIBLE
 from moderation.errors import ConfigError
 from moderation.labels import HARMS, TIER_RANK
 from moderation.types import Disposition, Message, Signal
@@ -53,6 +54,14 @@ abusive message 0.5 did, and 0.7 let two abusive messages through (``bench/suppo
 The same bar decides, for a member in crisis, whether an insult or threat is aimed at people here (then
 refused) or is their own pain (then flagged): one meaning of "aimed here" everywhere (the validation
 split's outcomes are identical with 0.5 there)."""
+POSSIBLY_AT_RISK = 0.7
+"""How close to an alert the support model's reading of a message alone (``crisis.possible``: P(tier >=
+moderate)) must be before a model's harm reading no longer refuses it: the block becomes a flag for a
+moderator, as for a member in crisis. The eighth model alerts from 0.7648. On its validation split and
+the 1,200 records written for the ninth model (development data it never trained on), an imminent
+overdose asked about as a question ("if youve already swallowed them is there any point telling
+someone") read 0.745 and was refused as a method tip; of the 338 messages without crisis that the
+pipeline refused there, none read above 0.62 (``bench/support_eval.py --validation``)."""
 PROFANITY = ("toxicity.obscene", "toxicity.toxicity")
 _ORDER = {
     k: i for i, k in enumerate(("block", "redact", "mute", "warn", "escalate", "send_resources", "flag"))
@@ -144,6 +153,7 @@ class Policy:
                 elif kind != "allow":
                     out.append(Disposition(kind, top.label))
         target = next((s for s in signals if s.detector == "harm" and s.label.startswith("target.")), None)
+        possible = next((s for s in signals if s.label == POSSIBLE and s.score >= POSSIBLY_AT_RISK), None)
         other_directed = any(s.category in _OTHER_DIRECTED_CRISIS for s in crisis)
         for sig in signals:
             if sig.detector == "crisis" or sig is target:
@@ -155,8 +165,10 @@ class Policy:
                 if kind == "allow":
                     continue
                 if kind in _SILENCING:
-                    withheld = _withheld(sig, crisis, other_directed, target, prof.needs_target) or (
-                        _reported(sig, signals, prof.withheld_when_reported)
+                    withheld = (
+                        _withheld(sig, crisis, other_directed, target, prof.needs_target)
+                        or _possibly_at_risk(sig, possible)
+                        or _reported(sig, signals, prof.withheld_when_reported)
                     )
                     if withheld:
                         out.append(Disposition("flag", f"{sig.label} (not {kind}: {withheld})"))
@@ -210,6 +222,18 @@ def _withheld(
     if sig.label in needs_target and target is not None and target.score < NEEDS_TARGET_HERE:
         return f"aimed at {target.rule or 'no one'}, not at people here"
     return None
+
+
+def _possibly_at_risk(sig: Signal, possible: Signal | None) -> str | None:
+    """Why a model's block must wait for a moderator: the support model reads the message alone as
+    close to a crisis alert (``possible``), so the harm reading may be a person at risk misread (a
+    question about an overdose already taken read as a method tip). Never a rule's block, and never
+    when the risk read is harm to others (a threat stays refused)."""
+    if possible is None or not sig.label.startswith(_MODEL_PROTECTING_OTHERS):
+        return None
+    if possible.category in _OTHER_DIRECTED_CRISIS:
+        return None
+    return f"possibly at risk, P(crisis) {possible.score:.2f}"
 
 
 REPORTED = "rules.reported_hate"

@@ -17,7 +17,9 @@ Three readings of every message; the highest tier wins:
 
 Signals carry ``detector="crisis"``, ``label="crisis.<category>"``, the tier, a score and evidence
 spans; ``rule`` says what raised it (rule names, ``learned`` or ``context``). A crisis signal never
-blocks: the policy escalates and offers resources.
+blocks: the policy escalates and offers resources. A message below the alert whose reading by the
+learned model alone is still close to it carries ``crisis.possible`` instead (no tier: nothing is
+escalated), with the model's P(tier >= moderate) and most likely category.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "config" / "moderation"
 DEFAULT_RULES = CONFIG_DIR / "crisis.toml"
 
 TIER_SCORE = {"moderate": 0.7, "high": 0.85, "imminent": 0.97}
+POSSIBLE = "crisis.possible"
+POSSIBLE_FLOOR = 0.5
+"""The learned model's P(tier >= moderate) from which a message below the alert carries
+``crisis.possible`` (the policy decides what it changes)."""
 _CLAUSE = re.compile(r"[.!?;]+\s*|\s+but\s+|\s+however\s+|\s+although\s+")
 
 
@@ -97,6 +103,7 @@ class Assessment:
     suppressed: list[str] = field(default_factory=list)  # "<rule> by <suppressor kind>"
     learned_p: float | None = None  # the model's P(tier >= moderate) for this message alone
     learned_tier: str | None = None  # the model's tier for this message alone
+    learned_category: str | None = None  # the model's most likely category for this message alone
     context_tier: str | None = None  # the model's tier for this message read with the member's recent ones
     context_messages: int = 0  # how many earlier messages were read with it
 
@@ -311,7 +318,7 @@ class CrisisDetector:
         out: list[list[Signal]] = []
         for item, a in zip(batch, assessments, strict=True):
             if a.tier == "none" or a.category is None:
-                out.append([])
+                out.append(_possible(a))
                 continue
             spans: list[Span] = []
             for s, e in a.evidence:
@@ -361,6 +368,7 @@ class CrisisDetector:
         else:
             a.learned_p = round(s.p_alert, 4)
             a.learned_tier = tier
+            a.learned_category = s.top("category")[0]
         if TIER_RANK[tier] <= TIER_RANK[a.tier]:
             return
         a.tier = tier
@@ -411,6 +419,23 @@ class CrisisDetector:
             a.evidence = sorted({sp for c in same for sp in c[3]})
             a.score = TIER_SCORE[a.tier]
         return a, any_suppressor
+
+
+def _possible(a: Assessment) -> list[Signal]:
+    """Below the alert, a reading of possible risk: ``crisis.possible`` with the model's P(tier >=
+    moderate) for the message alone, when it is at least :data:`POSSIBLE_FLOOR`. It raises no alert
+    (no tier); the policy reads it before refusing a message on a model's harm reading alone."""
+    if a.learned_p is None or a.learned_p < POSSIBLE_FLOOR:
+        return []
+    return [
+        Signal(
+            detector="crisis",
+            label=POSSIBLE,
+            score=a.learned_p,
+            rule="learned",
+            category=a.learned_category,
+        )
+    ]
 
 
 def _clauses(text: str) -> list[tuple[int, int]]:

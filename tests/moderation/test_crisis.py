@@ -148,6 +148,8 @@ class KeywordModel:
             tier = np.array([0.97, 0.01, 0.01, 0.01], dtype=np.float32)
             if "gloom" in t:
                 tier = np.array([0.02, 0.02, 0.06, 0.90], dtype=np.float32)
+            elif "uneasy" in t:
+                tier = np.array([0.25, 0.05, 0.10, 0.60], dtype=np.float32)
             elif "tonight" in t and "ready" in t and "goodbye" in t:  # only when read together
                 tier = np.array([0.05, 0.05, 0.10, 0.80], dtype=np.float32)
             category = np.zeros(len(CATEGORIES), dtype=np.float32)
@@ -175,6 +177,25 @@ def test_the_rules_stay_a_floor_the_model_cannot_lower(learned):
     assert "learned" not in sig.rule
     [a] = learned.assess([normalize("I cut myself again last night")])
     assert (a.tier, a.learned_tier) == ("high", "none")
+
+
+def test_a_reading_close_to_the_alert_is_carried_without_a_tier(rules_only):
+    model = KeywordModel()
+    model.thresholds = Thresholds(alert=0.8, high=0.5, imminent=0.5, harm=0.5)
+    det = CrisisDetector(rules_only.config, model, InMemoryContextStore())
+    # P(tier >= moderate) 0.75 under an alert at 0.8: no alert, but the policy may read how close it was
+    [sig] = det.detect([item("an uneasy day")])[0]
+    assert (sig.label, sig.tier, sig.category, sig.rule) == (
+        "crisis.possible",
+        None,
+        "plan_or_means",
+        "learned",
+    )
+    assert sig.score == pytest.approx(0.75)
+    # far from it (0.03): nothing at all; at it: the alert itself
+    assert det.detect([item("fine day", sender="@b:localhost")])[0] == []
+    [sig] = det.detect([item("a gloom feeling", sender="@c:localhost")])[0]
+    assert (sig.label, sig.tier) == ("crisis.plan_or_means", "imminent")
 
 
 def _said(body, *, seconds, sender="@member:localhost", room="!room:localhost"):

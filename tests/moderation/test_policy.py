@@ -111,6 +111,33 @@ def test_a_person_in_crisis_is_refused_only_as_surely_aimed_here_as_anyone_else(
     assert kinds(policy.decide(message("x"), [sig, at_risk, target("reader", 0.65)]))[0] == "block"
 
 
+def possible(p, category="attempt_in_progress"):
+    return Signal(detector="crisis", label="crisis.possible", score=p, rule="learned", category=category)
+
+
+@pytest.mark.parametrize(
+    "harm", ["method_tip", "incitement_self_harm", "insult_harassment", "pro_eating_disorder"]
+)
+def test_a_harm_reading_does_not_refuse_a_message_read_as_nearly_a_crisis(policy, harm):
+    # "serious q if youve already swallowed them is there any point telling someone?": below the
+    # support model's alert (0.745 against 0.7648) and refused as a method tip. Close to the alert, a
+    # model's harm reading goes to a moderator instead of refusing the member
+    sig = Signal(detector="harm", label=f"harm.{harm}", score=0.9, rule=harm)
+    ds = policy.decide(message("x"), [sig, possible(0.745), target("reader", 0.75)])
+    assert "block" not in kinds(ds)
+    assert "escalate" not in kinds(ds)  # not an alert: nothing to page a clinician about
+    assert any(d.kind == "flag" and "possibly at risk" in d.reason for d in ds)
+    # further from the alert, or a risk to others (a threat), the harm reading refuses it as before
+    assert kinds(policy.decide(message("x"), [sig, possible(0.65), target("reader", 0.75)]))[0] == "block"
+    ds = policy.decide(message("x"), [sig, possible(0.745, "harm_to_others"), target("reader", 0.75)])
+    assert kinds(ds)[0] == "block"
+
+
+def test_a_rules_block_stands_whatever_the_model_reads_below_the_alert(policy):
+    inc = Signal(detector="rules", label="rules.incitement", score=1.0, rule="incitement[0]", action="block")
+    assert kinds(policy.decide(message("x"), [inc, possible(0.75)]))[0] == "block"
+
+
 @pytest.mark.parametrize("label", ["insult", "threat", "identity_attack", "severe_toxicity"])
 @pytest.mark.parametrize("category", ["attempt_in_progress", "plan_or_means", "ideation", "self_harm"])
 def test_model_block_withheld_when_the_crisis_is_self_directed(policy, label, category):

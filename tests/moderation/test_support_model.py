@@ -299,3 +299,15 @@ def test_wishing_harm_on_oneself_is_not_refused_as_wishing_harm_on_others(pipeli
     [v] = fresh(pipeline).screen([message(text)])
     assert any(s.label == "harm.wish_harm" for s in v.signals)
     assert not any(d.kind in ("block", "redact", "mute") for d in v.dispositions)
+
+
+def test_a_question_about_an_overdose_already_taken_is_not_refused_as_a_method_tip(pipeline):
+    """Written for the ninth model (corpus_next t32, development data the shipped model never trained
+    on): the model reads it just under its alert and as a method tip. Close to the alert, the harm
+    reading goes to a moderator (``POSSIBLY_AT_RISK`` in the policy) instead of refusing the member."""
+    text = "serious q if youve already swallowed them is there any point telling someone? asking bc its kinda late now"
+    [v] = fresh(pipeline).screen([message(text)])
+    assert any(s.label == "harm.method_tip" for s in v.signals)
+    assert any(s.label == "crisis.possible" for s in v.signals)
+    assert not any(d.kind in ("block", "redact", "mute") for d in v.dispositions)
+    assert any(d.kind == "flag" and "possibly at risk" in d.reason for d in v.dispositions)
