@@ -273,7 +273,11 @@ def why(vs: list[Verdict]) -> str:
     """What each message's crisis signal rested on, and any block."""
     parts = []
     for k, v in enumerate(vs):
-        crisis = [f"{s.tier}:{s.rule}" for s in v.signals if s.detector == "crisis"]
+        crisis = [
+            f"{s.tier}:{s.rule}" if s.tier else f"{s.label.split('.')[-1]}:{s.score:.2f}"
+            for s in v.signals
+            if s.detector == "crisis"
+        ]
         blocks = [d.reason for d in v.of_kind("block")]
         if crisis or blocks:
             parts.append(f"#{k} " + " ".join(crisis + [f"block:{b}" for b in blocks]))
