@@ -61,7 +61,8 @@ moderator, as for a member in crisis. The eighth model alerts from 0.7648. On it
 the 1,200 records written for the ninth model (development data it never trained on), an imminent
 overdose asked about as a question ("if youve already swallowed them is there any point telling
 someone") read 0.745 and was refused as a method tip; of the 338 messages without crisis that the
-pipeline refused there, none read above 0.62 (``bench/support_eval.py --validation``)."""
+pipeline refused there, none read above 0.62 (counted over the refusals of ``bench/support_eval.py
+--validation`` and ``--data bench/data/corpus_next`` with a one-off script)."""
 PROFANITY = ("toxicity.obscene", "toxicity.toxicity")
 _ORDER = {
     k: i for i, k in enumerate(("block", "redact", "mute", "warn", "escalate", "send_resources", "flag"))
@@ -228,7 +229,7 @@ def _possibly_at_risk(sig: Signal, possible: Signal | None) -> str | None:
     """Why a model's block must wait for a moderator: the support model reads the message alone as
     close to a crisis alert (``possible``), so the harm reading may be a person at risk misread (a
     question about an overdose already taken read as a method tip). Never a rule's block, and never
-    when the risk read is harm to others (a threat stays refused)."""
+    when the category read is harm to others (then a threat or attack stays refused)."""
     if possible is None or not sig.label.startswith(_MODEL_PROTECTING_OTHERS):
         return None
     if possible.category in _OTHER_DIRECTED_CRISIS:
