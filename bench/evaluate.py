@@ -206,12 +206,14 @@ def training_overlap() -> None:
     overlap_report(
         [t for _, sentences, _ in GROUPS for t in sentences], "the offline scorer's project-written set"
     )
-    corpus = [m for r in load_labelled(data_files(CORPUS)) for m in r.messages]
-    overlap_report(corpus, "every message of the support model's corpus")
     waiting = CORPUS.parent / "corpus_next"
-    if waiting.is_dir():
-        texts = [m for r in load_labelled(data_files(waiting)) for m in r.messages]
-        overlap_report(texts, f"every message of {waiting.relative_to(ROOT)} (not trained on yet)")
+    for folder, what in (
+        (CORPUS, "the support model's corpus"),
+        (waiting, f"{waiting.relative_to(ROOT)} (not trained on yet)"),
+    ):
+        if folder.is_dir():
+            texts = [m for r in load_labelled(data_files(folder)) for m in r.messages]
+            overlap_report(texts, f"every message of {what}")
 
 
 def davidson(block: Blocker) -> None:

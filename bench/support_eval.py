@@ -151,14 +151,11 @@ def main() -> None:
     if args.upto_generation is not None and not args.validation:
         ap.error("--upto-generation chooses among the validation split's records: only with --validation")
     if args.validation:
-        from bench.train_support_model import CORPUS, generation, validation_records
+        from bench.train_support_model import CORPUS, validation_records
 
-        records = validation_records()
+        records = validation_records(upto_generation=args.upto_generation)
         where = f"{CORPUS.relative_to(ROOT)}, validation split"
         if args.upto_generation is not None:
-            records = [
-                r for r in records if generation(CORPUS / r.source.split(":")[0]) <= args.upto_generation
-            ]
             where += f", generations 0 to {args.upto_generation}"
         files = data_files(CORPUS)
     else:

@@ -488,13 +488,19 @@ def validation_records(
     frozen: tuple[Path, ...] | list[Path] = FROZEN_SETS,
     share: float = 0.10,
     cutoff: float = 0.90,
+    upto_generation: int | None = None,
 ) -> list[Labelled]:
     """The validation split the shipped model was thresholded on and never trained on: the corpus
-    deduplicated against the frozen sets, then split as training splits it."""
+    deduplicated against the frozen sets, then split as training splits it. With ``upto_generation``,
+    only the records of generations 0 to that one (see :func:`generation`)."""
     records = [r for _, _, rs in frozen_sets(list(frozen)) for r in rs]
     tagged = load_corpus(corpus)
     kept, _, _, _ = dedupe_against_frozen([r for _, r in tagged], records, cutoff)
-    return split_generations(tagged, kept, share, random.Random(SEED))[1]
+    val = split_generations(tagged, kept, share, random.Random(SEED))[1]
+    if upto_generation is None:
+        return val
+    gen = {id(r): g for g, r in tagged}
+    return [r for r in val if gen[id(r)] <= upto_generation]
 
 
 def rescore(args: argparse.Namespace) -> None:
