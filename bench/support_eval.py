@@ -4,10 +4,12 @@ per harm type, and the issue's targets.
     .venv/bin/python bench/support_eval.py                      # the first frozen evaluation set
     .venv/bin/python bench/support_eval.py --data bench/data/frozen_eval_2   # the second
     .venv/bin/python bench/support_eval.py --data bench/data/frozen_eval_3   # the third
+    .venv/bin/python bench/support_eval.py --data bench/data/frozen_eval_groups   # identity, groups, opinions
     .venv/bin/python bench/support_eval.py --data DIR           # another folder of *.jsonl in the scheme
     .venv/bin/python bench/support_eval.py --toxicity none      # without the toxicity model
     .venv/bin/python bench/support_eval.py --validation         # development: the model's validation split
     .venv/bin/python bench/support_eval.py --validation --upto-generation 2   # only generations 0-2 of it
+    .venv/bin/python bench/support_eval.py --validation --from-generation 4   # only generation 4 on
     .venv/bin/python bench/support_eval.py --data bench/data/corpus_next      # development: untrained slices
 
 ``--validation`` reads the training corpus's validation split (1,588 records the shipped model
@@ -27,7 +29,7 @@ member; a conversation's messages come from one member, 20 seconds apart. What c
 - abuse blocked: harm other than none, blocked before delivery; benign blocked: tier none and harm
   none, blocked.
 
-The frozen sets (bench/data/frozen_eval, frozen_eval_2, frozen_eval_3) are never trained or tuned on; each
+The frozen sets (bench/data/frozen_eval, frozen_eval_2, frozen_eval_3, frozen_eval_groups) are never trained or tuned on; each
 run of this script on one is a measurement, and the README says how many were made.
 """
 
@@ -134,6 +136,14 @@ def main() -> None:
         "older model's corpus had), so an old and a new model compare on the same held-out records",
     )
     ap.add_argument(
+        "--from-generation",
+        type=int,
+        default=0,
+        metavar="G",
+        help="with --validation: only the split's records of corpus generations G on (e.g. the folders "
+        "written for the newest model)",
+    )
+    ap.add_argument(
         "--show", action="store_true", help="print each miss (development data only, never a frozen set)"
     )
     ap.add_argument("--profile", default="support")
@@ -148,15 +158,21 @@ def main() -> None:
         ap.error("--show prints the text of each miss: development data only, never a frozen set")
     logging.basicConfig(level=logging.WARNING)
 
-    if args.upto_generation is not None and not args.validation:
-        ap.error("--upto-generation chooses among the validation split's records: only with --validation")
+    if (args.upto_generation is not None or args.from_generation) and not args.validation:
+        ap.error(
+            "--upto-generation and --from-generation choose among the validation split's records: "
+            "only with --validation"
+        )
     if args.validation:
         from bench.train_support_model import CORPUS, validation_records
 
-        records = validation_records(upto_generation=args.upto_generation)
+        records = validation_records(
+            upto_generation=args.upto_generation, from_generation=args.from_generation
+        )
         where = f"{CORPUS.relative_to(ROOT)}, validation split"
-        if args.upto_generation is not None:
-            where += f", generations 0 to {args.upto_generation}"
+        if args.upto_generation is not None or args.from_generation:
+            upto = "" if args.upto_generation is None else f" to {args.upto_generation}"
+            where += f", generations {args.from_generation}{upto or ' on'}"
         files = data_files(CORPUS)
     else:
         files = data_files(args.data)

@@ -21,8 +21,9 @@ in all on a 2-core Intel Xeon with AVX-512):
 3. Context pairs: ``--context-pairs`` pairs of single training messages (never validation ones) are
    joined as if one member sent both, labelled with the higher tier (harm and target heads are not
    trained on them), so that reading messages together neither invents risk nor hides it.
-4. Fine-tuning: mean-pooled MiniLM, dropout 0.1, four linear heads; loss = tier CE (class-balanced)
-   + 0.5 category CE (risky rows) + harm CE + 0.5 target CE; AdamW (encoder 4e-5, heads 1e-3), linear
+4. Fine-tuning: mean-pooled MiniLM, dropout 0.1, four linear heads; loss = tier CE (each tier weighted
+   by the square root of its rarity; ``--tier-weights none`` leaves it unweighted, as the tenth model,
+   not shipped, was trained) + 0.5 category CE (risky rows) + harm CE + 0.5 target CE; AdamW (encoder 4e-5, heads 1e-3), linear
    warm-up and decay, batches of similar length, light typo noise on 15% of training texts.
 5. Export to ONNX (softmax outputs), dynamic int8 quantisation with ONNX Runtime, weights scaled
    per output channel or per tensor, whichever stays closer to the fp32 graph on validation texts
@@ -79,7 +80,8 @@ from moderation.normalize import normalize  # noqa: E402
 
 CORPUS = ROOT / "bench" / "data" / "corpus"
 FROZEN_SETS = tuple(
-    ROOT / "bench" / "data" / name for name in ("frozen_eval", "frozen_eval_2", "frozen_eval_3")
+    ROOT / "bench" / "data" / name
+    for name in ("frozen_eval", "frozen_eval_2", "frozen_eval_3", "frozen_eval_groups")
 )
 SEED = 20261202
 
@@ -146,12 +148,13 @@ def dedupe_against_frozen(
 # The last writer folder (``tN-...``) of each earlier generation of the corpus. Each generation is split
 # on its own, so the records an earlier model was thresholded on stay validation records when writers
 # add folders, and an old and a new model compare on the same held-out records.
-GENERATIONS = (23, 27)
+GENERATIONS = (23, 27, 30, 33)
 
 
 def generation(path: Path) -> int:
     """0 for the folders the sixth model was trained on (t1 to t23), 1 for those written for the
-    seventh (t24 to t27), 2 for those written for the eighth (t28 on), ..."""
+    seventh (t24 to t27), 2 for the eighth (t28 to t30), 3 for the ninth (t31 to t33, not shipped),
+    4 for the tenth (t34 on), ..."""
     m = re.match(r"t(\d+)-", path.parent.name)
     return sum(int(m.group(1)) > last for last in GENERATIONS) if m else len(GENERATIONS)
 
@@ -302,8 +305,12 @@ def train(
     import torch
 
     tier_counts = Counter(d["tier"] for d in data)
-    tier_w = torch.tensor(
-        [math.sqrt(len(data) / (len(TIERS) * max(1, tier_counts[i]))) for i in range(len(TIERS))]
+    tier_w = (
+        torch.tensor(
+            [math.sqrt(len(data) / (len(TIERS) * max(1, tier_counts[i]))) for i in range(len(TIERS))]
+        )
+        if args.tier_weights == "sqrt"
+        else None
     )
     ce = {
         "tier": torch.nn.CrossEntropyLoss(weight=tier_w, ignore_index=-100, label_smoothing=0.05),
@@ -483,24 +490,34 @@ def record_frozen(model: SupportModel, sets: list[tuple[str, str, list[Labelled]
     }
 
 
+def shipped_frozen_sets(card: dict[str, Any] | None = None) -> list[Path]:
+    """The frozen sets a model's corpus was deduplicated against, as its card names them (default: the
+    shipped model's). A set written after the model was trained is not among them: deduplicating
+    against it would move records between that model's training and validation splits."""
+    card = card if card is not None else json.loads(DEFAULT_CARD.read_text(encoding="utf-8"))
+    return [ROOT / name for name in card.get("frozen", {})] or list(FROZEN_SETS)
+
+
 def validation_records(
     corpus: Path = CORPUS,
-    frozen: tuple[Path, ...] | list[Path] = FROZEN_SETS,
+    frozen: tuple[Path, ...] | list[Path] | None = None,
     share: float = 0.10,
     cutoff: float = 0.90,
     upto_generation: int | None = None,
+    from_generation: int = 0,
 ) -> list[Labelled]:
     """The validation split the shipped model was thresholded on and never trained on: the corpus
-    deduplicated against the frozen sets, then split as training splits it. With ``upto_generation``,
-    only the records of generations 0 to that one (see :func:`generation`)."""
+    deduplicated against the frozen sets (default: those the shipped model's card names), then split
+    as training splits it. Only the records of generations ``from_generation`` to ``upto_generation``
+    (default: all; see :func:`generation`)."""
+    frozen = shipped_frozen_sets() if frozen is None else frozen
     records = [r for _, _, rs in frozen_sets(list(frozen)) for r in rs]
     tagged = load_corpus(corpus)
     kept, _, _, _ = dedupe_against_frozen([r for _, r in tagged], records, cutoff)
     val = split_generations(tagged, kept, share, random.Random(SEED))[1]
-    if upto_generation is None:
-        return val
+    last = len(GENERATIONS) if upto_generation is None else upto_generation
     gen = {id(r): g for g, r in tagged}
-    return [r for r in val if gen[id(r)] <= upto_generation]
+    return [r for r in val if from_generation <= gen[id(r)] <= last]
 
 
 def rescore(args: argparse.Namespace) -> None:
@@ -512,7 +529,7 @@ def rescore(args: argparse.Namespace) -> None:
     if digest(data_files(args.corpus)) != card.get("corpus_digest"):
         raise SystemExit(f"{args.corpus} is not the corpus {card_file} was trained on")
     sets = frozen_sets(args.frozen)
-    val = validation_records(args.corpus, args.frozen, args.val_share, args.dedupe_cutoff)
+    val = validation_records(args.corpus, shipped_frozen_sets(card), args.val_share, args.dedupe_cutoff)
     model = SupportModel(args.out / DEFAULT_MODEL.name, card_file)
     val_scores = model.predict([model_text(r) for r in val])
     if args.rethreshold:
@@ -544,6 +561,13 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--val-share", type=float, default=0.10)
     ap.add_argument("--context-pairs", type=int, default=1200)
+    ap.add_argument(
+        "--tier-weights",
+        choices=("none", "sqrt"),
+        default="sqrt",
+        help="tier loss weights: sqrt, each tier by the square root of its rarity (the shipped recipe, "
+        "the sixth to the eighth models), or none (tried for the tenth, not shipped)",
+    )
     ap.add_argument("--dedupe-cutoff", type=float, default=0.90)
     ap.add_argument("--alert-fa", type=float, default=0.03)
     ap.add_argument("--harm-fp", type=float, default=0.01)
@@ -647,6 +671,7 @@ def main() -> None:
                 "epochs": args.epochs,
                 "batch": args.batch,
                 "lr_encoder": args.lr,
+                "tier_weights": args.tier_weights,
                 "seed": SEED,
                 "alert_fa": args.alert_fa,
                 "harm_fp": args.harm_fp,
