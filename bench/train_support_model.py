@@ -23,8 +23,9 @@ in all on a 2-core Intel Xeon with AVX-512):
    trained on them), so that reading messages together neither invents risk nor hides it.
 4. Fine-tuning: mean-pooled MiniLM, dropout 0.1, four linear heads; loss = tier CE (each tier weighted
    by the square root of its rarity; ``--tier-weights none`` leaves it unweighted, as the tenth model,
-   not shipped, was trained) + 0.5 category CE (risky rows) + harm CE + 0.5 target CE; AdamW (encoder 4e-5, heads 1e-3), linear
-   warm-up and decay, batches of similar length, light typo noise on 15% of training texts.
+   not shipped, was trained) + 0.5 category CE (risky rows) + harm CE + 0.5 target CE; AdamW (encoder
+   4e-5, heads 1e-3), linear warm-up and decay, batches of similar length, light typo noise on 15% of
+   training texts.
 5. Export to ONNX (softmax outputs), dynamic int8 quantisation with ONNX Runtime, weights scaled
    per output channel or per tensor, whichever stays closer to the fp32 graph on validation texts
    (recorded in the card); the int8 graph's validation outputs are compared with torch's.
