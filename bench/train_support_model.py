@@ -62,6 +62,7 @@ from moderation.detectors.support_model import (  # noqa: E402
     DEFAULT_MODEL,
     SupportModel,
     Thresholds,
+    load_card,
     model_figures,
     model_text,
 )
@@ -495,7 +496,7 @@ def shipped_frozen_sets(card: dict[str, Any] | None = None) -> list[Path]:
     """The frozen sets a model's corpus was deduplicated against, as its card names them (default: the
     shipped model's). A set written after the model was trained is not among them: deduplicating
     against it would move records between that model's training and validation splits."""
-    card = card if card is not None else json.loads(DEFAULT_CARD.read_text(encoding="utf-8"))
+    card = card if card is not None else load_card()
     return [ROOT / name for name in card.get("frozen", {})] or list(FROZEN_SETS)
 
 
